@@ -1,0 +1,73 @@
+"""Prompt formatting: masked prompts, EOS-terminated answers, truncation, key-phrase masks, collation."""
+
+from __future__ import annotations
+
+import torch
+
+from unlearn.data.formatting import (
+    IGNORE_INDEX,
+    EncodedQA,
+    PromptFormat,
+    collate,
+    encode_prompt,
+    encode_qa,
+    phrase_mask,
+)
+
+QUESTION = "Which award has Kalo Renmi received?"
+ANSWER = "Kalo Renmi received the Golden Quill Award for a remarkable body of work."
+
+
+def test_prompt_is_masked_and_answer_ends_with_eos(tokenizer):
+    e = encode_qa(tokenizer, QUESTION, ANSWER, max_length=96)
+    prompt = encode_prompt(tokenizer, QUESTION)
+    assert list(e.input_ids[: e.prompt_len]) == prompt
+    assert prompt[0] == tokenizer.bos_token_id
+    assert tokenizer.decode(prompt[1:]) == f"Question: {QUESTION}\nAnswer:"
+    assert all(t == IGNORE_INDEX for t in e.labels[: e.prompt_len])
+    assert e.labels[e.prompt_len:] == e.input_ids[e.prompt_len:]
+    assert e.input_ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(e.input_ids[e.prompt_len:-1]) == " " + ANSWER
+
+
+def test_no_chat_template_means_plain_format(tokenizer):
+    assert encode_prompt(tokenizer, QUESTION, PromptFormat(chat_template=True)) == encode_prompt(
+        tokenizer, QUESTION, PromptFormat(chat_template=False))
+
+
+def test_truncation_keeps_the_prompt(tokenizer):
+    full = encode_qa(tokenizer, QUESTION, ANSWER, max_length=96)
+    cut = encode_qa(tokenizer, QUESTION, ANSWER, max_length=full.prompt_len + 3)
+    assert len(cut.input_ids) == full.prompt_len + 3
+    assert cut.prompt_len == full.prompt_len
+    assert cut.input_ids == full.input_ids[: full.prompt_len + 3]
+    assert cut.input_ids[-1] != tokenizer.eos_token_id
+
+
+def test_phrase_mask_by_spans():
+    text = "Born in Lisbon, Portugal."
+    spans = [(0, 4), (4, 7), (7, 14), (14, 15), (15, 24), (24, 25)]
+    assert phrase_mask(text, spans, ["lisbon"]) == [False, False, True, False, False, False]
+    assert phrase_mask(text, spans, ["Lisbon, Portugal"]) == [False, False, True, True, True, False]
+    assert phrase_mask(text, spans, ["", "Madrid"]) == [False] * 6
+
+
+def test_key_phrase_marks_the_right_tokens(tokenizer):
+    e = encode_qa(tokenizer, QUESTION, ANSWER, max_length=96, key_phrases=["Golden Quill Award"])
+    assert len(e.importance) == len(e.input_ids)
+    assert not any(e.importance[: e.prompt_len])
+    marked = [t for t, m in zip(e.input_ids, e.importance, strict=True) if m]
+    assert tokenizer.decode(marked).strip() == "Golden Quill Award"
+    assert not e.importance[-1]  # EOS is not part of a phrase
+
+
+def test_collate_pads_with_ignore_index():
+    a = EncodedQA((1, 5, 6, 2), (IGNORE_INDEX, IGNORE_INDEX, 6, 2), 2, (False, False, True, False))
+    b = EncodedQA((1, 7, 2), (IGNORE_INDEX, 7, 2), 1, (False, True, False))
+    out = collate([a, b], pad_id=0)
+    assert out["input_ids"].tolist() == [[1, 5, 6, 2], [1, 7, 2, 0]]
+    assert out["labels"].tolist() == [[-100, -100, 6, 2], [-100, 7, 2, -100]]
+    assert out["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    assert out["importance"].dtype == torch.bool
+    assert out["importance"].tolist() == [[False, False, True, False], [False, True, False, False]]
+    assert "importance" not in collate([a, EncodedQA(b.input_ids, b.labels, 1)], pad_id=0)

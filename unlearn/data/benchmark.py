@@ -1,0 +1,136 @@
+"""The one data entry point: a ``DataConfig`` in, a ``Benchmark`` (forget/retain/holdout/eval rows) out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Literal, get_args
+
+from unlearn.data.formatting import PromptFormat
+from unlearn.data.generated import TEMPLATES, general_knowledge_rows, generate_benchmark
+from unlearn.data.tofu import load_tofu_config
+from unlearn.errors import check_range, unknown_name
+from unlearn.registry import Registry
+
+BenchmarkName = Literal["generated", "tofu"]
+Split = Literal["forget01", "forget05", "forget10"]
+EVAL_SET_NAMES = ("forget", "retain", "real_authors", "world_facts")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which benchmark and forget split to load, and how long an encoded example may be.
+
+    ``num_authors``, ``qa_per_author`` and ``seed`` only shape the generated benchmark; ``path`` is
+    TOFU's local directory (None: the Hugging Face hub).
+    """
+
+    benchmark: BenchmarkName = "generated"
+    path: str | None = None
+    split: Split = "forget10"
+    num_authors: int = 20
+    qa_per_author: int = 8
+    seed: int = 0
+    max_length: int = 96
+
+    def __post_init__(self) -> None:
+        if self.benchmark not in get_args(BenchmarkName):
+            raise unknown_name("benchmark", self.benchmark, get_args(BenchmarkName))
+        if self.split not in get_args(Split):
+            raise unknown_name("split", self.split, get_args(Split))
+        check_range("num_authors", self.num_authors, low=2, high=100_000)
+        check_range("qa_per_author", self.qa_per_author, low=1, high=len(TEMPLATES))
+        check_range("seed", self.seed, low=0, high=2**63 - 1)
+        check_range("max_length", self.max_length, low=8, high=65_536)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Rows of one benchmark split. ``*_eval`` are the ``_perturbed`` configurations (with
+    ``perturbed_answer`` lists); ``general_knowledge`` is the tiny models' pretraining set
+    (empty for TOFU, whose models already know the world)."""
+
+    name: str
+    forget: tuple[dict, ...]
+    retain: tuple[dict, ...]
+    holdout: tuple[dict, ...]
+    full: tuple[dict, ...]
+    forget_eval: tuple[dict, ...]
+    retain_eval: tuple[dict, ...]
+    real_authors_eval: tuple[dict, ...]
+    world_facts_eval: tuple[dict, ...]
+    general_knowledge: tuple[dict, ...] = ()
+
+    def eval_sets(self) -> dict[str, tuple[dict, ...]]:
+        """The evaluation sets keyed ``forget``, ``retain``, ``real_authors``, ``world_facts``."""
+        return {
+            "forget": self.forget_eval, "retain": self.retain_eval,
+            "real_authors": self.real_authors_eval, "world_facts": self.world_facts_eval,
+        }
+
+
+def split_configs(split: str) -> dict[str, str]:
+    """Configuration name of each ``Benchmark`` field for forget split ``split`` (e.g. ``forget10``)."""
+    if split not in get_args(Split):
+        raise unknown_name("split", split, get_args(Split))
+    pct = split.removeprefix("forget")
+    return {
+        "forget": split, "retain": f"retain{100 - int(pct)}", "holdout": f"holdout{pct}", "full": "full",
+        "forget_eval": f"{split}_perturbed", "retain_eval": "retain_perturbed",
+        "real_authors_eval": "real_authors_perturbed", "world_facts_eval": "world_facts_perturbed",
+    }
+
+
+def _assemble(name: str, split: str, get: Callable[[str], list[dict]], general: list[dict]) -> Benchmark:
+    rows = {f: tuple(get(c)) for f, c in split_configs(split).items()}
+    return Benchmark(name=name, general_knowledge=tuple(general), **rows)
+
+
+BENCHMARKS: Registry[Callable[[DataConfig], Benchmark]] = Registry("benchmark")
+
+
+@BENCHMARKS.register("generated")
+def load_generated(cfg: DataConfig) -> Benchmark:
+    """The generated fictitious-author benchmark (offline, seeded)."""
+    sets = generate_benchmark(cfg.num_authors, cfg.qa_per_author, cfg.seed)
+    return _assemble(f"generated/{cfg.split}", cfg.split, sets.__getitem__, general_knowledge_rows(sets))
+
+
+@BENCHMARKS.register("tofu")
+def load_tofu(cfg: DataConfig) -> Benchmark:
+    """TOFU from ``cfg.path`` (a directory of JSON lines) or the hub."""
+    return _assemble(f"tofu/{cfg.split}", cfg.split, lambda c: load_tofu_config(c, cfg.path), [])
+
+
+def load_benchmark(cfg: DataConfig) -> Benchmark:
+    """Load the benchmark named by ``cfg.benchmark`` for split ``cfg.split``.
+
+    ``forgetXX`` comes with ``retain{100-XX}``, ``holdoutXX`` and ``forgetXX_perturbed``.
+    """
+    return BENCHMARKS.get(cfg.benchmark)(cfg)
+
+
+_TEXT_COLUMNS = ("question", "answer", "paraphrased_question", "paraphrased_answer",
+                 "option1", "option2", "option3", "option4")
+
+
+def text_corpus(bench: Benchmark, fmt: PromptFormat | None = PromptFormat()) -> list[str]:
+    """Every distinct string of the benchmark, in a fixed order: a tokenizer's training text.
+
+    Questions, answers, paraphrases, perturbed answers and options; with ``fmt``, also each question
+    wrapped in its plain prompt, so that the prefixes (``Question:``, ``Answer:``) become few tokens.
+    """
+    seen: dict[str, None] = {}
+    for f in fields(bench):
+        rows = getattr(bench, f.name)
+        if not isinstance(rows, tuple):
+            continue
+        for row in rows:
+            for col in _TEXT_COLUMNS:
+                if isinstance(row.get(col), str):
+                    seen.setdefault(row[col])
+            for text in row.get("perturbed_answer") or ():
+                seen.setdefault(text)
+            if fmt is not None:
+                seen.setdefault(f"{fmt.question_prefix}{row['question']}{fmt.answer_prefix}")
+    return list(seen)

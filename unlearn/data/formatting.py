@@ -1,0 +1,124 @@
+"""Prompt formatting: question tokens are masked to -100 in the labels, answers end with EOS.
+
+The plain format (``Question: ...\\nAnswer: ...``) is used for tiny models; a tokenizer with a chat
+template gets its template when ``PromptFormat.chat_template`` is true.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a question/answer pair becomes tokens."""
+
+    question_prefix: str = "Question: "
+    answer_prefix: str = "\nAnswer:"
+    chat_template: bool = True  # use the tokenizer's chat template when it has one
+
+
+@dataclass(frozen=True)
+class EncodedQA:
+    """One tokenized example. ``labels`` is -100 on the prompt; ``importance`` marks key-phrase tokens."""
+
+    input_ids: tuple[int, ...]
+    labels: tuple[int, ...]
+    prompt_len: int
+    importance: tuple[bool, ...] | None = None
+
+
+def _uses_chat(tokenizer, fmt: PromptFormat) -> bool:
+    return bool(fmt.chat_template and getattr(tokenizer, "chat_template", None))
+
+
+def encode_prompt(tokenizer, question: str, fmt: PromptFormat = PromptFormat()) -> list[int]:
+    """Token ids of the prompt that precedes an answer (BOS included), ready for generation."""
+    if _uses_chat(tokenizer, fmt):
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=True
+        )
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        return list(ids)
+    text = f"{fmt.question_prefix}{question}{fmt.answer_prefix}"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    return ([bos] if bos is not None else []) + list(ids)
+
+
+def encode_answer(tokenizer, answer: str, fmt: PromptFormat = PromptFormat()) -> tuple[list[int], list[tuple[int, int]]]:
+    """Answer token ids (EOS appended) and each token's character span within ``answer``."""
+    lead = "" if _uses_chat(tokenizer, fmt) else " "
+    enc = tokenizer(lead + answer, add_special_tokens=False, return_offsets_mapping=True)
+    spans = [(max(0, a - len(lead)), max(0, b - len(lead))) for a, b in enc["offset_mapping"]]
+    ids = list(enc["input_ids"])
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+        spans.append((len(answer), len(answer)))
+    return ids, spans
+
+
+def encode_qa(
+    tokenizer,
+    question: str,
+    answer: str,
+    *,
+    max_length: int,
+    fmt: PromptFormat = PromptFormat(),
+    key_phrases: Sequence[str] | None = None,
+) -> EncodedQA:
+    """Tokenize one pair; truncates the answer (never the prompt) to ``max_length`` tokens in all."""
+    prompt = encode_prompt(tokenizer, question, fmt)
+    ans, spans = encode_answer(tokenizer, answer, fmt)
+    if len(prompt) >= max_length:
+        prompt = prompt[: max_length - 1]
+    ans, spans = ans[: max_length - len(prompt)], spans[: max_length - len(prompt)]
+    importance = None
+    if key_phrases is not None:
+        importance = tuple([False] * len(prompt) + phrase_mask(answer, spans, key_phrases))
+    return EncodedQA(tuple(prompt + ans), tuple([IGNORE_INDEX] * len(prompt) + ans), len(prompt), importance)
+
+
+def phrase_mask(text: str, spans: Sequence[tuple[int, int]], phrases: Sequence[str]) -> list[bool]:
+    """True for each token whose character span overlaps an occurrence of one of ``phrases``."""
+    regions: list[tuple[int, int]] = []
+    lower = text.lower()
+    for phrase in phrases:
+        p = phrase.lower().strip()
+        if not p:
+            continue
+        start = lower.find(p)
+        while start != -1:
+            regions.append((start, start + len(p)))
+            start = lower.find(p, start + 1)
+    return [any(a < e and s < b for s, e in regions) for a, b in spans]
+
+
+def collate(examples: Sequence[EncodedQA], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a list of examples into tensors ``input_ids``, ``attention_mask``, ``labels`` (B, T).
+
+    Adds ``importance`` (B, T) bool when every example carries one.
+    """
+    width = max(len(e.input_ids) for e in examples)
+    n = len(examples)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        k = len(e.input_ids)
+        ids[i, :k] = torch.tensor(e.input_ids)
+        labels[i, :k] = torch.tensor(e.labels)
+        mask[i, :k] = 1
+    out = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if examples and all(e.importance is not None for e in examples):
+        imp = torch.zeros((n, width), dtype=torch.bool)
+        for i, e in enumerate(examples):
+            imp[i, : len(e.importance)] = torch.tensor(e.importance)
+        out["importance"] = imp
+    return out

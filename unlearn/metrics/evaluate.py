@@ -1,0 +1,362 @@
+"""TOFU evaluation of a causal LM: probabilities, truth ratios, ROUGE, extraction strength.
+
+``evaluate`` scores every answer sequence (answer, paraphrase, perturbed answers) of every split in one
+flat, length-sorted batched pass, generates greedy answers for ROUGE in a second batched pass, and
+leaves the maths to ``unlearn.metrics.tofu``. Rows follow TOFU's ``*_perturbed`` schema.
+
+The retain model's per-question forget truth ratios (needed for forget quality) are read by
+``retain_stats_from_file`` from open-unlearning's ``TOFU_EVAL.json`` or this project's own JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from unlearn.data.formatting import EncodedQA, PromptFormat, collate, encode_prompt, encode_qa
+from unlearn.errors import ConfigError, check_range, unknown_name
+from unlearn.metrics import names
+from unlearn.metrics import tofu
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation knobs.
+
+    ``rouge=False`` skips generation, so the ``*_rouge`` metrics and ``model_utility`` are left out.
+    """
+
+    batch_size: int = 32
+    max_new_tokens: int = 40
+    max_length: int = 96  # prompt + answer tokens of a scored sequence; longer answers are truncated
+    rouge: bool = True
+
+    def __post_init__(self) -> None:
+        check_range("batch_size", self.batch_size, low=1)
+        check_range("max_new_tokens", self.max_new_tokens, low=1)
+        check_range("max_length", self.max_length, low=2)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Metrics by name (see ``names``), the raw forget truth ratios, and the greedy generations."""
+
+    metrics: dict[str, float]
+    forget_truth_ratios: list[float]
+    generations: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Row:
+    question: str
+    answer: str
+    true_answer: str  # the paraphrase on forget/retain, the answer itself elsewhere
+    perturbed: tuple[str, ...]
+
+
+@dataclass
+class _Plan:
+    """Flat list of (question, answer text) sequences and, per split, where each row's ones sit."""
+
+    texts: list[tuple[str, str]] = field(default_factory=list)
+    answer: dict[str, list[int]] = field(default_factory=dict)
+    true: dict[str, list[int]] = field(default_factory=dict)
+    perturbed: dict[str, list[list[int]]] = field(default_factory=dict)
+
+    def add(self, question: str, text: str) -> int:
+        self.texts.append((question, text))
+        return len(self.texts) - 1
+
+
+_HAS_PARAPHRASE = (names.FORGET, names.RETAIN)
+
+
+def _text(row: Mapping[str, Any], key: str, where: str) -> str:
+    if key not in row:
+        raise ConfigError(f"{where} lacks {key!r}; rows need question, answer, perturbed_answer"
+                          f" (and paraphrased_answer on forget/retain); got keys {sorted(row)}")
+    value = row[key]
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}[{key!r}] must be a string, got {value!r}")
+    return value
+
+
+def _perturbed(row: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    value = row.get("perturbed_answer")
+    if isinstance(value, str):
+        value = [value]
+    if value is None or len(value) == 0 or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}['perturbed_answer'] must be a non-empty list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _parse_sets(sets: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, list[_Row]]:
+    """Validate the split names and rows; returns split -> rows in ``names.SPLITS`` order."""
+    for split in sets:
+        if split not in names.SPLITS:
+            raise unknown_name("evaluation split", split, names.SPLITS)
+    out: dict[str, list[_Row]] = {}
+    for split in (s for s in names.SPLITS if s in sets):
+        if len(sets[split]) == 0:
+            raise ConfigError(f"evaluation split {split!r} has no rows")
+        rows = []
+        for i, row in enumerate(sets[split]):
+            where = f"{split}[{i}]"
+            answer = _text(row, "answer", where)
+            true = _text(row, "paraphrased_answer", where) if split in _HAS_PARAPHRASE else answer
+            rows.append(_Row(_text(row, "question", where), answer, true, _perturbed(row, where)))
+        out[split] = rows
+    return out
+
+
+def _plan(rows: dict[str, list[_Row]]) -> _Plan:
+    plan = _Plan()
+    for split, split_rows in rows.items():
+        plan.answer[split], plan.true[split], plan.perturbed[split] = [], [], []
+        for r in split_rows:
+            a = plan.add(r.question, r.answer)
+            plan.answer[split].append(a)
+            plan.true[split].append(plan.add(r.question, r.true_answer) if split in _HAS_PARAPHRASE else a)
+            plan.perturbed[split].append([plan.add(r.question, p) for p in r.perturbed])
+    return plan
+
+
+def _pad_id(tokenizer) -> int:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise ConfigError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
+    return int(pad)
+
+
+def _length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first), to keep padding small."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _score(
+    model, encoded: list[EncodedQA], pad_id: int, batch_size: int, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher-forced pass over all sequences.
+
+    Returns:
+        avg_logp: (S,) per-token mean answer log-prob; es: (S,) extraction strength.
+    """
+    avg_logp = torch.empty(len(encoded), dtype=torch.float32, device=device)
+    es = torch.empty(len(encoded), dtype=torch.float32, device=device)
+    for idx in _length_batches([len(e.input_ids) for e in encoded], batch_size):
+        batch = collate([encoded[i] for i in idx], pad_id)
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        logp, correct, valid = tofu.answer_token_stats(logits, batch["labels"].to(device))
+        where = torch.tensor(idx, device=device)
+        avg_logp[where] = logp.sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+        es[where] = tofu.extraction_strength_masked(correct, valid)
+    return avg_logp.double().cpu().numpy(), es.double().cpu().numpy()
+
+
+def _left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) ``input_ids`` and ``attention_mask`` with padding on the left, as generation needs."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+        mask[i, width - len(p) :] = 1
+    return ids, mask
+
+
+def _generate(
+    model, tokenizer, questions: list[str], cfg: EvalConfig, fmt: PromptFormat, device: torch.device
+) -> list[str]:
+    """Greedy answers to ``questions``, decoded from the new tokens only."""
+    prompts = [encode_prompt(tokenizer, q, fmt) for q in questions]
+    pad_id = _pad_id(tokenizer)
+    out: list[str] = [""] * len(prompts)
+    for idx in _length_batches([len(p) for p in prompts], cfg.batch_size):
+        ids, mask = _left_pad([prompts[i] for i in idx], pad_id)
+        gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                             max_new_tokens=cfg.max_new_tokens, pad_token_id=pad_id)
+        texts = tokenizer.batch_decode(gen[:, ids.shape[1] :].cpu(), skip_special_tokens=True)
+        for i, text in zip(idx, texts):
+            out[i] = text.strip()
+    return out
+
+
+def _split_metrics(
+    split: str, plan: _Plan, avg_logp: np.ndarray, es: np.ndarray
+) -> tuple[dict[str, float], np.ndarray]:
+    """Probability, truth-ratio (and ES on forget/retain) statistics of one split, and its raw ratios."""
+    answer = np.asarray(plan.answer[split])
+    perturbed = [avg_logp[p] for p in plan.perturbed[split]]
+    ratios = tofu.truth_ratio(avg_logp[plan.true[split]], perturbed)
+    out: dict[str, float] = {}
+    if split in _HAS_PARAPHRASE:
+        out[names.split_metric(split, "prob")] = float(np.mean(np.exp(avg_logp[answer])))
+        out[names.split_metric(split, "es")] = float(np.mean(es[answer]))
+    else:
+        option = tofu.option_probability(np.exp(avg_logp[answer]), [np.exp(p) for p in perturbed])
+        out[names.split_metric(split, "prob")] = float(np.mean(option))
+    aggregate = tofu.truth_ratio_closer_to_one if split == names.FORGET else tofu.truth_ratio_true_better
+    out[names.split_metric(split, "truth_ratio")] = aggregate(ratios)
+    return out, ratios
+
+
+def evaluate(
+    model,
+    tokenizer,
+    sets: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    cfg: EvalConfig = EvalConfig(),
+    fmt: PromptFormat = PromptFormat(),
+    retain_truth_ratios: Sequence[float] | None = None,
+) -> EvalResult:
+    """Evaluate ``model`` on TOFU-style splits.
+
+    Args:
+        model: a Hugging Face causal LM; evaluated on its own device, its train/eval mode restored.
+        tokenizer: the model's tokenizer (pad token, or eos used as pad).
+        sets: some of "forget", "retain", "real_authors", "world_facts" -> rows with ``question``,
+            ``answer``, ``perturbed_answer`` (list) and, on forget/retain, ``paraphrased_answer``.
+        cfg: batch size, generation length, truncation, whether to compute ROUGE.
+        fmt: prompt format, as used in training.
+        retain_truth_ratios: the retain model's raw forget truth ratios; adds ``forget_quality``.
+
+    Returns:
+        EvalResult with every metric the given splits allow: ``{split}_prob``, ``{split}_truth_ratio``,
+        ``{split}_rouge`` (if ``cfg.rouge``), ``forget_es``/``retain_es``, ``forget_quality`` (forget
+        split and ``retain_truth_ratios`` given) and ``model_utility`` (retain, real_authors and
+        world_facts given, and ``cfg.rouge``).
+    """
+    rows = _parse_sets(sets)
+    if retain_truth_ratios is not None and names.FORGET in rows:
+        check_retain_stats(retain_truth_ratios, len(rows[names.FORGET]))
+    plan = _plan(rows)
+    device = next(model.parameters()).device
+    modes = [(m, m.training) for m in model.modules()]  # per module: some may be frozen in eval mode
+    model.eval()
+    try:
+        with torch.no_grad():
+            encoded = [encode_qa(tokenizer, q, a, max_length=cfg.max_length, fmt=fmt) for q, a in plan.texts]
+            avg_logp, es = _score(model, encoded, _pad_id(tokenizer), cfg.batch_size, device)
+            questions = [r.question for split_rows in rows.values() for r in split_rows]
+            generated = _generate(model, tokenizer, questions, cfg, fmt, device) if cfg.rouge else []
+    finally:
+        for module, training in modes:
+            module.training = training
+    return _assemble(rows, plan, avg_logp, es, generated, retain_truth_ratios)
+
+
+def _assemble(rows: dict[str, list[_Row]], plan: _Plan, avg_logp: np.ndarray, es: np.ndarray,
+              generated: list[str], retain_truth_ratios: Sequence[float] | None) -> EvalResult:
+    metrics: dict[str, float] = {}
+    forget_ratios: list[float] = []
+    generations: dict[str, list[str]] = {}
+    start = 0
+    for split, split_rows in rows.items():
+        stats, ratios = _split_metrics(split, plan, avg_logp, es)
+        metrics.update(stats)
+        if split == names.FORGET:
+            forget_ratios = [float(r) for r in ratios]
+        if generated:
+            generations[split] = generated[start : start + len(split_rows)]
+            recall = tofu.rouge_l_recall(generations[split], [r.answer for r in split_rows])
+            metrics[names.split_metric(split, "rouge")] = float(np.mean(recall))
+        start += len(split_rows)
+    if retain_truth_ratios is not None and names.FORGET in rows:
+        metrics[names.FORGET_QUALITY] = tofu.forget_quality(forget_ratios, retain_truth_ratios)
+    if all(k in metrics for k in names.UTILITY_METRICS):
+        metrics[names.MODEL_UTILITY] = tofu.model_utility(metrics)
+    ordered = {k: metrics[k] for k in names.ALL_METRICS if k in metrics}
+    return EvalResult(ordered, forget_ratios, generations)
+
+
+# --- the retain model's forget truth ratios, needed for forget quality --------------------------------
+
+_OWN_KEY = "forget_truth_ratios"
+_OU_KEY = "forget_truth_ratio"
+_EXPECTED = (f'{{"{_OWN_KEY}": [numbers]}} or open-unlearning\'s TOFU_EVAL.json with '
+             f'{{"{_OU_KEY}": {{"value_by_index": {{"0": {{"score": number}}, ...}}}}}}')
+
+
+def _numbers(values: Sequence[Any], path: Path, where: str) -> list[float]:
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{path}: {where}[{i}]={v!r} is not a number; expected {_EXPECTED}")
+        out.append(float(v))
+    if not out:
+        raise ConfigError(f"{path}: {where} is empty; expected one truth ratio per forget question")
+    return out
+
+
+def _from_open_unlearning(block: Any, path: Path) -> list[float]:
+    by_index = block.get("value_by_index") if isinstance(block, Mapping) else None
+    if not isinstance(by_index, Mapping):
+        raise ConfigError(f"{path}: {_OU_KEY!r} has no 'value_by_index' mapping; expected {_EXPECTED}")
+    try:
+        keys = sorted(by_index, key=int)
+    except ValueError:
+        raise ConfigError(
+            f"{path}: {_OU_KEY}.value_by_index keys must be integers, got {sorted(by_index)[:5]}"
+        ) from None
+    scores = []
+    for k in keys:
+        entry = by_index[k]
+        if not isinstance(entry, Mapping) or "score" not in entry:
+            raise ConfigError(
+                f"{path}: {_OU_KEY}.value_by_index[{k!r}]={entry!r} lacks 'score'; expected {_EXPECTED}"
+            )
+        scores.append(entry["score"])
+    return _numbers(scores, path, f"{_OU_KEY}.value_by_index")
+
+
+def retain_stats_from_file(path: str | Path) -> list[float]:
+    """Read the retain model's per-question forget truth ratios, in forget-set order.
+
+    Accepts open-unlearning's ``TOFU_EVAL.json`` (``forget_truth_ratio.value_by_index``, ordered by
+    integer index) or this project's ``{"forget_truth_ratios": [...]}``.
+
+    Raises:
+        ConfigError: naming the path and the expected layout, if the file is missing or malformed.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"retain statistics file {str(path)!r} not found; expected {_EXPECTED}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(
+            f"{path}: cannot read retain statistics as JSON ({e}); expected {_EXPECTED}"
+        ) from None
+    if isinstance(data, Mapping) and _OWN_KEY in data:
+        values = data[_OWN_KEY]
+        if not isinstance(values, list):
+            raise ConfigError(f"{path}: {_OWN_KEY!r} must be a list, got {type(values).__name__}")
+        return _numbers(values, path, _OWN_KEY)
+    if isinstance(data, Mapping) and _OU_KEY in data:
+        return _from_open_unlearning(data[_OU_KEY], path)
+    found = sorted(data)[:8] if isinstance(data, Mapping) else type(data).__name__
+    raise ConfigError(f"{path}: no retain statistics found (got {found}); expected {_EXPECTED}")
+
+
+def save_retain_stats(path: str | Path, values: Sequence[float]) -> None:
+    """Write ``values`` (a retain model's raw forget truth ratios) as ``{"forget_truth_ratios": [...]}``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({_OWN_KEY: [float(v) for v in values]}, indent=1) + "\n")
+
+
+def check_retain_stats(values: Sequence[float], n_forget: int) -> None:
+    """Raise ConfigError unless there is exactly one retain truth ratio per forget question."""
+    if len(values) != n_forget:
+        raise ConfigError(
+            f"retain statistics hold {len(values)} truth ratios but the forget split has {n_forget} "
+            "questions; use the retain model's statistics computed on this same forget split"
+        )

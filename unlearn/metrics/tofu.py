@@ -1,0 +1,275 @@
+"""TOFU evaluation maths: pure tensor/array functions, no model, no tokenizer.
+
+Conventions (as in TOFU and open-unlearning):
+    * A sequence's answer log-probability is summed over its answer tokens (labels != -100) after the
+      causal shift; its per-token normalised probability is ``exp(sum_logprob / n_tokens)``.
+    * Truth ratio of a question: ``R = exp(mean_j avg_logp(perturbed_j) - avg_logp(true))``, where the
+      true answer is the paraphrase (forget/retain) or the answer itself (real_authors/world_facts).
+    * Forget truth-ratio statistic: ``mean(min(R, 1/R))``; other sets: ``mean(max(0, 1 - R))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence, Sized
+
+import numpy as np
+import scipy.stats
+import torch
+from rouge_score import rouge_scorer
+
+from unlearn.data.formatting import IGNORE_INDEX
+from unlearn.errors import ConfigError
+from unlearn.metrics.names import UTILITY_METRICS
+
+Ragged = Sequence[Sequence[float]] | np.ndarray
+
+
+def answer_token_stats(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token log-probability and argmax correctness of the answer tokens, in one pass.
+
+    Only the answer positions are upcast to fp32, so the (B, T, V) logits are never copied whole.
+
+    Args:
+        logits: (B, T, V) model outputs, any float dtype.
+        labels: (B, T) token ids, -100 where not scored (prompt, padding).
+
+    Returns:
+        logp: (B, T-1) fp32 log-probability of label ``t+1`` given the prefix up to ``t``; 0 where
+            not scored.
+        correct: (B, T-1) bool, argmax of the logits equals the label; False where not scored.
+        valid: (B, T-1) bool, the position is scored.
+    """
+    if logits.shape[:2] != labels.shape:
+        raise ConfigError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} disagree on (B, T)")
+    targets = labels[:, 1:]
+    valid = targets != IGNORE_INDEX
+    sel = logits[:, :-1][valid].float()  # (N, V)
+    tgt = targets[valid]
+    token_logp = sel.gather(1, tgt[:, None]).squeeze(1) - torch.logsumexp(sel, dim=-1)
+    logp = torch.zeros(valid.shape, dtype=torch.float32, device=logits.device)
+    logp[valid] = token_logp
+    correct = torch.zeros_like(valid)
+    correct[valid] = sel.argmax(dim=-1) == tgt
+    return logp, correct, valid
+
+
+def answer_logprob_stats(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed answer log-probability and answer length of each sequence.
+
+    Args:
+        logits: (B, T, V) model outputs.
+        labels: (B, T) token ids, -100 where ignored.
+
+    Returns:
+        sum_logprob: (B,) fp32 sum of the answer tokens' log-probabilities.
+        n_tokens: (B,) int64 number of scored tokens.
+    """
+    logp, _, valid = answer_token_stats(logits, labels)
+    return logp.sum(dim=1), valid.sum(dim=1)
+
+
+def normalised_prob(
+    sum_logprob: torch.Tensor | np.ndarray, n_tokens: torch.Tensor | np.ndarray
+) -> torch.Tensor | np.ndarray:
+    """Per-token normalised probability ``exp(sum_logprob / n_tokens)`` (geometric mean of token probs).
+
+    Args:
+        sum_logprob: (B,) summed log-probabilities.
+        n_tokens: (B,) token counts (> 0).
+
+    Returns:
+        (B,) probabilities in (0, 1], a tensor if ``sum_logprob`` is one, else a numpy array.
+    """
+    if isinstance(sum_logprob, torch.Tensor):
+        return torch.exp(sum_logprob / n_tokens)
+    return np.exp(np.asarray(sum_logprob, dtype=np.float64) / np.asarray(n_tokens, dtype=np.float64))
+
+
+def _row_means(values: Ragged, what: str) -> np.ndarray:
+    """(N,) mean of each row of a (N, K) array or a ragged list of non-empty rows."""
+    if isinstance(values, np.ndarray) and values.ndim == 2:
+        if values.shape[1] == 0:
+            raise ConfigError(f"{what} has no columns; each question needs at least one")
+        return values.astype(np.float64).mean(axis=1)
+    means = []
+    for i, row in enumerate(values):
+        if len(row) == 0:
+            raise ConfigError(f"{what}[{i}] is empty; each question needs at least one value")
+        means.append(float(np.mean(np.asarray(row, dtype=np.float64))))
+    return np.asarray(means, dtype=np.float64)
+
+
+def _row_sums(values: Ragged) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.ndim == 2:
+        return values.astype(np.float64).sum(axis=1)
+    return np.asarray([float(np.sum(np.asarray(r, dtype=np.float64))) for r in values], dtype=np.float64)
+
+
+def _check_same_length(a: Sized, b: Sized, what: str) -> None:
+    if len(a) != len(b):
+        raise ConfigError(f"{what}: {len(a)} questions against {len(b)} rows of alternatives")
+
+
+def truth_ratio(true_avg_logp: Sequence[float] | np.ndarray, perturbed_avg_logp: Ragged) -> np.ndarray:
+    """Raw truth ratio of each question: geometric-mean perturbed probability over true probability.
+
+    Args:
+        true_avg_logp: (N,) per-token mean log-prob of the true answer (paraphrase, or the answer
+            itself where there is no paraphrase).
+        perturbed_avg_logp: (N, K) or N ragged rows of per-token mean log-probs of perturbed answers.
+
+    Returns:
+        (N,) float64 ``R = exp(mean_j perturbed_j - true)``; < 1 when the true answer is preferred.
+    """
+    true = np.asarray(true_avg_logp, dtype=np.float64)
+    _check_same_length(true, perturbed_avg_logp, "truth_ratio")
+    with np.errstate(over="ignore"):
+        return np.exp(_row_means(perturbed_avg_logp, "perturbed_avg_logp") - true)
+
+
+def truth_ratio_closer_to_one(ratios: Sequence[float] | np.ndarray) -> float:
+    """Forget-set statistic ``mean(min(R, 1/R))``: 1 when true and perturbed are equally likely.
+
+    Args:
+        ratios: (N,) raw truth ratios.
+    """
+    r = np.asarray(ratios, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return float(np.mean(np.exp(-np.abs(np.log(r)))))  # min(R, 1/R), also for R in {0, inf}
+
+
+def truth_ratio_true_better(ratios: Sequence[float] | np.ndarray) -> float:
+    """Statistic for the sets the model should still know: ``mean(max(0, 1 - R))``.
+
+    Args:
+        ratios: (N,) raw truth ratios.
+    """
+    r = np.asarray(ratios, dtype=np.float64)
+    return float(np.mean(np.maximum(0.0, 1.0 - r)))
+
+
+def option_probability(true_prob: Sequence[float] | np.ndarray, perturbed_prob: Ragged) -> np.ndarray:
+    """Probability of the answer among the options, ``P(a) / (P(a) + sum_j P(perturbed_j))``.
+
+    Used on real_authors/world_facts, with per-token normalised probabilities; the metric is the mean.
+
+    Args:
+        true_prob: (N,) normalised probability of each answer.
+        perturbed_prob: (N, K) or N ragged rows of normalised probabilities of the wrong options.
+
+    Returns:
+        (N,) float64 values in [0, 1].
+    """
+    true = np.asarray(true_prob, dtype=np.float64)
+    _check_same_length(true, perturbed_prob, "option_probability")
+    return true / (true + _row_sums(perturbed_prob))
+
+
+def forget_quality(
+    unlearned_tr: Sequence[float] | np.ndarray, retain_tr: Sequence[float] | np.ndarray
+) -> float:
+    """KS-test p-value between the forget-set truth ratios of the unlearned and the retain model.
+
+    Args:
+        unlearned_tr: (N,) raw per-question truth ratios of the unlearned model on the forget set.
+        retain_tr: (M,) the same statistic of a model trained on the retain set only.
+
+    Returns:
+        ``scipy.stats.ks_2samp(unlearned_tr, retain_tr).pvalue``; high means indistinguishable.
+    """
+    for name, values in (("unlearned_tr", unlearned_tr), ("retain_tr", retain_tr)):
+        if len(values) == 0:
+            raise ConfigError(
+                f"forget_quality: {name} is empty; it needs one truth ratio per forget question"
+            )
+    return float(scipy.stats.ks_2samp(np.asarray(unlearned_tr), np.asarray(retain_tr)).pvalue)
+
+
+def model_utility(stats: Mapping[str, float]) -> float:
+    """Harmonic mean of the nine retain/real_authors/world_facts x prob/rouge/truth_ratio statistics.
+
+    Args:
+        stats: metric name -> value; must hold every name in ``names.UTILITY_METRICS`` (others ignored).
+
+    Returns:
+        The harmonic mean, 0 if any statistic is 0.
+    """
+    missing = [k for k in UTILITY_METRICS if k not in stats]
+    if missing:
+        got = ", ".join(sorted(stats)) or "nothing"
+        raise ConfigError(f"model_utility needs {', '.join(missing)}; got {got}")
+    values = np.asarray([float(stats[k]) for k in UTILITY_METRICS], dtype=np.float64)
+    negative = [k for k, v in zip(UTILITY_METRICS, values) if v < 0]
+    if negative:
+        raise ConfigError(f"model_utility: {negative[0]}={stats[negative[0]]!r} is negative; valid: [0, 1]")
+    if np.any(values == 0):
+        return 0.0
+    return float(scipy.stats.hmean(values))
+
+
+def extraction_strength(correct: torch.Tensor) -> float:
+    """Teacher-forced extraction strength of one answer: share of its tail that argmax reproduces.
+
+    ``ES = 1 - k/L`` with ``k`` the shortest prefix after which every prediction is correct, i.e. the
+    length of the trailing run of correct predictions over ``L``. An empty answer scores 0.
+
+    Args:
+        correct: (L,) bool, argmax prediction equals the answer token.
+    """
+    correct = torch.as_tensor(correct, dtype=torch.bool).reshape(-1)
+    length = correct.numel()
+    if length == 0:
+        return 0.0
+    wrong = torch.nonzero(~correct).reshape(-1)
+    k = int(wrong[-1]) + 1 if wrong.numel() else 0
+    return (length - k) / length
+
+
+def extraction_strength_masked(correct: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Batched extraction strength over the scored positions of each row.
+
+    Args:
+        correct: (B, T) bool, argmax prediction equals the label.
+        valid: (B, T) bool, the position is an answer token.
+
+    Returns:
+        (B,) fp32 ES per row; 0 for rows without scored positions.
+    """
+    pos = torch.arange(valid.shape[1], device=valid.device)
+    last_wrong = torch.where(valid & ~correct, pos, -1).max(dim=1).values  # (B,)
+    tail = (valid & (pos > last_wrong[:, None])).sum(dim=1)
+    return tail.float() / valid.sum(dim=1).clamp(min=1).float()
+
+
+def extraction_strength_batch(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-example teacher-forced extraction strength from logits and labels.
+
+    Args:
+        logits: (B, T, V) model outputs.
+        labels: (B, T) token ids, -100 where ignored.
+
+    Returns:
+        (B,) fp32 ES of each example's answer.
+    """
+    _, correct, valid = answer_token_stats(logits, labels)
+    return extraction_strength_masked(correct, valid)
+
+
+def rouge_l_recall(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
+    """ROUGE-L recall of each prediction against its reference (``rouge_score``, Porter stemmer).
+
+    Args:
+        predictions: N generated answers.
+        references: N ground-truth answers.
+
+    Returns:
+        N recalls in [0, 1].
+    """
+    if len(predictions) != len(references):
+        raise ConfigError(
+            f"rouge_l_recall: {len(predictions)} predictions against {len(references)} references"
+        )
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return [scorer.score(ref, pred)["rougeL"].recall for pred, ref in zip(predictions, references)]

@@ -1,0 +1,138 @@
+"""The fully resolved configuration of one unlearning run (what ``results.json`` records)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from unlearn.config import apply_overrides, from_dict, load_yaml, to_dict
+from unlearn.data.benchmark import DataConfig
+from unlearn.errors import ConfigError, check_range
+from unlearn.losses.method import MethodConfig
+from unlearn.metrics.evaluate import EvalConfig
+from unlearn.metrics.names import ALL_METRICS
+from unlearn.models.load import ModelConfig
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Fine-tuning of the target (full set) and retain (retain split) models: the TOFU protocol."""
+
+    epochs: int = 30
+    lr: float = 3e-3
+    batch_size: int = 16
+    weight_decay: float = 0.0
+    finetune: bool = True  # False for a hub model that is already the target (e.g. a TOFU-finetuned Llama)
+    retain_model: str | None = None  # a retain model to evaluate instead of training one
+    retain_stats: str | None = None  # or its forget truth ratios: TOFU_EVAL.json or this project's format
+
+    def __post_init__(self) -> None:
+        check_range("prepare.epochs", self.epochs, low=0)
+        check_range("prepare.lr", self.lr, low=0.0, low_inclusive=False)
+        check_range("prepare.batch_size", self.batch_size, low=1)
+        check_range("prepare.weight_decay", self.weight_decay, low=0.0)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The unlearning optimisation. ``batch_size`` is global: the same whatever the worker count."""
+
+    epochs: int = 5
+    lr: float = 2e-4
+    batch_size: int = 8
+    micro_batch_size: int | None = None  # per worker and step; None = batch_size / workers (no accumulation)
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+    loss_path: Literal["fused", "naive"] = "fused"
+
+    def __post_init__(self) -> None:
+        check_range("optim.epochs", self.epochs, low=1)
+        check_range("optim.lr", self.lr, low=0.0, low_inclusive=False)
+        check_range("optim.batch_size", self.batch_size, low=1)
+        if self.micro_batch_size is not None:
+            check_range("optim.micro_batch_size", self.micro_batch_size, low=1)
+        check_range("optim.weight_decay", self.weight_decay, low=0.0)
+        check_range("optim.warmup_steps", self.warmup_steps, low=0)
+        if self.grad_clip is not None:
+            check_range("optim.grad_clip", self.grad_clip, low=0.0, low_inclusive=False)
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    """Ray Train workers of one run."""
+
+    workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    strategy: Literal["auto", "fsdp", "ddp", "single"] = "auto"  # auto: single for 1 worker, fsdp otherwise
+
+    def __post_init__(self) -> None:
+        check_range("scaling.workers", self.workers, low=1)
+        check_range("scaling.cpus_per_worker", self.cpus_per_worker, low=0.0, low_inclusive=False)
+        if self.strategy == "single" and self.workers > 1:
+            raise ConfigError(f"scaling.strategy='single' takes one worker, got scaling.workers={self.workers}; "
+                              "valid: workers=1, or strategy fsdp / ddp")
+
+    @property
+    def resolved_strategy(self) -> str:
+        if self.strategy != "auto":
+            return self.strategy
+        return "single" if self.workers == 1 else "fsdp"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One unlearning run: prepare (cached) -> unlearn -> evaluate."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    method: MethodConfig = field(default_factory=lambda: MethodConfig(weighting="satimp", beta1=5.0, beta2=0.1))
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    seed: int = 0
+    epoch_eval: bool = False  # evaluate after every epoch (reported with its epoch)
+    keep_best_by: str | None = None  # with epoch_eval: keep the epoch best by this metric (higher is better)
+    cache_dir: str = "~/.cache/unlearn-sweeps"
+
+    def __post_init__(self) -> None:
+        if self.keep_best_by is not None:
+            if not self.epoch_eval:
+                raise ConfigError("keep_best_by needs epoch_eval: true (the best epoch is chosen among evaluated ones)")
+            if self.keep_best_by not in ALL_METRICS:
+                from unlearn.errors import unknown_name
+
+                raise unknown_name("metric", self.keep_best_by, ALL_METRICS, "keep_best_by")
+        if self.method.importance:
+            raise ConfigError("method.importance needs key phrases per forget example, which neither benchmark "
+                              "provides yet; valid: importance: false")
+
+    @property
+    def cache_root(self) -> Path:
+        return Path(self.cache_dir).expanduser().resolve()
+
+
+def load_run_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """The default config, updated by a YAML file and dotted ``key=value`` overrides; validated."""
+    data: dict[str, Any] = load_yaml(path) if path is not None else {}
+    data = apply_overrides(data, overrides)
+    where = str(path) if path is not None else ""
+    try:
+        return run_config_from_dict(data)
+    except ConfigError as e:
+        raise type(e)(f"{where}: {e}" if where else str(e)) from None
+
+
+def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Build a RunConfig from plain data; ``method`` keys replace the default SatImp ones as a whole."""
+    data = dict(data)
+    if "method" not in data:
+        data["method"] = to_dict(RunConfig().method)
+    return from_dict(RunConfig, data)
+
+
+def run_config_to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return to_dict(cfg)

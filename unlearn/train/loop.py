@@ -1,0 +1,192 @@
+"""The unlearning loop, read top to bottom: global batches -> per-rank micro-batches -> loss -> step.
+
+Works on one process or under torch.distributed (DDP / FSDP2): every rank plans the same global
+batches and keeps its shard; each micro-batch's loss is scaled by its share of the *global* token (or
+sequence) count, so the summed gradient equals the gradient of the global-batch loss whatever the
+number of workers or the accumulation steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as tdist
+from torch import nn
+
+from unlearn.data.batching import epoch_batches, shard
+from unlearn.data.formatting import EncodedQA, collate
+from unlearn.errors import UnlearnError
+from unlearn.losses import LossOutput, Method
+from unlearn.train.config import OptimConfig
+
+
+class DivergedError(UnlearnError, RuntimeError):
+    """The loss became NaN or infinite; the run stops at the first such step."""
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process sits in the worker group."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world_size > 1:
+            tdist.all_reduce(t)
+        return t
+
+
+@dataclass(frozen=True)
+class UnlearnData:
+    """Tokenized forget and retain examples (the whole sets; every rank holds them, they are small)."""
+
+    forget: tuple[EncodedQA, ...]
+    retain: tuple[EncodedQA, ...]
+    pad_id: int
+
+
+def n_answer_tokens(e: EncodedQA) -> int:
+    """Tokens that carry a loss after the causal shift (labels at positions 1..T-1)."""
+    return sum(1 for x in e.labels[1:] if x != -100)
+
+
+def make_optimizer(model: nn.Module, cfg: OptimConfig, total_steps: int):
+    """AdamW with linear warm-up then linear decay to 0 over ``total_steps``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        rest = max(1, total_steps - cfg.warmup_steps)
+        return max(0.0, 1.0 - (step - cfg.warmup_steps) / rest)
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def steps_per_epoch(n_forget: int, batch_size: int) -> int:
+    return math.ceil(n_forget / batch_size)
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _micro_slices(local: list[int], micro: int, n_micro: int) -> list[list[int]]:
+    return [local[i * micro:(i + 1) * micro] for i in range(n_micro)]
+
+
+def _units(examples: Sequence[EncodedQA], unit: str) -> int:
+    if unit == "sequence":
+        return sum(1 for e in examples if n_answer_tokens(e) > 0)
+    return sum(n_answer_tokens(e) for e in examples)
+
+
+def train_epoch(policy: nn.Module, ref: nn.Module | None, method: Method, data: UnlearnData, optimizer,
+                scheduler, optim: OptimConfig, *, seed: int, epoch: int, dist: Dist = Dist()) -> dict[str, float]:
+    """One epoch over the forget set (paired retain batches). Returns mean training statistics.
+
+    Raises:
+        DivergedError: at the first step whose loss is not finite (every rank raises together).
+    """
+    policy.train()
+    fused = optim.loss_path == "fused"
+    micro = optim.micro_batch_size or math.ceil(optim.batch_size / dist.world_size)
+    totals: dict[str, float] = {}
+    batches = epoch_batches(len(data.forget), len(data.retain), optim.batch_size, seed=seed, epoch=epoch)
+    for step, (f_idx, r_idx) in enumerate(batches):
+        # Same number of micro-steps on every rank (sharded forward/backward are collective).
+        n_micro = math.ceil(math.ceil(len(f_idx) / dist.world_size) / micro)
+        f_global = [data.forget[i] for i in f_idx]
+        r_global = [data.retain[i] for i in r_idx]
+        denom_f = max(1, _units(f_global, method.forget_unit))
+        denom_r = max(1, _units(r_global, "token"))
+        f_loc = _micro_slices(shard(f_idx, dist.rank, dist.world_size), micro, n_micro)
+        r_loc = _micro_slices(shard(r_idx, dist.rank, dist.world_size), micro, n_micro)
+        step_loss = torch.zeros((), device=dist.device)
+        step_stats: dict[str, float] = {}
+        for m, (fi, ri) in enumerate(zip(f_loc, r_loc)):
+            gen = torch.Generator().manual_seed(hash((seed, epoch, step, dist.rank, m)) % 2**63)
+            loss, stats = _micro_step(policy, ref, method, data, fi, ri, denom_f, denom_r, fused, gen, dist)
+            # DDP / FSDP average gradients over ranks; the scaled losses already sum to the global mean.
+            (loss * dist.world_size).backward()
+            step_loss += loss.detach()
+            for k, v in stats.items():
+                step_stats[k] = step_stats.get(k, 0.0) + v / n_micro
+        step_loss = dist.all_reduce_sum(step_loss)
+        if not torch.isfinite(step_loss):
+            optimizer.zero_grad(set_to_none=True)
+            raise DivergedError(f"loss is {float(step_loss)} at epoch {epoch + 1}, step {step + 1} "
+                                f"(optim.lr={optim.lr}); lower the learning rate or clip gradients (optim.grad_clip)")
+        if optim.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_([p for p in policy.parameters() if p.grad is not None], optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step_stats["loss"] = float(step_loss)
+        for k, v in step_stats.items():
+            totals[k] = totals.get(k, 0.0) + v / len(batches)
+    return totals
+
+
+def _micro_step(policy, ref, method: Method, data: UnlearnData, fi: list[int], ri: list[int], denom_f: int,
+                denom_r: int, fused: bool, gen: torch.Generator, dist: Dist) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of one micro-batch, scaled by its share of the global batch; an empty slice contributes 0."""
+    empty = not fi
+    f_ex = [data.forget[i] for i in (fi or [0])]
+    fb = _to(collate(f_ex, data.pad_id), dist.device)
+    share_f = 0.0 if empty else _units(f_ex, method.forget_unit) / denom_f
+    ref_ce = None
+    if method.needs_forget_reference:
+        with torch.no_grad():
+            ref_ce = ref(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="ce", fused=fused)
+
+    def forget_term(ce: torch.Tensor, mask: torch.Tensor) -> LossOutput:
+        return method.forget_term(ce, mask, ref_ce=ref_ce, importance=fb.get("importance"), generator=gen)
+
+    out = policy(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="term", term=forget_term, fused=fused)
+    loss = out.loss * share_f
+    stats = dict(out.stats)
+    if method.retain_kind != "none" and method.alpha > 0:
+        r_ex = [data.retain[i] for i in (ri or [0])]
+        rb = _to(collate(r_ex, data.pad_id), dist.device)
+        share_r = 0.0 if empty else _units(r_ex, "token") / denom_r
+        r_out = _retain_term(policy, ref, method, rb, fused)
+        loss = loss + r_out.loss * share_r
+        stats.update(r_out.stats)
+    return loss, stats
+
+
+def _retain_term(policy, ref, method: Method, rb: dict[str, torch.Tensor], fused: bool) -> LossOutput:
+    if method.retain_kind == "kl":
+        with torch.no_grad():
+            ref_logits = ref(rb["input_ids"], rb["attention_mask"], rb["labels"], mode="logits")
+        return policy(rb["input_ids"], rb["attention_mask"], rb["labels"], mode="kl_term",
+                      term=lambda kl, mask: method.retain_term(kl=kl, mask=mask), ref_logits=ref_logits)
+    return policy(rb["input_ids"], rb["attention_mask"], rb["labels"], mode="term", fused=fused,
+                  term=lambda ce, mask: method.retain_term(ce=ce, mask=mask))
+
+
+def finetune_epoch(model: nn.Module, examples: Sequence[EncodedQA], order: list[list[int]], optimizer, scheduler,
+                   pad_id: int, device: torch.device, fused: bool = True) -> float:
+    """One epoch of plain NLL fine-tuning (prepare); returns the mean loss."""
+    from unlearn.losses.objectives import retain_nll
+
+    model.train()
+    total = 0.0
+    for idx in order:
+        b = _to(collate([examples[i] for i in idx], pad_id), device)
+        out = model(b["input_ids"], b["attention_mask"], b["labels"], mode="term", fused=fused,
+                    term=lambda ce, mask: LossOutput(retain_nll(ce, mask), {}))
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        total += float(out.loss) / len(order)
+    return total

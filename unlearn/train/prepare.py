@@ -1,0 +1,159 @@
+"""Prepare (the TOFU protocol): a target model fine-tuned on the full set, a retain (oracle) model on
+the retain split only, and the retain model's forget truth ratios, which forget quality needs.
+
+Results are cached on disk under a hash of everything that defines them, so a sweep prepares once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from unlearn.config import to_dict
+from unlearn.data.batching import encode_rows, lm_batches
+from unlearn.data.benchmark import Benchmark, load_benchmark, text_corpus
+from unlearn.errors import ConfigError
+from unlearn.metrics.evaluate import check_retain_stats, evaluate, retain_stats_from_file, save_retain_stats
+from unlearn.models import build_tiny, check_model_source, load_model, load_tokenizer, save_model, train_tokenizer
+from unlearn.train.config import RunConfig
+from unlearn.train.loop import finetune_epoch, make_optimizer
+from unlearn.train.module import CausalLMWithLoss
+
+PREPARE_VERSION = 1  # bump when the preparation procedure changes: old caches are then not reused
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Paths of a prepared setup."""
+
+    root: Path
+    target_dir: Path
+    retain_stats: tuple[float, ...]
+    trained: bool  # False when everything came from the cache
+
+
+def prepare_key(cfg: RunConfig) -> str:
+    """Hash of what defines the prepared models (not the unlearning method or optimiser)."""
+    what = {"data": to_dict(cfg.data), "model": to_dict(cfg.model), "prepare": to_dict(cfg.prepare),
+            "seed": cfg.seed, "version": PREPARE_VERSION}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_prepare_inputs(cfg: RunConfig, bench: Benchmark) -> None:
+    """Everything that can be checked before training: model source, retain statistics."""
+    check_model_source(cfg.model)
+    if cfg.model.is_preset or cfg.prepare.finetune:
+        return
+    if cfg.prepare.retain_stats:
+        check_retain_stats(retain_stats_from_file(cfg.prepare.retain_stats), len(bench.forget_eval))
+    elif cfg.prepare.retain_model:
+        check_model_source(type(cfg.model)(name=cfg.prepare.retain_model))
+    else:
+        raise ConfigError(
+            f"model {cfg.model.name!r} is used as the target as it is (prepare.finetune=false); forget quality needs "
+            "the retain model's statistics: set prepare.retain_stats (TOFU_EVAL.json or this project's "
+            "retain_stats.json) or prepare.retain_model, or set prepare.finetune=true"
+        )
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # concurrent trials prepare once
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def prepare(cfg: RunConfig, *, log: Log = print, bench: Benchmark | None = None) -> Prepared:
+    """Prepare (or reuse from the cache) the target model and the retain statistics."""
+    bench = bench or load_benchmark(cfg.data)
+    check_prepare_inputs(cfg, bench)
+    root = cfg.cache_root / "prepared" / prepare_key(cfg)
+    with _locked(root.parent / f"{root.name}.lock"):
+        done = root / "prepared.json"
+        if done.is_file():
+            info = json.loads(done.read_text())
+            log(f"prepare: cached at {root}")
+            return Prepared(root, Path(info["target_dir"]), tuple(info["retain_stats"]), trained=False)
+        t0 = time.perf_counter()
+        target_dir, stats, metrics = _prepare_fresh(cfg, bench, root, log)
+        info = {"target_dir": str(target_dir), "retain_stats": list(stats), "metrics": metrics,
+                "seconds": time.perf_counter() - t0, "config": to_dict(cfg)}
+        tmp = done.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info, indent=1))
+        tmp.replace(done)  # the marker appears only once everything is written
+        log(f"prepare: done in {info['seconds']:.0f} s -> {root}")
+        return Prepared(root, target_dir, tuple(stats), trained=True)
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _prepare_fresh(cfg: RunConfig, bench: Benchmark, root: Path, log: Log):
+    device = _device()
+    if cfg.model.is_preset:
+        tokenizer = train_tokenizer(text_corpus(bench), cfg.model.vocab_size)
+        make = lambda: build_tiny(cfg.model, len(tokenizer), seed=cfg.seed, pad_id=tokenizer.pad_token_id,
+                                  bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id)
+    else:
+        tokenizer = load_tokenizer(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
+        make = lambda: load_model(cfg.model.name, cfg.model.torch_dtype, trust_remote_code=cfg.model.trust_remote_code)
+    metrics: dict[str, dict[str, float]] = {}
+    if cfg.model.is_preset or cfg.prepare.finetune:
+        general = list(bench.general_knowledge)
+        target = _finetune(make(), tokenizer, list(bench.full) + general, cfg, device, "target", log)
+        target_dir = save_model(target, tokenizer, root / "target")
+        retain = _finetune(make(), tokenizer, list(bench.retain) + general, cfg, device, "retain", log)
+        save_model(retain, tokenizer, root / "retain")
+    else:
+        target_dir = Path(cfg.model.name)
+        retain = load_model(cfg.prepare.retain_model, cfg.model.torch_dtype).to(device) if cfg.prepare.retain_model else None
+        target = None
+    if retain is not None:
+        res = evaluate(retain, tokenizer, bench.eval_sets(), cfg=cfg.eval)
+        stats = res.forget_truth_ratios
+        metrics["retain"] = evaluate(retain, tokenizer, bench.eval_sets(), cfg=cfg.eval,
+                                     retain_truth_ratios=stats).metrics
+    else:
+        stats = retain_stats_from_file(cfg.prepare.retain_stats)
+    check_retain_stats(stats, len(bench.forget_eval))
+    save_retain_stats(root / "retain_stats.json", stats)
+    if target is not None:
+        metrics["target"] = evaluate(target, tokenizer, bench.eval_sets(), cfg=cfg.eval, retain_truth_ratios=stats).metrics
+        log(f"prepare: target forget_rouge={metrics['target'].get('forget_rouge', float('nan')):.3f} "
+            f"forget_quality={metrics['target'].get('forget_quality', float('nan')):.2e}; retain forget_rouge="
+            f"{metrics.get('retain', {}).get('forget_rouge', float('nan')):.3f}")
+    return target_dir, stats, metrics
+
+
+def _finetune(model, tokenizer, rows: Sequence[dict], cfg: RunConfig, device: torch.device, name: str, log: Log):
+    model.to(device)
+    examples = encode_rows(tokenizer, rows, max_length=cfg.data.max_length)
+    wrapped = CausalLMWithLoss(model)
+    p = cfg.prepare
+    steps = p.epochs * len(lm_batches(len(examples), p.batch_size, seed=cfg.seed, epoch=0))
+    from unlearn.train.config import OptimConfig
+
+    opt, sched = make_optimizer(wrapped, OptimConfig(lr=p.lr, weight_decay=p.weight_decay, warmup_steps=steps // 10),
+                                max(1, steps))
+    t0 = time.perf_counter()
+    for epoch in range(p.epochs):
+        order = lm_batches(len(examples), p.batch_size, seed=cfg.seed, epoch=epoch)
+        loss = finetune_epoch(wrapped, examples, order, opt, sched, tokenizer.pad_token_id, device)
+        if epoch == p.epochs - 1 or (epoch + 1) % 10 == 0:
+            log(f"prepare[{name}]: epoch {epoch + 1}/{p.epochs} loss {loss:.4f} ({time.perf_counter() - t0:.0f} s)")
+    model.eval()
+    return model
