@@ -110,8 +110,9 @@ class _AttachGrads(torch.autograd.Function):
             ctx.scaled = True
             grad_hidden.mul_(grad_out.to(grad_hidden.dtype))
             grad_weight.mul_(grad_out.to(grad_weight.dtype))
-        gh = grad_hidden if ctx.needs_input_grad[0] else None
-        gw = grad_weight if ctx.needs_input_grad[1] else None
+        # Fresh aliases (detach) so that autograd can adopt the buffers as .grad without a copy.
+        gh = grad_hidden.detach() if ctx.needs_input_grad[0] else None
+        gw = grad_weight.detach() if ctx.needs_input_grad[1] else None
         return gh, gw, None, None, None
 
 

@@ -131,7 +131,16 @@ def train_epoch(policy: nn.Module, ref: nn.Module | None, method: Method, data: 
         step_stats["loss"] = float(step_loss)
         for k, v in step_stats.items():
             totals[k] = totals.get(k, 0.0) + v / len(batches)
-    return totals
+    return _mean_over_ranks(totals, dist)
+
+
+def _mean_over_ranks(stats: dict[str, float], dist: Dist) -> dict[str, float]:
+    """Statistics averaged over workers (the loss is already global; averaging leaves it unchanged)."""
+    if dist.world_size == 1 or not stats:
+        return stats
+    keys = sorted(stats)
+    t = dist.all_reduce_sum(torch.tensor([stats[k] for k in keys], dtype=torch.float64, device=dist.device))
+    return {k: float(v) / dist.world_size for k, v in zip(keys, t.tolist())}
 
 
 def _micro_step(policy, ref, method: Method, data: UnlearnData, fi: list[int], ri: list[int], denom_f: int,

@@ -1,0 +1,54 @@
+"""Connecting to Ray: a local cluster by default, ``--address`` / ``RAY_ADDRESS`` for an existing one."""
+
+from __future__ import annotations
+
+import os
+
+from unlearn.errors import ConfigError
+from unlearn.train.config import ScalingConfig
+
+LOCAL_NUM_CPUS = 8  # logical CPUs declared for a local cluster (see README: lets trials overlap on 2 cores)
+
+
+def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> dict[str, float]:
+    """Start (or connect to) Ray once per process; returns the cluster's total resources.
+
+    Raises:
+        ConfigError: the address cannot be reached (checked before any trial or worker starts).
+    """
+    import ray
+
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        # The dashboard (bound to loopback) also serves the state API that Ray Train's cleaner actors poll.
+        kwargs: dict = {"include_dashboard": True, "dashboard_host": "127.0.0.1", "configure_logging": False}
+        if address is None:
+            kwargs["num_cpus"] = num_cpus or max(LOCAL_NUM_CPUS, os.cpu_count() or 1)
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise ConfigError(f"cannot connect to the Ray cluster at --address {address!r}: {e}; valid: the address "
+                              "printed by `ray start --head` (e.g. 127.0.0.1:6379), or none for a local cluster") from None
+    return dict(ray.cluster_resources())
+
+
+def check_placeable(scaling: ScalingConfig, resources: dict[str, float], *, trials: int = 1) -> None:
+    """Fail with the numbers (not an endless wait) when the workers of one run cannot be placed."""
+    if scaling.use_gpu and resources.get("GPU", 0) < 1:
+        raise ConfigError("scaling.use_gpu=true but the Ray cluster has no GPU (resources: "
+                          f"{_fmt(resources)}); valid: scaling.use_gpu=false, or a cluster with GPUs")
+    need_cpu = scaling.workers * scaling.cpus_per_worker * trials
+    have_cpu = resources.get("CPU", 0.0)
+    need_gpu = scaling.workers * trials if scaling.use_gpu else 0
+    if need_cpu > have_cpu or need_gpu > resources.get("GPU", 0.0):
+        raise ConfigError(
+            f"cannot place {scaling.workers} worker(s) x {scaling.cpus_per_worker} CPU"
+            f"{' + 1 GPU' if scaling.use_gpu else ''}: asked CPU={need_cpu:g}"
+            f"{f', GPU={need_gpu}' if need_gpu else ''}, the cluster has {_fmt(resources)}; lower scaling.workers or "
+            "scaling.cpus_per_worker, or add nodes"
+        )
+
+
+def _fmt(resources: dict[str, float]) -> str:
+    keys = [k for k in ("CPU", "GPU", "memory") if k in resources]
+    return ", ".join(f"{k}={resources[k]:g}" if k != "memory" else f"memory={resources[k] / 2**30:.1f} GiB" for k in keys)

@@ -1,0 +1,118 @@
+"""Every unlearning run goes through Ray Train: ``TorchTrainer`` workers run ``unlearn_worker``.
+
+``run_unlearning`` is what ``unlearn-sweep run`` and each sweep trial call. Inside a Tune trial it is
+the trial's driver (the Ray Train V2 pattern): ``TuneReportCallback`` forwards rank 0's reports to Tune.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unlearn.config import to_dict
+from unlearn.train.config import RunConfig, run_config_from_dict
+from unlearn.train.prepare import Prepared, prepare
+from unlearn.train.run import WorkerResult, unlearn_worker, write_results
+
+
+class RayReporter:
+    """Reports each epoch to Ray Train from every rank, with a sharded checkpoint."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.stop_after = stop_after
+
+    def epoch_end(self, metrics: dict[str, float], epoch: int, save_state) -> None:
+        import ray.train
+
+        with tempfile.TemporaryDirectory(prefix="unlearn-ckpt-") as tmp:
+            save_state(Path(tmp))
+            ray.train.report(dict(metrics), checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                             checkpoint_dir_name=f"epoch_{epoch + 1:04d}")
+        if self.stop_after is not None and epoch + 1 >= self.stop_after:
+            raise StopAfterEpochs(epoch + 1)
+
+    def resume_dir(self) -> Path | None:
+        import ray.train
+
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is None:
+            return None
+        # Checkpoints live in the run's storage path (local or shared): read them in place.
+        return Path(ckpt.path)
+
+
+class StopAfterEpochs(Exception):
+    """Raised by a run asked to stop early (``stop_after_epochs``): simulates an interruption."""
+
+
+def _worker_entry(config: dict[str, Any]) -> None:
+    import ray.train
+    import ray.train.torch
+
+    from unlearn.train.loop import Dist
+    from unlearn.train.strategy import make_strategy
+
+    cfg = run_config_from_dict(config["run"])
+    prepared = Prepared(**{**config["prepared"], "root": Path(config["prepared"]["root"]),
+                           "target_dir": Path(config["prepared"]["target_dir"])})
+    torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
+    ctx = ray.train.get_context()
+    device = ray.train.torch.get_device() if cfg.scaling.use_gpu else torch.device("cpu")
+    dist = Dist(ctx.get_world_rank(), ctx.get_world_size(), device)
+    strategy = make_strategy(cfg.scaling.resolved_strategy, device, dist.world_size)
+    out_dir = Path(config["out_dir"]) if config["out_dir"] else None
+    reporter = RayReporter(config.get("stop_after"))
+    log = print if dist.rank == 0 else (lambda s: None)
+    try:
+        result = unlearn_worker(cfg, prepared, strategy=strategy, dist=dist, reporter=reporter, out_dir=out_dir, log=log)
+    except StopAfterEpochs:
+        return
+    if dist.rank == 0 and out_dir is not None:
+        write_results(out_dir, cfg, prepared, result, {"ray_workers": dist.world_size, "strategy": strategy.name})
+
+
+def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | None = None, name: str | None = None,
+                   storage_path: str | Path | None = None, address: str | None = None, max_failures: int = 0,
+                   callbacks: list | None = None, stop_after_epochs: int | None = None, log=print) -> WorkerResult | None:
+    """prepare (cached) -> unlearn on Ray Train workers -> evaluate; rank 0 writes ``out_dir/results.json``.
+
+    Args:
+        name, storage_path: the Ray Train run's identity; the same pair resumes from its latest checkpoint.
+        max_failures: worker failures to survive (restarts from the latest checkpoint).
+        callbacks: Ray Train ``UserCallback``s (``TuneReportCallback`` inside a Tune trial).
+        stop_after_epochs: stop after this many epochs (an interruption; a second call resumes).
+    """
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from sweeps.cluster import check_placeable, ensure_ray
+
+    out = Path(out_dir).resolve()
+    resources = ensure_ray(address)
+    check_placeable(cfg.scaling, resources)
+    prepared = prepared or prepare(cfg, log=log)
+    storage = Path(storage_path).resolve() if storage_path else out / "ray"
+    trainer = TorchTrainer(
+        _worker_entry,
+        train_loop_config={"run": to_dict(cfg), "prepared": {**asdict(prepared), "root": str(prepared.root),
+                                                              "target_dir": str(prepared.target_dir)},
+                           "out_dir": str(out), "stop_after": stop_after_epochs},
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.workers, use_gpu=cfg.scaling.use_gpu,
+                                               resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),
+        run_config=ray.train.RunConfig(name=name or "unlearn", storage_path=str(storage),
+                                       failure_config=ray.train.FailureConfig(max_failures=max_failures),
+                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+                                       callbacks=callbacks or []),
+    )
+    trainer.fit()
+    results = out / "results.json"
+    if stop_after_epochs is not None or not results.is_file():
+        return None
+    from sweeps.results import load_results
+
+    doc = load_results(out)
+    return WorkerResult(doc["final"], doc["epochs"], doc.get("best_epoch"))

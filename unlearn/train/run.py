@@ -1,0 +1,185 @@
+"""One unlearning run: load the prepared target, unlearn with the configured method, evaluate.
+
+``unlearn_worker`` is the plain function every worker runs (one process or a Ray Train worker): it
+takes a typed config, the prepared paths, where it sits in the worker group and a ``Reporter``; it
+has no globals. ``run_local`` calls it in this process (tests, debugging); ``sweeps.train.run_unlearning``
+runs it on Ray Train workers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from unlearn.config import to_dict
+from unlearn.data.batching import encode_rows
+from unlearn.data.benchmark import load_benchmark
+from unlearn.losses import Method
+from unlearn.metrics.evaluate import evaluate
+from unlearn.models import load_model, load_tokenizer
+from unlearn.train.config import RunConfig
+from unlearn.train.loop import Dist, UnlearnData, make_optimizer, steps_per_epoch, train_epoch
+from unlearn.train.module import CausalLMWithLoss
+from unlearn.train.prepare import Prepared
+from unlearn.train.strategy import Strategy
+
+RESULTS_FILE = "results.json"
+MODEL_DIR = "model"
+
+
+class Reporter(Protocol):
+    """Receives each epoch's metrics; may ask for a checkpoint (``save_state(dir)``) with them."""
+
+    def epoch_end(self, metrics: dict[str, float], epoch: int, save_state: Callable[[Path], None]) -> None: ...
+
+    def resume_dir(self) -> Path | None: ...
+
+
+@dataclass
+class CallbackReporter:
+    """Calls ``report(metrics, epoch)``; checkpoints to ``checkpoint_root/epoch_N`` when given one."""
+
+    report: Callable[[dict[str, float], int], None] | None = None
+    checkpoint_root: Path | None = None
+    resume_from: Path | None = None
+
+    def epoch_end(self, metrics: dict[str, float], epoch: int, save_state: Callable[[Path], None]) -> None:
+        if self.checkpoint_root is not None:
+            path = self.checkpoint_root / f"epoch_{epoch}"
+            path.mkdir(parents=True, exist_ok=True)
+            save_state(path)
+        if self.report is not None:
+            self.report(metrics, epoch)
+
+    def resume_dir(self) -> Path | None:
+        return self.resume_from
+
+
+@dataclass
+class WorkerResult:
+    """What rank 0 returns: final metrics, per-epoch history, the best epoch kept (if any)."""
+
+    metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+
+
+def _evaluate_module(policy, strategy: Strategy, eval_lm, tokenizer, bench, cfg: RunConfig,
+                     prepared: Prepared, dist: Dist) -> dict[str, float]:
+    """Evaluate on rank 0 with the full state dict (unsharded); every rank takes part in the gather."""
+    if strategy.name == "single":
+        lm = policy.lm
+    else:
+        sd = strategy.full_state_dict(policy)
+        if dist.rank != 0:
+            strategy.barrier()
+            return {}
+        eval_lm.load_state_dict({k.removeprefix("lm."): v for k, v in sd.items()})
+        lm = eval_lm
+    metrics = evaluate(lm, tokenizer, bench.eval_sets(), cfg=cfg.eval, retain_truth_ratios=prepared.retain_stats).metrics
+    if strategy.name != "single":
+        strategy.barrier()
+    return metrics
+
+
+def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, dist: Dist, reporter: Reporter,
+                   out_dir: Path | None, log: Callable[[str], None] = print) -> WorkerResult:
+    """Unlearn ``prepared.target_dir`` with ``cfg.method``; rank 0 writes the model to ``out_dir/model``."""
+    bench = load_benchmark(cfg.data)
+    tokenizer = load_tokenizer(prepared.target_dir)
+    method = Method(cfg.method)
+    dtype = cfg.model.torch_dtype
+    policy = strategy.wrap(CausalLMWithLoss(load_model(prepared.target_dir, dtype)), trainable=True)
+    ref = None
+    if method.needs_reference:
+        ref = strategy.wrap(CausalLMWithLoss(load_model(prepared.target_dir, dtype)), trainable=False)
+    eval_lm = load_model(prepared.target_dir, dtype).to(dist.device).eval() \
+        if strategy.name != "single" and dist.rank == 0 else None
+    data = UnlearnData(tuple(encode_rows(tokenizer, bench.forget, max_length=cfg.data.max_length)),
+                       tuple(encode_rows(tokenizer, bench.retain, max_length=cfg.data.max_length)),
+                       tokenizer.pad_token_id)
+    total = cfg.optim.epochs * steps_per_epoch(len(data.forget), cfg.optim.batch_size)
+    optimizer, scheduler = make_optimizer(policy, cfg.optim, total)
+    start = 0
+    if (resume := reporter.resume_dir()) is not None:
+        start = strategy.load(resume, policy, optimizer, scheduler)
+        log(f"resumed from {resume} after epoch {start}")
+    history: list[dict[str, float]] = []
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    for epoch in range(start, cfg.optim.epochs):
+        t0 = time.perf_counter()
+        stats = train_epoch(policy, ref, method, data, optimizer, scheduler, cfg.optim, seed=cfg.seed,
+                            epoch=epoch, dist=dist)
+        metrics: dict[str, float] = {f"train/{k}": v for k, v in stats.items()}
+        metrics["train/seconds"] = time.perf_counter() - t0
+        metrics["epoch"] = epoch + 1
+        last = epoch == cfg.optim.epochs - 1
+        if cfg.epoch_eval or last:
+            metrics.update(_evaluate_module(policy, strategy, eval_lm, tokenizer, bench, cfg, prepared, dist))
+        if cfg.keep_best_by and dist.rank == 0:
+            score = metrics.get(cfg.keep_best_by, -math.inf)
+            if best is None or score > best[0]:
+                best = (score, epoch + 1, {k: v.clone() for k, v in strategy.full_state_dict(policy).items()})
+        elif cfg.keep_best_by:
+            strategy.full_state_dict(policy)  # collective under FSDP: every rank takes part
+        history.append(metrics)
+        reporter.epoch_end(metrics, epoch, lambda path, e=epoch: strategy.save(path, policy, optimizer, scheduler, e + 1))
+    return _finish(cfg, policy, strategy, tokenizer, history, best, out_dir, dist)
+
+
+def _finish(cfg: RunConfig, policy, strategy: Strategy, tokenizer, history, best, out_dir: Path | None,
+            dist: Dist) -> WorkerResult:
+    final = dict(history[-1]) if history else {}
+    best_epoch = None
+    sd = strategy.full_state_dict(policy) if out_dir is not None else None
+    if best is not None:
+        best_epoch = best[1]
+        final = dict(next(h for h in history if h["epoch"] == best_epoch))
+        sd = best[2]
+    if dist.rank == 0 and out_dir is not None and sd is not None:
+        lm = policy.module.lm if hasattr(policy, "module") else policy.lm
+        lm.save_pretrained(out_dir / MODEL_DIR, state_dict={k.removeprefix("lm."): v for k, v in sd.items()})
+        tokenizer.save_pretrained(out_dir / MODEL_DIR)
+    return WorkerResult(final, history, best_epoch)
+
+
+def write_results(out_dir: Path, cfg: RunConfig, prepared: Prepared, result: WorkerResult, extra: dict[str, Any] | None = None) -> Path:
+    """``results.json``: the resolved config, per-epoch and final metrics, where the model is."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "config": to_dict(cfg),
+        "method": cfg.method.resolved(),
+        "method_label": cfg.method.label,
+        "final": result.metrics,
+        "epochs": result.history,
+        "best_epoch": result.best_epoch,
+        "model_dir": str(out_dir / MODEL_DIR),
+        "prepared": str(prepared.root),
+        **(extra or {}),
+    }
+    path = out_dir / RESULTS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, default=float))
+    tmp.replace(path)
+    return path
+
+
+def run_local(cfg: RunConfig, out_dir: str | Path, *, report: Callable[[dict[str, float], int], None] | None = None,
+              log: Callable[[str], None] = print) -> WorkerResult:
+    """prepare (cached) -> unlearn -> evaluate, in this process, writing ``out_dir/results.json``."""
+    from unlearn.train.prepare import prepare
+
+    out = Path(out_dir)
+    prepared = prepare(cfg, log=log)
+    device = torch.device("cuda" if cfg.scaling.use_gpu else "cpu")
+    result = unlearn_worker(cfg, prepared, strategy=Strategy(device), dist=Dist(device=device),
+                            reporter=CallbackReporter(report), out_dir=out, log=log)
+    write_results(out, cfg, prepared, result)
+    return result
