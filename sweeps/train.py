@@ -115,4 +115,4 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
     from sweeps.results import load_results
 
     doc = load_results(out)
-    return WorkerResult(doc["final"], doc["epochs"], doc.get("best_epoch"))
+    return WorkerResult(doc["final"], doc["epochs"], doc.get("best_epoch"), doc.get("reference_max_change"))

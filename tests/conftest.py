@@ -7,6 +7,9 @@ import os
 # Tests never reach the Hugging Face hub; set before datasets/transformers read them.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# A local test cluster needs no token (ray >= 2.59 enables token auth by default); no usage reports.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from pathlib import Path  # noqa: E402
 
@@ -25,10 +28,10 @@ def find_tofu_dir() -> Path | None:
 
 @pytest.fixture(scope="session")
 def tofu_dir() -> Path:
-    """The local TOFU JSON-lines directory (skips the test when there is none)."""
+    """The local TOFU JSON-lines directory (a missing copy fails the test: no silently skipped checks)."""
     path = find_tofu_dir()
     if path is None:
-        pytest.skip("no local TOFU copy: set UNLEARN_TOFU_DIR or provide <repo>/../shared/data/tofu")
+        pytest.fail("no local TOFU copy: set UNLEARN_TOFU_DIR or provide <repo>/../shared/data/tofu")
     return path
 
 
@@ -39,3 +42,41 @@ def tokenizer():
     from unlearn.models.tokenizer import train_tokenizer
 
     return train_tokenizer(text_corpus(load_benchmark(DataConfig())))
+
+
+# Small setup for mechanics tests (seconds to prepare); the default setup is used where quality matters.
+SMALL = ["model.name=tiny-2l", "data.num_authors=8", "data.qa_per_author=4", "prepare.epochs=6",
+         "optim.epochs=2", "optim.batch_size=4", "eval.max_new_tokens=12", "eval.batch_size=64"]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One prepare cache for the whole session: each setup is prepared once."""
+    return tmp_path_factory.mktemp("prepare-cache")
+
+
+@pytest.fixture(scope="session")
+def small_overrides(cache_dir) -> list[str]:
+    return [f"cache_dir={cache_dir}", *SMALL]
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray cluster per test session (8 logical CPUs on 2 cores, dashboard on 127.0.0.1)."""
+    import ray
+
+    from sweeps.cluster import ensure_ray
+
+    resources = ensure_ray(num_cpus=8)
+    yield resources
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def default_prepared(cache_dir):
+    """The embedded default setup (generated benchmark, tiny model), prepared once."""
+    from unlearn.train.config import load_run_config
+    from unlearn.train.prepare import prepare
+
+    cfg = load_run_config(None, [f"cache_dir={cache_dir}"])
+    return cfg, prepare(cfg, log=lambda s: None)

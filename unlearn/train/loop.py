@@ -197,5 +197,5 @@ def finetune_epoch(model: nn.Module, examples: Sequence[EncodedQA], order: list[
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        total += float(out.loss) / len(order)
+        total += float(out.loss.detach()) / len(order)
     return total

@@ -28,7 +28,7 @@ from unlearn.train.config import RunConfig
 from unlearn.train.loop import Dist, UnlearnData, make_optimizer, steps_per_epoch, train_epoch
 from unlearn.train.module import CausalLMWithLoss
 from unlearn.train.prepare import Prepared
-from unlearn.train.strategy import Strategy
+from unlearn.train.strategy import Strategy, local_parameter_count
 
 RESULTS_FILE = "results.json"
 MODEL_DIR = "model"
@@ -69,6 +69,7 @@ class WorkerResult:
     metrics: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int | None = None
+    reference_max_change: float | None = None  # NPO / KL: the frozen reference must not move
 
 
 def _evaluate_module(policy, strategy: Strategy, eval_lm, tokenizer, bench, cfg: RunConfig,
@@ -105,6 +106,7 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
     data = UnlearnData(tuple(encode_rows(tokenizer, bench.forget, max_length=cfg.data.max_length)),
                        tuple(encode_rows(tokenizer, bench.retain, max_length=cfg.data.max_length)),
                        tokenizer.pad_token_id)
+    sizes = _parameter_sizes(policy, dist)
     total = cfg.optim.epochs * steps_per_epoch(len(data.forget), cfg.optim.batch_size)
     optimizer, scheduler = make_optimizer(policy, cfg.optim, total)
     start = 0
@@ -120,6 +122,7 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
         metrics: dict[str, float] = {f"train/{k}": v for k, v in stats.items()}
         metrics["train/seconds"] = time.perf_counter() - t0
         metrics["epoch"] = epoch + 1
+        metrics.update(sizes)
         last = epoch == cfg.optim.epochs - 1
         if cfg.epoch_eval or last:
             metrics.update(_evaluate_module(policy, strategy, eval_lm, tokenizer, bench, cfg, prepared, dist))
@@ -131,7 +134,30 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
             strategy.full_state_dict(policy)  # collective under FSDP: every rank takes part
         history.append(metrics)
         reporter.epoch_end(metrics, epoch, lambda path, e=epoch: strategy.save(path, policy, optimizer, scheduler, e + 1))
-    return _finish(cfg, policy, strategy, tokenizer, history, best, out_dir, dist)
+    result = _finish(cfg, policy, strategy, tokenizer, history, best, out_dir, dist)
+    if ref is not None:
+        result.reference_max_change = _max_change(strategy.full_state_dict(ref), prepared.target_dir, dtype, dist)
+    return result
+
+
+def _parameter_sizes(policy, dist: Dist) -> dict[str, float]:
+    """Parameters held by each worker (its FSDP shard), reported as the largest and rank 0's share."""
+    counts = torch.zeros(dist.world_size, dtype=torch.float64, device=dist.device)
+    counts[dist.rank] = local_parameter_count(policy)
+    counts = dist.all_reduce_sum(counts)
+    total = sum(p.numel() for p in policy.parameters()) if dist.world_size == 1 else None
+    out = {"params/local_rank0": float(counts[0]), "params/local_max": float(counts.max())}
+    if total is not None:
+        out["params/total"] = float(total)
+    return out
+
+
+def _max_change(ref_state: dict[str, torch.Tensor], target_dir: Path, dtype, dist: Dist) -> float | None:
+    """Largest absolute difference between the frozen reference and the target it was loaded from."""
+    if dist.rank != 0:
+        return None
+    target = load_model(target_dir, dtype).state_dict()
+    return max(float((v.float() - target[k.removeprefix("lm.")].float()).abs().max()) for k, v in ref_state.items())
 
 
 def _finish(cfg: RunConfig, policy, strategy: Strategy, tokenizer, history, best, out_dir: Path | None,
@@ -162,6 +188,7 @@ def write_results(out_dir: Path, cfg: RunConfig, prepared: Prepared, result: Wor
         "best_epoch": result.best_epoch,
         "model_dir": str(out_dir / MODEL_DIR),
         "prepared": str(prepared.root),
+        "reference_max_change": result.reference_max_change,
         **(extra or {}),
     }
     path = out_dir / RESULTS_FILE

@@ -1,0 +1,114 @@
+"""Ray Train runs the unlearning loop: FSDP2 sharding, worker-count invariance, exact resume."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sweeps.train import run_unlearning
+from unlearn.errors import ConfigError
+from unlearn.train.config import load_run_config
+from unlearn.train.prepare import prepare
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def small(small_overrides, ray_local):
+    cfg = load_run_config(None, small_overrides)
+    return cfg, prepare(cfg, log=lambda s: None)
+
+
+def _weights(run_dir):
+    return load_file(str(run_dir / "model" / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def one_worker(small, tmp_path_factory):
+    cfg, prepared = small
+    out = tmp_path_factory.mktemp("w1")
+    return run_unlearning(cfg, out, prepared=prepared, log=lambda s: None), out
+
+
+def test_two_worker_fsdp_shards_and_matches_one_worker(small, one_worker, tmp_path):
+    cfg, prepared = small
+    cfg2 = load_run_config(None, [f"cache_dir={cfg.cache_dir}", *_small_args(cfg), "scaling.workers=2"])
+    res2 = run_unlearning(cfg2, tmp_path, prepared=prepared, log=lambda s: None)
+    res1, out1 = one_worker
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["strategy"] == "fsdp" and doc["ray_workers"] == 2
+    # each worker holds about half of the parameters
+    total = res1.history[0]["params/total"]
+    assert 0.4 * total <= res2.history[0]["params/local_max"] <= 0.6 * total
+    assert 0.4 * total <= res2.history[0]["params/local_rank0"] <= 0.6 * total
+    # same global batch -> same trajectory and result
+    for e1, e2 in zip(res1.history, res2.history, strict=True):
+        assert e2["train/loss"] == pytest.approx(e1["train/loss"], rel=1e-4, abs=1e-6)
+    assert res2.metrics["forget_truth_ratio"] == pytest.approx(res1.metrics["forget_truth_ratio"], rel=1e-3)
+    w1, w2 = _weights(out1), _weights(tmp_path)
+    assert max(float((w1[k] - w2[k]).abs().max()) for k in w1) < 1e-4
+
+
+def test_stop_after_epoch_one_then_resume_equals_uninterrupted(small, one_worker, tmp_path):
+    cfg, prepared = small
+    kw = dict(prepared=prepared, name="interrupted", storage_path=tmp_path / "ray", log=lambda s: None)
+    assert run_unlearning(cfg, tmp_path, stop_after_epochs=1, **kw) is None
+    assert not (tmp_path / "results.json").exists()
+    resumed = run_unlearning(cfg, tmp_path, **kw)
+    res1, out1 = one_worker
+    assert [h["epoch"] for h in resumed.history] == [2]  # only the remaining epoch ran
+    assert resumed.metrics["train/loss"] == pytest.approx(res1.metrics["train/loss"], rel=1e-6)
+    assert resumed.metrics["forget_quality"] == pytest.approx(res1.metrics["forget_quality"])
+    assert resumed.metrics["forget_truth_ratio"] == pytest.approx(res1.metrics["forget_truth_ratio"], rel=1e-6)
+    w1, w2 = _weights(out1), _weights(tmp_path)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_npo_sharded_reference_is_never_trained(small, tmp_path):
+    cfg, prepared = small
+    cfg2 = load_run_config(None, [f"cache_dir={cfg.cache_dir}", *_small_args(cfg), "scaling.workers=2",
+                                  "method.objective=npo", "method.alpha=1.0"])
+    res = run_unlearning(cfg2, tmp_path, prepared=prepared, log=lambda s: None)
+    assert res.reference_max_change == 0.0
+    w = _weights(tmp_path)
+    target = load_file(str(prepared.target_dir / "model.safetensors"))
+    assert max(float((w[k] - target[k]).abs().max()) for k in w) > 0  # the policy did move
+
+
+def test_cli_run_with_two_workers(small, tmp_path, capsys):
+    from sweeps.cli import main
+
+    cfg, _ = small
+    rc = main(["run", *[f"cache_dir={cfg.cache_dir}"], *_small_args(cfg), "scaling.workers=2", "optim.epochs=1",
+               "--out", str(tmp_path)])
+    assert rc == 0
+    assert "forget_quality" in capsys.readouterr().out
+    assert json.loads((tmp_path / "results.json").read_text())["ray_workers"] == 2
+
+
+def test_more_workers_than_the_cluster_fails_with_numbers(small, tmp_path):
+    cfg, prepared = small
+    big = load_run_config(None, [*_small_args(cfg), "scaling.workers=64"])
+    with pytest.raises(ConfigError, match=r"cannot place 64 worker.*asked CPU=64.*the cluster has CPU=8"):
+        run_unlearning(big, tmp_path, prepared=prepared)
+
+
+def test_use_gpu_without_gpu_fails_clearly(small, tmp_path):
+    cfg, prepared = small
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    gpu = load_run_config(None, [*_small_args(cfg), "scaling.use_gpu=true"])
+    with pytest.raises(ConfigError, match="use_gpu=true but the Ray cluster has no GPU"):
+        run_unlearning(gpu, tmp_path, prepared=prepared)
+
+
+def test_unknown_strategy_lists_valid():
+    with pytest.raises(ConfigError, match=r"scaling.strategy='zero3'.*auto, fsdp, ddp, single"):
+        load_run_config(None, ["scaling.strategy=zero3"])
+
+
+def _small_args(cfg):
+    from tests.conftest import SMALL
+
+    return SMALL
