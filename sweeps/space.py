@@ -58,12 +58,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import itertools
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
@@ -105,9 +107,10 @@ _MASK32 = 0xFFFFFFFF
 # ------------------------------------------------------------------ run-config keys
 
 
-def run_config_keys() -> dict[str, Any]:
+@functools.cache
+def run_config_keys() -> Mapping[str, Any]:
     """Every dotted leaf key of RunConfig with its type hint, e.g. ``{"optim.lr": float, "seed": int}``."""
-    return _leaves(RunConfig, "")
+    return MappingProxyType(_leaves(RunConfig, ""))
 
 
 def _leaves(cls: type, prefix: str) -> dict[str, Any]:
@@ -473,7 +476,7 @@ def _parse(data: Mapping[str, Any]) -> dict[str, Any]:
         "description": data.get("description") or "",
         "base": _mapping(data.get("base"), "base"),
         "parameters": parameters,
-        "objectives": _parse_list(data["objectives"], "objectives", Objective, required=True),
+        "objectives": _parse_objectives(data["objectives"]),
         "early_stopping": None if data.get("early_stopping") is None
         else _build(EarlyStopping, data["early_stopping"], "early_stopping"),
         "initial_points": _parse_points(data.get("initial_points"), {p.name: p for p in parameters}),
@@ -501,10 +504,10 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     return from_dict(cls, raw, where=where)
 
 
-def _parse_list(raw: Any, where: str, cls: type, *, required: bool) -> tuple[Any, ...]:
-    if not isinstance(raw, list) or (required and not raw):
-        raise ConfigError(f"{where} must be a non-empty list, e.g. - {{metric: forget_quality, direction: maximize}}")
-    return tuple(_build(cls, item, f"{where}[{i}]") for i, item in enumerate(raw))
+def _parse_objectives(raw: Any) -> tuple[Objective, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("objectives must be a non-empty list, e.g. - {metric: forget_quality, direction: maximize}")
+    return tuple(_build(Objective, item, f"objectives[{i}]") for i, item in enumerate(raw))
 
 
 def _parse_parameters(raw: Any) -> tuple[Param, ...]:
@@ -698,10 +701,11 @@ def _check_condition(p: Param, key: str, values: tuple[Any, ...], earlier: Mappi
         if key in all_names:
             raise ConfigError(f"{where}: {key!r} is declared later (or is the parameter itself); conditions "
                               f"refer to earlier parameters: move {key} above {p.name}")
-        if not earlier:
-            raise ConfigError(f"{where}: unknown parameter {key!r}; {p.name} is the first parameter, so "
-                              "no condition can apply")
-        raise unknown_name("parameter", key, earlier, where)
+        hint = close_matches(key, earlier)
+        extra = f" (did you mean {', '.join(map(repr, hint))}?)" if hint else ""
+        valid = ", ".join(earlier) or f"none ({p.name} is the first parameter)"
+        raise ConfigError(f"{where}: {key!r} is not a parameter declared before {p.name}{extra}; conditions "
+                          f"test earlier parameters; valid: {valid}")
     q = earlier[key]
     if q.distribution not in ("categorical", "fixed"):
         raise ConfigError(f"{where}.{key}: conditions test categorical or fixed parameters; {key} is "
@@ -802,19 +806,16 @@ def _applies_to_point(p: Param, values: Mapping[str, Any], unknown: object) -> b
 # ------------------------------------------------------------------ sampling and trial configs
 
 
-def define_by_run(space: SearchSpace) -> Callable[[optuna.Trial], dict[str, Any] | None]:
-    """The Optuna define-by-run function of ``space`` (for ``OptunaSearch(space=...)``).
+@dataclass(frozen=True)
+class DefineByRun:
+    """The picklable define-by-run function of a space (Ray pickles its searcher, ``space`` included)."""
 
-    It suggests the parameters in order with ``trial.suggest_float / int / categorical`` only, skipping
-    those whose ``when`` does not hold, and returns the fixed parameters that apply (None if there are
-    none): Ray merges them into the trial config. No computation besides suggestions and conditions.
-    """
-    params = space.parameters
+    parameters: tuple[Param, ...]
 
-    def suggest(trial: optuna.Trial) -> dict[str, Any] | None:
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any] | None:
         values: dict[str, Any] = {}
         fixed: dict[str, Any] = {}
-        for p in params:
+        for p in self.parameters:
             if not p.applies(values):
                 continue
             values[p.name] = p.suggest(trial)
@@ -822,7 +823,16 @@ def define_by_run(space: SearchSpace) -> Callable[[optuna.Trial], dict[str, Any]
                 fixed[p.name] = p.value
         return fixed or None
 
-    return suggest
+
+def define_by_run(space: SearchSpace) -> Callable[[optuna.Trial], dict[str, Any] | None]:
+    """The Optuna define-by-run function of ``space`` (for ``OptunaSearch(space=...)``).
+
+    It suggests the parameters in order with ``trial.suggest_float / int / categorical`` only, skipping
+    those whose ``when`` does not hold, and returns the fixed parameters that apply (None if there are
+    none): Ray merges them into the trial config. No computation besides suggestions and conditions.
+    The function is a picklable object: ``OptunaSearch.save`` pickles it with the searcher's state.
+    """
+    return DefineByRun(space.parameters)
 
 
 def trial_run_config(space: SearchSpace, params: Mapping[str, Any], *, seed: int) -> RunConfig:

@@ -26,6 +26,7 @@ class PrepareConfig:
     finetune: bool = True  # False for a hub model that is already the target (e.g. a TOFU-finetuned Llama)
     retain_model: str | None = None  # a retain model to evaluate instead of training one
     retain_stats: str | None = None  # or its forget truth ratios: TOFU_EVAL.json or this project's format
+    seed: int = 0  # initialisation and data order of the prepared models (not the unlearning seed)
 
     def __post_init__(self) -> None:
         check_range("prepare.epochs", self.epochs, low=0)

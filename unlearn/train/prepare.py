@@ -44,7 +44,7 @@ class Prepared:
 def prepare_key(cfg: RunConfig) -> str:
     """Hash of what defines the prepared models (not the unlearning method or optimiser)."""
     what = {"data": to_dict(cfg.data), "model": to_dict(cfg.model), "prepare": to_dict(cfg.prepare),
-            "seed": cfg.seed, "version": PREPARE_VERSION}
+            "version": PREPARE_VERSION}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -106,7 +106,7 @@ def _prepare_fresh(cfg: RunConfig, bench: Benchmark, root: Path, log: Log):
     device = _device()
     if cfg.model.is_preset:
         tokenizer = train_tokenizer(text_corpus(bench), cfg.model.vocab_size)
-        make = lambda: build_tiny(cfg.model, len(tokenizer), seed=cfg.seed, pad_id=tokenizer.pad_token_id,
+        make = lambda: build_tiny(cfg.model, len(tokenizer), seed=cfg.prepare.seed, pad_id=tokenizer.pad_token_id,
                                   bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id)
     else:
         tokenizer = load_tokenizer(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
@@ -144,14 +144,14 @@ def _finetune(model, tokenizer, rows: Sequence[dict], cfg: RunConfig, device: to
     examples = encode_rows(tokenizer, rows, max_length=cfg.data.max_length)
     wrapped = CausalLMWithLoss(model)
     p = cfg.prepare
-    steps = p.epochs * len(lm_batches(len(examples), p.batch_size, seed=cfg.seed, epoch=0))
+    steps = p.epochs * len(lm_batches(len(examples), p.batch_size, seed=p.seed, epoch=0))
     from unlearn.train.config import OptimConfig
 
     opt, sched = make_optimizer(wrapped, OptimConfig(lr=p.lr, weight_decay=p.weight_decay, warmup_steps=steps // 10),
                                 max(1, steps))
     t0 = time.perf_counter()
     for epoch in range(p.epochs):
-        order = lm_batches(len(examples), p.batch_size, seed=cfg.seed, epoch=epoch)
+        order = lm_batches(len(examples), p.batch_size, seed=p.seed, epoch=epoch)
         loss = finetune_epoch(wrapped, examples, order, opt, sched, tokenizer.pad_token_id, device)
         if epoch == p.epochs - 1 or (epoch + 1) % 10 == 0:
             log(f"prepare[{name}]: epoch {epoch + 1}/{p.epochs} loss {loss:.4f} ({time.perf_counter() - t0:.0f} s)")

@@ -1,0 +1,79 @@
+"""A single unlearning run in one process: results file, forget quality up, utility kept."""
+
+import json
+
+import pytest
+
+from unlearn.errors import ConfigError
+from unlearn.train.config import load_run_config
+from unlearn.train.run import run_local
+
+pytestmark = pytest.mark.slow
+
+RESULT_KEYS = {"forget_quality", "model_utility", "forget_truth_ratio", "forget_rouge", "forget_prob", "forget_es",
+               "retain_es", "retain_rouge", "retain_prob", "retain_truth_ratio"}
+
+
+def test_default_satimp_run_raises_forget_quality_and_keeps_utility(default_prepared, tmp_path):
+    cfg, prepared = default_prepared
+    result = run_local(cfg, tmp_path, log=lambda s: None)
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert RESULT_KEYS <= set(doc["final"])
+    assert doc["method"] == {"weighting": "satimp", "granularity": "token", "sampling": "none", "objective": "gd",
+                             "importance": False, "beta1": 5.0, "beta2": 0.1, "gamma": 1.0, "alpha": 1.0}
+    assert doc["config"]["optim"]["epochs"] == len(doc["epochs"])
+    assert (tmp_path / "model" / "config.json").is_file()
+    target = json.loads((prepared.root / "prepared.json").read_text())["metrics"]["target"]
+    assert result.metrics["forget_quality"] > 10 * target["forget_quality"]
+    assert result.metrics["model_utility"] >= 0.8 * target["model_utility"]
+
+
+def test_epoch_eval_keeps_the_best_epoch(small_overrides, tmp_path):
+    cfg = load_run_config(None, [*small_overrides, "optim.epochs=3", "epoch_eval=true",
+                                 "keep_best_by=forget_truth_ratio"])
+    seen = []
+    result = run_local(cfg, tmp_path, report=lambda m, e: seen.append((e, m)), log=lambda s: None)
+    assert [e for e, _ in seen] == [0, 1, 2]
+    assert all("forget_quality" in m for _, m in seen)
+    best = max(seen, key=lambda em: em[1]["forget_truth_ratio"])
+    assert result.best_epoch == best[0] + 1
+    assert result.metrics["forget_truth_ratio"] == best[1]["forget_truth_ratio"]
+    assert json.loads((tmp_path / "results.json").read_text())["best_epoch"] == best[0] + 1
+
+
+def test_naive_and_fused_paths_agree(small_overrides, tmp_path):
+    a = run_local(load_run_config(None, [*small_overrides, "optim.epochs=1"]), tmp_path / "a", log=lambda s: None)
+    b = run_local(load_run_config(None, [*small_overrides, "optim.epochs=1", "optim.loss_path=naive"]),
+                  tmp_path / "b", log=lambda s: None)
+    assert a.metrics["train/loss"] == pytest.approx(b.metrics["train/loss"], rel=1e-4)
+
+
+def test_tofu_forget01_end_to_end(tofu_dir, cache_dir, tmp_path):
+    cfg = load_run_config(None, [f"cache_dir={cache_dir}", "data.benchmark=tofu", f"data.path={tofu_dir}",
+                                 "data.split=forget01", "model.name=tiny-2l", "prepare.epochs=1", "optim.epochs=1",
+                                 "eval.max_new_tokens=8", "eval.batch_size=64"])
+    result = run_local(cfg, tmp_path, log=lambda s: None)
+    assert RESULT_KEYS <= set(result.metrics)
+    assert 0.0 <= result.metrics["forget_quality"] <= 1.0
+    assert len(json.loads((tmp_path / "results.json").read_text())["epochs"]) == 1
+
+
+@pytest.mark.parametrize("override,match", [
+    ("optim.lrr=1", r"unknown key 'optim.lrr' \(did you mean 'lr'\?\)"),
+    ("data.benchmark=mmlu", r"data.benchmark='mmlu'.*generated, tofu"),
+    ("data.split=forget02", r"forget01, forget05, forget10"),
+    ("keep_best_by=forget_quality", r"keep_best_by needs epoch_eval"),
+    ("method.weighting=satimpp", r"unknown weighting 'satimpp'"),
+])
+def test_bad_config_is_rejected_before_training(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_run_config(None, [override])
+
+
+def test_unreadable_config_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [unclosed")
+    with pytest.raises(ConfigError, match="bad.yaml: invalid YAML"):
+        load_run_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_run_config(tmp_path / "missing.yaml")
