@@ -46,6 +46,85 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_launch(args: argparse.Namespace) -> int:
+    from sweeps.sweep import SweepSettings, launch_sweep
+
+    settings = SweepSettings(out_dir=args.out or _default_out(args.space), address=args.address,
+                             storage_path=args.storage_path, mlflow_uri=args.mlflow_uri,
+                             optuna_storage=args.optuna_storage, progress=not args.quiet)
+    return _print_outcome(launch_sweep(args.space, args.overrides, settings))
+
+
+def _default_out(space: str) -> str:
+    import time
+
+    return f"sweeps_out/{Path(space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from sweeps.sweep import resume_sweep
+
+    return _print_outcome(resume_sweep(args.dir, address=args.address, progress=not args.quiet))
+
+
+def _print_outcome(result) -> int:
+    from sweeps.report import format_report
+    from sweeps.space import load_space
+    from sweeps.sweep import SPACE_FILE
+
+    print(format_report(result.out_dir, load_space(result.out_dir / SPACE_FILE)))
+    if result.best is not None:
+        import yaml
+
+        print("\nbest config (" + result.best["trial_id"] + "):")
+        print(yaml.safe_dump(result.best["config"], sort_keys=False).rstrip())
+    print(f"\nresults:   {result.out_dir}")
+    print(f"best:      {result.out_dir / 'best_config.yaml'}  (unlearn-sweep run it to reproduce)")
+    uri = result.mlflow_uri
+    browse = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"open {uri}"
+    print(f"browse:    {browse}")
+    print(f"study:     optuna-dashboard sqlite:///{result.out_dir / 'optuna.db'}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from sweeps.report import format_report
+    from sweeps.space import load_space
+    from sweeps.sweep import SPACE_FILE, load_sweep_meta
+
+    root = Path(args.dir).expanduser().resolve()
+    load_sweep_meta(root)
+    print(format_report(root, load_space(root / SPACE_FILE)))
+    return 0
+
+
+def _cmd_export_best(args: argparse.Namespace) -> int:
+    from sweeps.report import export_best
+    from sweeps.space import load_space
+    from sweeps.sweep import SPACE_FILE, load_sweep_meta
+
+    root = Path(args.dir).expanduser().resolve()
+    load_sweep_meta(root)
+    chosen = export_best(root, load_space(root / SPACE_FILE), Path(args.out),
+                         model_dir=Path(args.model) if args.model else None, register=args.register,
+                         trial_id=args.trial, force=args.force)
+    print(f"trial {chosen['trial_id']}: config -> {args.out}" + (f", model -> {args.model}" if args.model else "")
+          + (f", registered as {chosen['registered']}" if chosen.get("registered") else ""))
+    print(f"reproduce: unlearn-sweep run {args.out} --out DIR")
+    return 0
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    from sweeps.sweep import load_sweep_meta
+    from sweeps.tracking import sync_buffer
+
+    root = Path(args.dir).expanduser().resolve()
+    meta = load_sweep_meta(root)
+    n = sync_buffer(root, args.mlflow_uri or meta["tracking_uri"])
+    print(f"replayed {n} buffered MLflow operation(s)")
+    return 0
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="run config YAML (default: the embedded default)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
@@ -78,13 +157,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local cluster)")
     p.add_argument("--storage-path", help="Ray Train storage (checkpoints); shared storage on a multi-node cluster")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("launch", help="run a sweep (Ray Tune + Optuna) over a search space; every trial in MLflow")
+    p.add_argument("space", help="a search-space YAML, or the name of a shipped one (satimp, reweighting, baselines)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="dotted overrides of the space, e.g. budget.num_samples=4 base.optim.epochs=6")
+    p.add_argument("--out", help="sweep directory (default: sweeps_out/<space>-<time>)")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local cluster)")
+    p.add_argument("--storage-path", help="Ray storage for trials and checkpoints (shared storage on a cluster)")
+    p.add_argument("--mlflow-uri", help="MLflow tracking URI, e.g. http://127.0.0.1:5000 (default: sqlite in --out)")
+    p.add_argument("--optuna-storage", help="Optuna database URL (default: sqlite in --out)")
+    p.add_argument("--quiet", action="store_true", help="no live progress line")
+    p.set_defaults(func=_cmd_launch)
+
+    p = sub.add_parser("resume", help="continue an interrupted sweep; finished trials are not re-run")
+    p.add_argument("dir")
+    p.add_argument("--address")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_resume)
+
+    p = sub.add_parser("report", help="table of a sweep's trials and its best / Pareto set (no Ray needed)")
+    p.add_argument("dir")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("export-best", help="write the best trial's run config (and optionally its model)")
+    p.add_argument("dir")
+    p.add_argument("--out", required=True, help="YAML file for the resolved run config")
+    p.add_argument("--model", help="copy the trial's unlearned model (HF format) here")
+    p.add_argument("--register", metavar="NAME", help="register the model in the MLflow model registry")
+    p.add_argument("--trial", help="export this trial instead of the best one")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out / --model")
+    p.set_defaults(func=_cmd_export_best)
+
+    p = sub.add_parser("sync-mlflow", help="replay MLflow operations buffered while the server was unreachable")
+    p.add_argument("dir")
+    p.add_argument("--mlflow-uri", help="tracking URI (default: the sweep's)")
+    p.set_defaults(func=_cmd_sync)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if hasattr(args, "overrides"):
+    if hasattr(args, "config"):
         _split_config(args)
     try:
         return int(args.func(args) or 0)

@@ -1,0 +1,76 @@
+"""The sweep's own record of its trials, written by the driver: ``DIR/trials/<trial_id>/trial.json``.
+
+It is what ``report`` and ``export-best`` read (no Ray needed), next to each trial's ``results.json``
+(written by the trial's rank-0 worker). Files are replaced atomically; a damaged one is reported by
+name, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from unlearn.errors import ConfigError
+
+TRIALS_DIR = "trials"
+TRIAL_FILE = "trial.json"
+
+
+def trial_dir(sweep_dir: Path, trial_id: str) -> Path:
+    return sweep_dir / TRIALS_DIR / trial_id
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, default=str))
+    tmp.replace(path)
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """Read a JSON file; a truncated or invalid file raises ConfigError naming it and ``what``."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} ({what}) is damaged: {e}; delete it and run `unlearn-sweep resume` to re-run "
+                          "that trial") from None
+
+
+class LedgerCallback(Callback):
+    """Driver-side Tune callback keeping ``trial.json`` (params, status, last metrics, failure reason)."""
+
+    def __init__(self, sweep_dir: Path, max_steps: int) -> None:
+        self.sweep_dir = Path(sweep_dir)
+        self.max_steps = max_steps
+
+    def _update(self, trial: Any, **fields: Any) -> None:
+        path = trial_dir(self.sweep_dir, trial.trial_id) / TRIAL_FILE
+        doc = json.loads(path.read_text()) if path.is_file() else {"trial_id": trial.trial_id, "starts": 0}
+        doc.update(fields, updated=time.time())
+        write_json_atomic(path, doc)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        path = trial_dir(self.sweep_dir, trial.trial_id) / TRIAL_FILE
+        starts = json.loads(path.read_text()).get("starts", 0) if path.is_file() else 0
+        self._update(trial, params=dict(trial.config), status="RUNNING", starts=starts + 1, reason=None)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        self._update(trial, last_metrics=metrics, epoch=result.get("epoch"), stopped=bool(result.get("done")))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        path = trial_dir(self.sweep_dir, trial.trial_id) / TRIAL_FILE
+        doc = json.loads(path.read_text()) if path.is_file() else {}
+        early = doc.get("stopped") and (doc.get("epoch") or 0) < self.max_steps
+        self._update(trial, status="KILLED" if early else "FINISHED",
+                     reason="stopped early by the scheduler (ASHA)" if early else None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from sweeps.tracking import failure_reason, trial_error_text
+
+        self._update(trial, status="FAILED", reason=failure_reason(trial_error_text(trial)))

@@ -1,0 +1,300 @@
+"""The product's main job: a Ray Tune + Optuna sweep over the reweighting family, every trial in MLflow.
+
+Layout of a sweep directory (everything a resume, a report or an export needs):
+
+    DIR/sweep.json            settings: space, storage URIs, sweep id, MLflow parent run
+    DIR/space.yaml            the search space as launched (overrides applied)
+    DIR/optuna.db             the Optuna study (inspect with optuna-dashboard sqlite:///DIR/optuna.db)
+    DIR/mlflow.db, mlartifacts/   the default MLflow store (``mlflow ui --backend-store-uri sqlite:///DIR/mlflow.db``)
+    DIR/ray/                  Ray Tune experiment state and each trial's Ray Train checkpoints
+    DIR/trials/<id>/          trial.json (driver's record), results.json and model/ (the trial's run)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unlearn.config import to_dict
+from unlearn.errors import ConfigError
+from unlearn.train.config import RunConfig
+from unlearn.train.prepare import prepare
+
+from sweeps.ledger import LedgerCallback, trial_dir, write_json_atomic
+from sweeps.space import SearchSpace, define_by_run, derive_trial_seed, load_space, trial_run_config
+
+SWEEP_FILE = "sweep.json"
+SPACE_FILE = "space.yaml"
+TUNE_NAME = "tune"
+DRIVER_CPU = 0.1  # a trial's own process only launches and watches its Ray Train run
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """Where a sweep runs and writes. ``None`` means: inside the sweep directory / a local cluster."""
+
+    out_dir: str
+    address: str | None = None
+    storage_path: str | None = None  # Ray storage; shared storage (NFS, S3) on a multi-node cluster
+    mlflow_uri: str | None = None
+    optuna_storage: str | None = None  # an Optuna RDB URL; default sqlite:///DIR/optuna.db
+    progress: bool = True
+
+    @property
+    def root(self) -> Path:
+        return Path(self.out_dir).expanduser().resolve()
+
+    @property
+    def ray_storage(self) -> str:
+        return self.storage_path or str(self.root / "ray")
+
+    @property
+    def tracking_uri(self) -> str:
+        from sweeps.tracking import default_tracking_uri
+
+        return self.mlflow_uri or default_tracking_uri(self.root)
+
+    @property
+    def study_storage(self) -> str:
+        return self.optuna_storage or f"sqlite:///{self.root / 'optuna.db'}"
+
+
+@dataclass
+class SweepResult:
+    """What a finished sweep produced."""
+
+    out_dir: Path
+    trials: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    pareto: list[dict[str, Any]] = field(default_factory=list)
+    mlflow_uri: str = ""
+    parent_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Everything a trial needs besides its sampled parameters (travels via tune.with_parameters)."""
+
+    space: SearchSpace
+    root: str
+    ray_storage: str
+
+
+def trial_seed(space: SearchSpace, trial_id: str) -> int:
+    """The trial's seed, derived from the sweep seed and the trial's id (ids survive resumes)."""
+    import hashlib
+
+    return derive_trial_seed(space.budget.seed, int(hashlib.sha256(trial_id.encode()).hexdigest()[:8], 16))
+
+
+def resolved_trial_config(space: SearchSpace, trial_id: str, params: dict[str, Any]) -> RunConfig:
+    return trial_run_config(space, params, seed=trial_seed(space, trial_id))
+
+
+def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """The Tune trainable (a plain function): the trial's driver launches its Ray Train run."""
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from sweeps.train import run_unlearning
+
+    trial_id = ray.tune.get_context().get_trial_id()
+    cfg = resolved_trial_config(ctx.space, trial_id, config)
+    out = trial_dir(Path(ctx.root), trial_id)
+    write_json_atomic(out / "config.json", to_dict(cfg))
+    run_unlearning(cfg, out, name=f"trial-{trial_id}", storage_path=Path(ctx.ray_storage) / "train",
+                   callbacks=[TuneReportCallback()], max_failures=1)
+
+
+def _mlflow_params(space: SearchSpace, trial: Any) -> dict[str, Any]:
+    """Every resolved parameter of a trial (its whole run config, dotted), for its MLflow child run."""
+    from sweeps.tracking import flatten
+
+    params = flatten(to_dict(resolved_trial_config(space, trial.trial_id, dict(trial.config))))
+    return {**params, "trial.sampled": ",".join(sorted(trial.config))}
+
+
+class _ParamsOf:
+    """Picklable ``params_of`` for the MLflow callback (Tune pickles callbacks into its state)."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        return _mlflow_params(self.space, trial)
+
+
+def _concurrency(space: SearchSpace, resources: dict[str, float]) -> int:
+    """Trials that fit side by side: Tune must not start drivers whose workers cannot be placed."""
+    s = space.base_config.scaling
+    per_trial = s.workers * s.cpus_per_worker + DRIVER_CPU
+    fit = int(resources.get("CPU", 0) // per_trial)
+    if s.use_gpu:
+        fit = min(fit, int(resources.get("GPU", 0) // s.workers))
+    return max(1, min(space.budget.max_concurrent, fit))
+
+
+def _optuna_search_class():
+    from ray.tune.search.optuna import OptunaSearch
+
+    class EvaluatedEpochsOptunaSearch(OptunaSearch):
+        """OptunaSearch that passes on only the results that carry the objective (evaluated epochs)."""
+
+        def on_trial_result(self, trial_id: str, result: dict) -> None:
+            metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+            if all(m in result for m in metrics):
+                super().on_trial_result(trial_id, result)
+
+    return EvaluatedEpochsOptunaSearch
+
+
+def _searcher(space: SearchSpace, settings: SweepSettings, study_name: str):
+    import optuna
+
+    OptunaSearch = _optuna_search_class()
+
+    sampler = optuna.samplers.TPESampler(seed=space.budget.seed)  # multi-objective TPE when several objectives
+    storage = optuna.storages.RDBStorage(settings.study_storage)
+    return OptunaSearch(space=define_by_run(space), metric=space.tune_metric, mode=space.tune_mode,
+                        points_to_evaluate=[dict(p) for p in space.initial_points] or None, sampler=sampler,
+                        study_name=study_name, storage=storage)
+
+
+def _scheduler(space: SearchSpace):
+    if space.early_stopping is None:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    es = space.early_stopping
+    return ASHAScheduler(time_attr="epoch", metric=es.metric, mode=es.mode, max_t=space.max_epochs,
+                         grace_period=es.grace_period, reduction_factor=es.reduction_factor)
+
+
+def _check_settings(settings: SweepSettings) -> dict[str, float]:
+    """Everything checkable before a trial starts: MLflow and Ray reachable, storage usable."""
+    from sweeps.cluster import ensure_ray
+    from sweeps.tracking import check_tracking_uri
+
+    check_tracking_uri(settings.tracking_uri)
+    return ensure_ray(settings.address)
+
+
+def launch_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...], settings: SweepSettings) -> SweepResult:
+    """Validate everything, then run a new sweep into ``settings.out_dir``."""
+    space = load_space(space_path, overrides)
+    root = settings.root
+    if (root / SWEEP_FILE).exists():
+        raise ConfigError(f"{root} already holds a sweep; continue it with `unlearn-sweep resume {root}` or choose "
+                          "another --out")
+    if root.exists() and any(p for p in root.iterdir() if p.name != ".gitkeep"):
+        raise ConfigError(f"--out {root} is not empty; valid: a new or empty directory")
+    resources = _check_settings(settings)
+    from sweeps.cluster import check_placeable
+
+    check_placeable(space.base_config.scaling, resources)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / SPACE_FILE).write_text(space.to_yaml())
+    sweep_id = uuid.uuid4().hex[:12]
+    meta = {"sweep_id": sweep_id, "name": space.name, "study_name": f"{space.name}-{sweep_id}",
+            "created": time.time(), "settings": to_dict(settings), "source": space.source,
+            "overrides": list(overrides), "tracking_uri": settings.tracking_uri,
+            "optuna_storage": settings.study_storage, "ray_storage": settings.ray_storage}
+    write_json_atomic(root / SWEEP_FILE, meta)
+    return _run(space, settings, meta, resources, resume=False)
+
+
+def resume_sweep(out_dir: str | Path, *, address: str | None = None, progress: bool = True) -> SweepResult:
+    """Continue an interrupted sweep: finished trials are kept, unfinished ones run again from checkpoints."""
+    root = Path(out_dir).expanduser().resolve()
+    meta = load_sweep_meta(root)
+    settings = SweepSettings(**{**meta["settings"], "address": address or meta["settings"].get("address"),
+                                "progress": progress})
+    space = load_space(root / SPACE_FILE)
+    resources = _check_settings(settings)
+    return _run(space, settings, meta, resources, resume=True)
+
+
+def load_sweep_meta(root: Path) -> dict[str, Any]:
+    from sweeps.ledger import read_json
+
+    path = root / SWEEP_FILE
+    if not path.is_file():
+        raise ConfigError(f"{root} holds no sweep ({SWEEP_FILE} not found); valid: a directory written by "
+                          "`unlearn-sweep launch --out DIR`")
+    return read_json(path, "sweep settings")
+
+
+def _tracker(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any]):
+    from sweeps.tracking import SweepTracker, flatten
+
+    tracker = SweepTracker(settings.tracking_uri, f"unlearn-sweep/{space.name}", settings.root)
+    params = flatten({"space": space.to_dict(), "settings": {k: v for k, v in to_dict(settings).items()
+                                                             if k != "progress"}})
+    tracker.start_parent(meta["sweep_id"], params, {"unlearn.sweep_dir": str(settings.root),
+                                                    "unlearn.study_name": meta["study_name"]}, run_name=space.name)
+    return tracker
+
+
+def _run(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], resources: dict[str, float], *,
+         resume: bool) -> SweepResult:
+    import ray.tune
+
+    from sweeps.progress import ProgressCallback
+    from sweeps.tracking import MLflowTrialCallback
+
+    # Epochs without evaluation report training statistics only; Tune's strict check would reject them
+    # (the objective metrics arrive with the evaluated epochs; ASHA spaces require epoch_eval).
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    prepare(space.base_config, log=print if settings.progress else (lambda s: None))  # once, before any trial
+    tracker = _tracker(space, settings, meta)
+    ctx = TrialContext(space, str(settings.root), settings.ray_storage)
+    trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, ctx=ctx), {"CPU": DRIVER_CPU})
+    callbacks = [LedgerCallback(settings.root, space.max_epochs),
+                 MLflowTrialCallback(tracker, max_steps=space.max_epochs, params_of=_ParamsOf(space)),
+                 ProgressCallback(space, enabled=settings.progress)]
+    path = str(Path(settings.ray_storage) / TUNE_NAME) if "://" not in settings.ray_storage \
+        else f"{settings.ray_storage.rstrip('/')}/{TUNE_NAME}"
+    if resume and ray.tune.Tuner.can_restore(path):
+        tuner = ray.tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
+                                       restart_errored=False)
+    else:
+        tuner = ray.tune.Tuner(
+            trainable,
+            tune_config=ray.tune.TuneConfig(search_alg=_searcher(space, settings, meta["study_name"]),
+                                            scheduler=_scheduler(space), num_samples=space.budget.num_samples,
+                                            max_concurrent_trials=_concurrency(space, resources),
+                                            time_budget_s=space.budget.time_budget_s),
+            run_config=ray.tune.RunConfig(name=TUNE_NAME, storage_path=settings.ray_storage, callbacks=callbacks,
+                                          verbose=0),
+        )
+    tuner.fit()
+    return finish_sweep(settings.root, tracker=tracker, space=space)
+
+
+def finish_sweep(root: Path, *, tracker=None, space: SearchSpace | None = None) -> SweepResult:
+    """Collect trials, pick the best (or the Pareto set), log the parent's artifacts."""
+    from sweeps.report import collect_trials, pick_best, write_best_config
+
+    meta = load_sweep_meta(root)
+    space = space or load_space(root / SPACE_FILE)
+    trials = collect_trials(root)
+    best, pareto = pick_best(space, trials)
+    best_path = write_best_config(root, best) if best else None
+    if tracker is not None:
+        import optuna
+
+        from sweeps.tracking import log_sweep_artifacts
+
+        study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])
+        log_sweep_artifacts(tracker, study, root / SPACE_FILE, best["config"] if best else {}, root / "artifacts")
+        if best_path is not None:
+            tracker.log_parent_artifact(best_path, "sweep")
+        tracker.finish_parent("FINISHED")
+        tracker.flush()
+    return SweepResult(root, trials, best, pareto, meta["tracking_uri"],
+                       tracker.parent_run_id if tracker is not None else None)
