@@ -1,0 +1,126 @@
+"""Real processes that tests start and stop: an MLflow server, a two-node Ray cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+SERVER_START_TIMEOUT_S = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real ``mlflow server`` subprocess on 127.0.0.1 that can be stopped and restarted on its port."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.root, self.port = root, port
+        self.uri = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        cmd = [str(Path(sys.executable).parent / "mlflow"), "server",
+               "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
+               "--artifacts-destination", str(self.root / "artifacts"),
+               "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        # job execution spawns a dozen worker processes: minutes of start-up on a 2-core machine
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        log = (self.root / "server.log").open("ab")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True, cwd=self.root)
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, self.log_tail()
+            try:
+                if requests.get(f"{self.uri}/health", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"mlflow server did not answer in {SERVER_START_TIMEOUT_S} s\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        # the server runs uvicorn as a child: signal the session we created (its group id is our pid)
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=15)
+
+    def log_tail(self) -> str:
+        path = self.root / "server.log"
+        return path.read_text(errors="replace")[-3000:] if path.is_file() else ""
+
+
+
+
+class RayNodes:
+    """A two-node Ray cluster on 127.0.0.1: a head and a worker node, each a ``ray start --block`` process.
+
+    Stopped by signalling the process groups this class created (never ``ray stop``, which would end
+    every Ray instance on the machine, the test session's own included).
+    """
+
+    def __init__(self, root: Path, cpus_per_node: int = 4) -> None:
+        self.root = root
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.cpus = cpus_per_node
+        self.procs: list[subprocess.Popen] = []
+
+    def _ray(self, *args: str) -> subprocess.Popen:
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+        env.pop("RAY_ADDRESS", None)
+        log = (self.root / f"node{len(self.procs)}.log").open("ab")
+        cmd = [str(Path(sys.executable).parent / "ray"), "start", "--block", "--node-ip-address=127.0.0.1",
+               f"--num-cpus={self.cpus}", "--object-store-memory=300000000", *args]
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def start(self) -> None:
+        self._ray("--head", f"--port={self.port}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                  f"--dashboard-port={free_port()}")
+        self._wait_nodes(1)
+        self._ray(f"--address={self.address}")
+        self._wait_nodes(2)
+
+    def _wait_nodes(self, n: int, timeout: float = 120.0) -> None:
+        code = ("import ray,sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+                "print(sum(1 for x in ray.nodes() if x['Alive']))")
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+        env.pop("RAY_ADDRESS", None)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = subprocess.run([sys.executable, "-c", code, self.address], capture_output=True, text=True, env=env)
+            if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(n)]:
+                return
+            time.sleep(2)
+        raise TimeoutError(f"{n} Ray node(s) did not come up at {self.address}")
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)

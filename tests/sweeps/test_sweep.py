@@ -1,0 +1,166 @@
+"""A tiny sweep end to end: MLflow tree, Optuna storage, report, export-best reproduced by run."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from sweeps.cli import main
+from sweeps.sweep import SweepSettings, launch_sweep, load_sweep_meta, resume_sweep
+from sweeps.train import run_unlearning
+from tests.conftest import REPO
+from tests.helpers import MlflowServer, RayNodes, free_port
+from unlearn.errors import ConfigError
+from unlearn.train.config import load_run_config
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_space(tmp_path: Path, cache_dir: Path, num_samples: int = 3, epochs: int = 2) -> Path:
+    space = {
+        "name": "tiny",
+        "base": {"data": {"num_authors": 8, "qa_per_author": 4}, "model": {"name": "tiny-2l"},
+                 "prepare": {"epochs": 6}, "method": {"weighting": "satimp", "objective": "gd"},
+                 "optim": {"epochs": epochs, "batch_size": 4}, "eval": {"max_new_tokens": 12, "batch_size": 64},
+                 "cache_dir": str(cache_dir)},
+        "parameters": {"method.beta1": {"distribution": "uniform", "low": 0.5, "high": 8.0},
+                       "method.beta2": {"distribution": "uniform", "low": 0.0, "high": 1.0}},
+        "objectives": [{"metric": "forget_quality", "direction": "maximize"}],
+        "initial_points": [{"method.beta1": 5.0, "method.beta2": 0.1}],
+        "budget": {"num_samples": num_samples, "max_concurrent": 2, "seed": 0},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(space))
+    return path
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, ray_local, cache_dir):
+    root = tmp_path_factory.mktemp("sweep")
+    space = tiny_space(root, cache_dir)
+    result = launch_sweep(space, [], SweepSettings(out_dir=str(root / "out"), progress=False))
+    return result
+
+
+def _children(result):
+    client = MlflowClient(result.mlflow_uri)
+    parent = client.get_run(result.parent_run_id)
+    kids = client.search_runs([parent.info.experiment_id],
+                              filter_string=f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'")
+    return client, parent, kids
+
+
+def test_mlflow_holds_one_parent_and_one_child_per_trial(sweep):
+    client, parent, kids = _children(sweep)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["unlearn.sweep_id"] == load_sweep_meta(sweep.out_dir)["sweep_id"]
+    assert len(kids) == 3 == len(sweep.trials)
+    assert {k.data.tags["unlearn.trial_id"] for k in kids} == {t["trial_id"] for t in sweep.trials}
+    for kid in kids:
+        assert kid.info.status == "FINISHED"
+        assert {"method.beta1", "method.beta2", "optim.lr", "seed", "model.name"} <= set(kid.data.params)
+        history = client.get_metric_history(kid.info.run_id, "train/loss")
+        assert sorted(m.step for m in history) == [1, 2]
+        assert 0.0 <= kid.data.metrics["forget_quality"] <= 1.0
+    arts = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
+    assert {"sweep/best_config.yaml", "sweep/trials.csv"} <= arts
+    assert any(a.path.startswith("plots/") for a in client.list_artifacts(parent.info.run_id, "plots"))
+
+
+def test_optuna_storage_holds_the_trials(sweep):
+    meta = load_sweep_meta(sweep.out_dir)
+    study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3
+    assert complete[0].params == {"method.beta1": 5.0, "method.beta2": 0.1}  # the initial point first
+    by_value = sorted(t["metrics"]["forget_quality"] for t in sweep.trials)
+    assert sorted(t.value for t in complete) == pytest.approx(by_value)
+
+
+def test_report_prints_trials_and_best(sweep, capsys):
+    assert main(["report", str(sweep.out_dir)]) == 0
+    out = capsys.readouterr().out
+    for t in sweep.trials:
+        assert t["trial_id"] in out
+    assert "trials: 3 finished" in out and f"best: {sweep.best['trial_id']}" in out
+
+
+def test_export_best_is_reproduced_by_run(sweep, tmp_path, capsys):
+    best_yaml, model = tmp_path / "best.yaml", tmp_path / "model"
+    assert main(["export-best", str(sweep.out_dir), "--out", str(best_yaml), "--model", str(model)]) == 0
+    assert (model / "config.json").is_file()
+    with pytest.raises(ConfigError, match="already exists and is not empty; pass --force"):
+        main_raises(["export-best", str(sweep.out_dir), "--out", str(best_yaml)])
+    cfg = load_run_config(best_yaml)
+    assert cfg.seed == sweep.best["config"]["seed"]
+    rerun = run_unlearning(cfg, tmp_path / "rerun", log=lambda s: None)
+    for key in ("forget_quality", "forget_truth_ratio", "model_utility", "train/loss"):
+        assert rerun.metrics[key] == pytest.approx(sweep.best["metrics"][key], rel=1e-5, abs=1e-8)
+
+
+def main_raises(argv):
+    """Run a CLI command's library function so that its ConfigError reaches the test."""
+    from sweeps.report import export_best
+    from sweeps.space import load_space
+
+    root = Path(argv[1])
+    export_best(root, load_space(root / "space.yaml"), Path(argv[3]))
+
+
+def test_resume_of_a_finished_sweep_reruns_nothing(sweep):
+    before = {t["trial_id"]: json.loads((Path(t["dir"]) / "trial.json").read_text())["starts"] for t in sweep.trials}
+    again = resume_sweep(sweep.out_dir, progress=False)
+    after = {t["trial_id"]: json.loads((Path(t["dir"]) / "trial.json").read_text())["starts"] for t in again.trials}
+    assert after == before
+    _, _, kids = _children(again)
+    assert len(kids) == 3
+
+
+def test_bad_sweep_inputs_fail_before_ray(tmp_path, cache_dir):
+    space = tiny_space(tmp_path, cache_dir)
+    port = free_port()
+    with pytest.raises(ConfigError, match=f"127.0.0.1:{port}"):
+        launch_sweep(space, [], SweepSettings(out_dir=str(tmp_path / "a"), mlflow_uri=f"http://127.0.0.1:{port}"))
+    with pytest.raises(ConfigError, match="holds no sweep"):
+        resume_sweep(tmp_path)
+    with pytest.raises(ConfigError, match=r"tiny.yaml: budget: num_samples=0 is out of range"):
+        launch_sweep(space, ["budget.num_samples=0"], SweepSettings(out_dir=str(tmp_path / "b")))
+
+
+def test_sweep_to_a_real_mlflow_server(tmp_path, ray_local, cache_dir):
+    server = MlflowServer(tmp_path, free_port())
+    server.start()
+    try:
+        server.wait_ready()
+        space = tiny_space(tmp_path, cache_dir, num_samples=1, epochs=1)
+        result = launch_sweep(space, [], SweepSettings(out_dir=str(tmp_path / "out"), mlflow_uri=server.uri,
+                                                       progress=False))
+        client, parent, kids = _children(result)
+        assert result.mlflow_uri == server.uri
+        assert len(kids) == 1 and kids[0].info.status == "FINISHED"
+        assert "forget_quality" in kids[0].data.metrics
+    finally:
+        server.stop()
+
+
+def test_two_node_cluster_launch(tmp_path, cache_dir):
+    nodes = RayNodes(tmp_path)
+    try:
+        nodes.start()
+        space = tiny_space(tmp_path, cache_dir, num_samples=2, epochs=1)
+        env = {**os.environ, "RAY_ADDRESS": nodes.address, "RAY_AUTH_MODE": "disabled"}
+        out = subprocess.run([sys.executable, "-m", "sweeps", "launch", str(space), "--out", str(tmp_path / "out"),
+                              "--address", nodes.address, "--quiet"], capture_output=True, text=True, env=env,
+                             cwd=REPO, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "trials: 2 finished" in out.stdout
+        trials = list((tmp_path / "out" / "trials").glob("*/results.json"))
+        assert len(trials) == 2
+    finally:
+        nodes.stop()
