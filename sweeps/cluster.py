@@ -23,10 +23,13 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> di
         # The dashboard (bound to loopback) also serves the state API that Ray Train's cleaner actors poll.
         kwargs: dict = {"include_dashboard": True, "dashboard_host": "127.0.0.1", "configure_logging": False}
         if address is None:
+            address = "local"  # always a fresh cluster: never attach silently to one left running
             kwargs["num_cpus"] = num_cpus or max(LOCAL_NUM_CPUS, os.cpu_count() or 1)
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as e:
+            if address == "local":
+                raise
             raise ConfigError(f"cannot connect to the Ray cluster at --address {address!r}: {e}; valid: the address "
                               "printed by `ray start --head` (e.g. 127.0.0.1:6379), or none for a local cluster") from None
     return dict(ray.cluster_resources())

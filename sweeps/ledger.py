@@ -57,7 +57,8 @@ class LedgerCallback(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         path = trial_dir(self.sweep_dir, trial.trial_id) / TRIAL_FILE
         starts = json.loads(path.read_text()).get("starts", 0) if path.is_file() else 0
-        self._update(trial, params=dict(trial.config), status="RUNNING", starts=starts + 1, reason=None)
+        first = {} if starts else {"started": time.time()}
+        self._update(trial, params=dict(trial.config), status="RUNNING", starts=starts + 1, reason=None, **first)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -67,10 +68,10 @@ class LedgerCallback(Callback):
         path = trial_dir(self.sweep_dir, trial.trial_id) / TRIAL_FILE
         doc = json.loads(path.read_text()) if path.is_file() else {}
         early = doc.get("stopped") and (doc.get("epoch") or 0) < self.max_steps
-        self._update(trial, status="KILLED" if early else "FINISHED",
+        self._update(trial, status="KILLED" if early else "FINISHED", ended=time.time(),
                      reason="stopped early by the scheduler (ASHA)" if early else None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from sweeps.tracking import failure_reason, trial_error_text
 
-        self._update(trial, status="FAILED", reason=failure_reason(trial_error_text(trial)))
+        self._update(trial, status="FAILED", ended=time.time(), reason=failure_reason(trial_error_text(trial)))

@@ -125,7 +125,9 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
         metrics.update(sizes)
         last = epoch == cfg.optim.epochs - 1
         if cfg.epoch_eval or last:
+            t1 = time.perf_counter()
             metrics.update(_evaluate_module(policy, strategy, eval_lm, tokenizer, bench, cfg, prepared, dist))
+            metrics["eval/seconds"] = time.perf_counter() - t1
         if cfg.keep_best_by and dist.rank == 0:
             score = metrics.get(cfg.keep_best_by, -math.inf)
             if best is None or score > best[0]:
