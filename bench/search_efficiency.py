@@ -35,7 +35,7 @@ def run_grid(epochs: int) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory() as tmp:
         for b1, b2 in itertools.product(BETA1, BETA2):
             cfg = load_run_config(None, [f"method.beta1={b1}", f"method.beta2={b2}", f"optim.epochs={epochs}",
-                                         "epoch_eval=true"])
+                                         "epoch_eval=true", "eval.rouge=false"])  # FQ needs no generation
             res = run_local(cfg, Path(tmp) / f"{b1}-{b2}", log=lambda s: None)
             curves[f"{b1},{b2}"] = [h["forget_quality"] for h in res.history]
             print(f"beta1={b1} beta2={b2}: forget_quality per epoch {[round(v, 3) for v in curves[f'{b1},{b2}']]}")
@@ -66,7 +66,7 @@ def asha(curves: dict[str, list[float]], epochs: int) -> dict:
         for e, v in enumerate(curves[config["point"]], start=1):
             tune.report({"epoch": e, "forget_quality": v})
 
-    ray.init(num_cpus=4, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, configure_logging=False, log_to_driver=False)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             tuner = tune.Tuner(replay, param_space={"point": tune.grid_search(list(curves))},
@@ -90,6 +90,9 @@ def main() -> None:
     ap.add_argument("--curves", type=Path, help="reuse recorded grid curves (JSON) instead of re-running the grid")
     args = ap.parse_args()
     curves = json.loads(args.curves.read_text())["curves"] if args.curves else run_grid(args.epochs)
+    if args.json and not args.curves:  # keep the expensive grid even if a later step fails
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.with_suffix(".curves.json").write_text(json.dumps({"curves": curves}, indent=1))
     final = {k: v[-1] for k, v in curves.items()}
     best_value = max(final.values())
     grid_best = [k for k, v in final.items() if v == best_value]

@@ -76,8 +76,11 @@ def _print_outcome(result) -> int:
     if result.best is not None:
         import yaml
 
-        print("\nbest config (" + result.best["trial_id"] + "):")
-        print(yaml.safe_dump(result.best["config"], sort_keys=False).rstrip())
+        cfg = result.best["config"]
+        shown = {"method": {k: v for k, v in cfg["method"].items() if v is not None}, "optim": cfg["optim"],
+                 "seed": cfg["seed"]}
+        print("\nbest config (trial " + result.best["trial_id"] + "; in full in best_config.yaml):")
+        print(yaml.safe_dump(shown, sort_keys=False, default_flow_style=None).rstrip())
     print(f"\nresults:   {result.out_dir}")
     print(f"best:      {result.out_dir / 'best_config.yaml'}  (unlearn-sweep run it to reproduce)")
     uri = result.mlflow_uri

@@ -158,7 +158,10 @@ def _searcher(space: SearchSpace, settings: SweepSettings, study_name: str):
 
     OptunaSearch = _optuna_search_class()
 
-    sampler = optuna.samplers.TPESampler(seed=space.budget.seed)  # multi-objective TPE when several objectives
+    # Multi-objective TPE when several objectives. Optuna's default of 10 random start-up trials would
+    # make a small sweep pure random search: a third of the budget (2..10) is random, the rest guided.
+    startup = max(2, min(10, space.budget.num_samples // 3))
+    sampler = optuna.samplers.TPESampler(seed=space.budget.seed, n_startup_trials=startup)
     storage = optuna.storages.RDBStorage(settings.study_storage)
     return OptunaSearch(space=define_by_run(space), metric=space.tune_metric, mode=space.tune_mode,
                         points_to_evaluate=[dict(p) for p in space.initial_points] or None, sampler=sampler,

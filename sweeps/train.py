@@ -45,6 +45,22 @@ class RayReporter:
         return Path(ckpt.path)
 
 
+class RunFailedError(RuntimeError):
+    """A Ray Train run failed; the message is the workers' own error (e.g. a diverged loss)."""
+
+
+def _worker_error_summary(error: Exception) -> str:
+    """The most telling line of a failed run: this package's errors first, else the last line."""
+    import re
+
+    text = str(error)
+    ours = re.findall(r"((?:DivergedError|ConfigError|UnlearnError|OutOfMemoryError)[^\n]*)", text)
+    if ours:
+        return ours[-1]
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else repr(error)
+
+
 class StopAfterEpochs(Exception):
     """Raised by a run asked to stop early (``stop_after_epochs``): simulates an interruption."""
 
@@ -108,7 +124,10 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
                                        callbacks=callbacks or []),
     )
-    trainer.fit()
+    try:
+        trainer.fit()
+    except ray.train.TrainingFailedError as e:
+        raise RunFailedError(_worker_error_summary(e)) from e
     results = out / "results.json"
     if stop_after_epochs is not None or not results.is_file():
         return None

@@ -109,9 +109,10 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
     sizes = _parameter_sizes(policy, dist)
     total = cfg.optim.epochs * steps_per_epoch(len(data.forget), cfg.optim.batch_size)
     optimizer, scheduler = make_optimizer(policy, cfg.optim, total)
-    start = 0
+    start, resumed = 0, {}
     if (resume := reporter.resume_dir()) is not None:
         start = strategy.load(resume, policy, optimizer, scheduler)
+        resumed = {"train/resumed_from_epoch": float(start)}  # on record: this run restarted here
         log(f"resumed from {resume} after epoch {start}")
     history: list[dict[str, float]] = []
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
@@ -123,6 +124,7 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
         metrics["train/seconds"] = time.perf_counter() - t0
         metrics["epoch"] = epoch + 1
         metrics.update(sizes)
+        metrics.update(resumed if epoch == start else {})
         last = epoch == cfg.optim.epochs - 1
         if cfg.epoch_eval or last:
             t1 = time.perf_counter()
