@@ -58,8 +58,15 @@ def pick_best(space: SearchSpace, trials: list[dict[str, Any]]) -> tuple[dict[st
     pareto = [t for t in done if not any(
         all(a >= b for a, b in zip(scores[o["trial_id"]], scores[t["trial_id"]])) and scores[o["trial_id"]] != scores[t["trial_id"]]
         for o in done)]
-    best = max(pareto, key=lambda t: scores[t["trial_id"]][0])
+    # Ties on the first objective (forget quality moves in coarse steps) go to the better model utility:
+    # of two equally forgetful models, the one that kept more is the one to export.
+    best = max(pareto, key=lambda t: (scores[t["trial_id"]][0], _utility(t)))
     return best, pareto if space.is_multi_objective else [best]
+
+
+def _utility(trial: dict[str, Any]) -> float:
+    value = trial["metrics"].get("model_utility")
+    return value if isinstance(value, (int, float)) and not math.isnan(value) else -math.inf
 
 
 def write_best_config(root: Path, best: dict[str, Any]) -> Path:

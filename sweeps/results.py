@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from unlearn.errors import ConfigError
 from unlearn.train.run import RESULTS_FILE
 
+from sweeps.ledger import read_json
+
 
 def load_results(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
         raise ConfigError(f"{path} not found: the run did not finish (or {run_dir} is not a run directory)")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} is damaged (truncated or not JSON: {e}); re-run this run") from None
+    doc = read_json(path, "run results")
     for key in ("config", "final", "epochs"):
         if key not in doc:
             raise ConfigError(f"{path} lacks {key!r}; it was not written by this version")

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from unlearn.config import to_dict
+from unlearn.errors import UnlearnError
 from unlearn.train.config import RunConfig, run_config_from_dict
 from unlearn.train.prepare import Prepared, prepare
 from unlearn.train.run import WorkerResult, unlearn_worker, write_results
@@ -43,6 +44,19 @@ class RayReporter:
             return None
         # Checkpoints live in the run's storage path (local or shared): read them in place.
         return Path(ckpt.path)
+
+
+class OutOfMemoryError(UnlearnError, RuntimeError):
+    """A worker ran out of (GPU or host) memory; the message says what to change."""
+
+
+def _oom_advice(cfg: RunConfig, dist, error: BaseException) -> str:
+    micro = cfg.optim.micro_batch_size or -(-cfg.optim.batch_size // dist.world_size)
+    return (f"out of memory on worker {dist.rank} ({type(error).__name__}: {str(error).splitlines()[0][:200]}) with "
+            f"micro-batches of {micro} sequences x up to {cfg.data.max_length} tokens per worker; lower "
+            f"optim.micro_batch_size (now {cfg.optim.micro_batch_size}) or optim.batch_size (now "
+            f"{cfg.optim.batch_size}) or data.max_length, use more workers with scaling.strategy=fsdp, or a "
+            "smaller model.dtype (bfloat16)")
 
 
 class RunFailedError(RuntimeError):
@@ -87,6 +101,10 @@ def _worker_entry(config: dict[str, Any]) -> None:
         result = unlearn_worker(cfg, prepared, strategy=strategy, dist=dist, reporter=reporter, out_dir=out_dir, log=log)
     except StopAfterEpochs:
         return
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and not isinstance(e, torch.OutOfMemoryError) and "allocate" not in str(e):
+            raise
+        raise OutOfMemoryError(_oom_advice(cfg, dist, e)) from e
     if dist.rank == 0 and out_dir is not None:
         write_results(out_dir, cfg, prepared, result, {"ray_workers": dist.world_size, "strategy": strategy.name})
 

@@ -150,3 +150,13 @@ def test_shape_mismatch_error_names_shapes():
     hidden, weight, labels = make()
     with pytest.raises(ValueError, match=r"hidden shape \(3, 10, 16\).*\(37, 16\).*\(3, 9\)"):
         fused_weighted_lm_loss(hidden, weight, labels[:, :9])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fused_equals_naive_on_cuda():
+    hidden, weight, labels = (t.cuda() for t in make())
+    method = build_method("satimp")
+    (nl, nh, nw), (fl, fh, fw) = naive_and_fused(method, hidden, weight, labels)
+    torch.testing.assert_close(fh, nh, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fw, nw, atol=1e-4, rtol=1e-4)

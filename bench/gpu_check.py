@@ -1,0 +1,172 @@
+"""GPU check (issue 4): FSDP2 SatImp unlearning steps on a ~1 B-parameter Llama, fused vs naive head.
+
+    torchrun --nproc_per_node 1 -m bench.gpu_check --json bench/results/gpu_check.json   # on a CUDA machine
+    python -m bench.gpu_check --device cpu --tiny                                         # smoke test of the code path
+
+Builds a randomly initialised Llama config of about 1 B parameters (hidden 2048, 16 layers, vocab
+128 256), shards it with FSDP2 (bf16 parameters, fp32 reduction), runs a few SatImp-GD steps with the
+fused LM head and with the naive head (full logits), and prints for both: peak memory, step time,
+tokens/s and model FLOP utilisation (6 * params * tokens / time / peak bf16 FLOP/s), plus the time of
+the head + loss alone against its 6 * N * H * V FLOP limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from unlearn.losses import build_method, fused_weighted_lm_loss, token_ce
+from unlearn.train.module import CausalLMWithLoss
+
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, per GPU
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+
+
+def build(tiny: bool, device: torch.device) -> torch.nn.Module:
+    cfg = LlamaConfig(vocab_size=128256 if not tiny else 1000, hidden_size=2048 if not tiny else 64,
+                      num_hidden_layers=16 if not tiny else 2, num_attention_heads=16 if not tiny else 4,
+                      num_key_value_heads=8 if not tiny else 4, intermediate_size=5632 if not tiny else 128,
+                      max_position_embeddings=4096, tie_word_embeddings=False)
+    with torch.device(device):
+        model = LlamaForCausalLM(cfg)
+    return CausalLMWithLoss(model)
+
+
+def shard(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if device.type == "cuda" \
+        else MixedPrecisionPolicy()
+    for layer in module.lm.model.layers:
+        fully_shard(layer, mesh=mesh, mp_policy=mp)
+    fully_shard(module, mesh=mesh, mp_policy=mp)
+    return module
+
+
+def batch(b: int, t: int, vocab: int, device: torch.device, seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    ids = torch.randint(0, vocab, (b, t), generator=g)
+    labels = ids.clone()
+    labels[:, : t // 2] = -100
+    return {k: v.to(device) for k, v in {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}.items()}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(path: str, module, opt, method, batches, device) -> dict:
+    fused = path == "fused"
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for i, (fb, rb) in enumerate(batches):
+        sync(device)
+        t0 = time.perf_counter()
+        f = module(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="term", term=method.forget_term, fused=fused)
+        r = module(rb["input_ids"], rb["attention_mask"], rb["labels"], mode="term", fused=fused,
+                   term=lambda ce, m: method.retain_term(ce=ce, mask=m))
+        (f.loss + r.loss).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sync(device)
+        if i > 0:  # the first step warms up
+            times.append(time.perf_counter() - t0)
+    step = sorted(times)[len(times) // 2]
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    return {"path": path, "step_s": step, "peak_gib": peak}
+
+
+def head_only(device, n: int, h: int, v: int) -> dict:
+    """Fused head + loss forward/backward alone, against its 6 N H V FLOP limit."""
+    dt = torch.bfloat16 if device.type == "cuda" else torch.float32
+    hidden = torch.randn(1, n, h, device=device, dtype=dt, requires_grad=True)
+    weight = (torch.randn(v, h, device=device) * 0.02).to(dt).requires_grad_(True)
+    labels = torch.randint(0, v, (1, n), device=device)
+    out = {}
+    for path in ("fused", "naive"):
+        for i in range(3):
+            hidden.grad = weight.grad = None
+            sync(device)
+            t0 = time.perf_counter()
+            if path == "fused":
+                loss = fused_weighted_lm_loss(hidden, weight, labels)
+            else:
+                ce, mask = token_ce(hidden @ weight.T, labels)
+                loss = build_method("satimp").forget_term(ce, mask).loss
+            loss.backward()
+            sync(device)
+            t = time.perf_counter() - t0
+        flops = 6 * n * h * v
+        peak = peak_flops(device)
+        out[path] = {"time_s": t, "tflops": flops / t / 1e12, "share_of_peak": flops / t / peak if peak else None}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--tiny", action="store_true", help="a tiny model (smoke test on CPU)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=1024)
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    if not dist.is_initialized():
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", "29533")
+        os.environ.setdefault("RANK", "0")
+        os.environ.setdefault("WORLD_SIZE", "1")
+        dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
+    device = torch.device(args.device, int(os.environ.get("LOCAL_RANK", 0))) if args.device == "cuda" \
+        else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    seq, b = (32, 2) if args.tiny else (args.seq, args.batch)
+    method = build_method("satimp", objective="gd")
+    results = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "rows": []}
+    for path in ("fused", "naive"):
+        module = shard(build(args.tiny, device), device)
+        n_params = sum(p.numel() for p in module.parameters())
+        opt = torch.optim.AdamW(module.parameters(), lr=1e-5)
+        vocab = module.lm.config.vocab_size
+        batches = [(batch(b, seq, vocab, device, 2 * i), batch(b, seq, vocab, device, 2 * i + 1))
+                   for i in range(args.steps + 1)]
+        row = run(path, module, opt, method, batches, device)
+        tokens = 2 * b * seq
+        row.update(params=n_params, tokens_per_s=tokens / row["step_s"])
+        peak = peak_flops(device)
+        row["mfu"] = 6 * n_params * tokens / row["step_s"] / (peak * dist.get_world_size()) if peak else None
+        results["rows"].append(row)
+        print(f"{path:>5}: {n_params / 1e9:.2f} B params, step {row['step_s']:.3f} s, {row['tokens_per_s']:.0f} tok/s, "
+              f"peak {row['peak_gib']:.1f} GiB, MFU {row['mfu'] if row['mfu'] is None else round(row['mfu'], 3)}")
+        del module, opt
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    h, v = (64, 1000) if args.tiny else (2048, 128256)
+    results["head"] = head_only(device, b * seq // 2, h, v)
+    print("head + loss alone:", json.dumps(results["head"]))
+    if args.json and dist.get_rank() == 0:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
