@@ -56,7 +56,10 @@ class LedgerCallback(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         path = trial_dir(self.sweep_dir, trial.trial_id) / TRIAL_FILE
-        starts = json.loads(path.read_text()).get("starts", 0) if path.is_file() else 0
+        doc = json.loads(path.read_text()) if path.is_file() else {}
+        if doc.get("status") == "FINISHED":
+            return  # resumed after a driver crash: the trial only replays its recorded results
+        starts = doc.get("starts", 0)
         first = {} if starts else {"started": time.time()}
         self._update(trial, params=dict(trial.config), status="RUNNING", starts=starts + 1, reason=None, **first)
 
@@ -67,6 +70,8 @@ class LedgerCallback(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         path = trial_dir(self.sweep_dir, trial.trial_id) / TRIAL_FILE
         doc = json.loads(path.read_text()) if path.is_file() else {}
+        if doc.get("status") == "FINISHED" and doc.get("ended"):
+            return  # already recorded (a replay after a driver crash)
         early = doc.get("stopped") and (doc.get("epoch") or 0) < self.max_steps
         self._update(trial, status="KILLED" if early else "FINISHED", ended=time.time(),
                      reason="stopped early by the scheduler (ASHA)" if early else None)

@@ -106,9 +106,23 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     trial_id = ray.tune.get_context().get_trial_id()
     cfg = resolved_trial_config(ctx.space, trial_id, config)
     out = trial_dir(Path(ctx.root), trial_id)
+    if (finished := _finished_results(out)) is not None:
+        # The driver died after this trial finished but before Tune recorded it: replay, never re-run.
+        ray.tune.report({**finished["final"], "replayed": 1})
+        return
     write_json_atomic(out / "config.json", to_dict(cfg))
     run_unlearning(cfg, out, name=f"trial-{trial_id}", storage_path=Path(ctx.ray_storage) / "train",
                    callbacks=[TuneReportCallback()], max_failures=1)
+
+
+def _finished_results(out: Path) -> dict[str, Any] | None:
+    """The trial's results if its run already finished (a complete, readable results.json)."""
+    from sweeps.results import load_results
+
+    try:
+        return load_results(out) if (out / "results.json").is_file() else None
+    except ConfigError:
+        return None  # damaged: run the trial again
 
 
 def _mlflow_params(space: SearchSpace, trial: Any) -> dict[str, Any]:
@@ -149,6 +163,17 @@ def _optuna_search_class():
             metrics = self.metric if isinstance(self.metric, list) else [self.metric]
             if all(m in result for m in metrics):
                 super().on_trial_result(trial_id, result)
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            # After a driver crash the study may already hold this trial's value (told before Tune's
+            # state was saved): it is recorded once, never told twice.
+            ot_trial = self._ot_trials.get(trial_id)
+            if ot_trial is not None:
+                state = self._ot_study._storage.get_trial(ot_trial._trial_id).state
+                if state.is_finished():
+                    self._ot_trials.pop(trial_id, None)
+                    return
+            super().on_trial_complete(trial_id, result, error)
 
     return EvaluatedEpochsOptunaSearch
 

@@ -28,7 +28,7 @@ def _children(root: Path):
     meta = load_sweep_meta(root)
     client = MlflowClient(meta["tracking_uri"])
     parents = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                                 filter_string=f"tags.`unlearn.sweep_id` = '{meta['sweep_id']}'")
+                                 filter_string=f"tags.`unlearn.sweep_id` = '{meta['sweep_id']}' and tags.`unlearn.role` = 'sweep'")
     assert len(parents) == 1, "one parent run per sweep"
     kids = client.search_runs([parents[0].info.experiment_id],
                               filter_string=f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
