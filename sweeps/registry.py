@@ -20,7 +20,8 @@ def register_model(root: Path, trial_id: str, model_dir: Path, name: str) -> str
         raise ConfigError(f"trial {trial_id} kept no model ({model_dir} missing); nothing to register")
     client = MlflowClient(meta["tracking_uri"])
     experiments = [e.experiment_id for e in client.search_experiments()]
-    parents = client.search_runs(experiments, filter_string=f"tags.`unlearn.sweep_id` = '{meta['sweep_id']}' and tags.`unlearn.role` = 'sweep'")
+    parents = client.search_runs(
+        experiments, filter_string=f"tags.`unlearn.sweep_id` = '{meta['sweep_id']}' and tags.`unlearn.role` = 'sweep'")
     runs = [r for p in parents for r in client.search_runs(
         [p.info.experiment_id],
         filter_string=f"tags.`mlflow.parentRunId` = '{p.info.run_id}' and tags.`unlearn.trial_id` = '{trial_id}'")]

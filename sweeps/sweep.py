@@ -157,22 +157,27 @@ def _optuna_search_class():
     from ray.tune.search.optuna import OptunaSearch
 
     class EvaluatedEpochsOptunaSearch(OptunaSearch):
-        """OptunaSearch that passes on only the results that carry the objective (evaluated epochs)."""
+        """OptunaSearch that passes on only the results that carry the objective (evaluated epochs),
+        and never updates a study trial that is already finished (after a driver crash the study may
+        hold a trial's value that Tune's saved state had not recorded yet: it is recorded once)."""
+
+        def _already_finished(self, trial_id: str) -> bool:
+            ot_trial = self._ot_trials.get(trial_id)
+            if ot_trial is None:
+                return False
+            if self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
+                return True
+            return False
 
         def on_trial_result(self, trial_id: str, result: dict) -> None:
             metrics = self.metric if isinstance(self.metric, list) else [self.metric]
-            if all(m in result for m in metrics):
+            if all(m in result for m in metrics) and not self._already_finished(trial_id):
                 super().on_trial_result(trial_id, result)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            # After a driver crash the study may already hold this trial's value (told before Tune's
-            # state was saved): it is recorded once, never told twice.
-            ot_trial = self._ot_trials.get(trial_id)
-            if ot_trial is not None:
-                state = self._ot_study._storage.get_trial(ot_trial._trial_id).state
-                if state.is_finished():
-                    self._ot_trials.pop(trial_id, None)
-                    return
+            if self._already_finished(trial_id):
+                self._ot_trials.pop(trial_id, None)
+                return
             super().on_trial_complete(trial_id, result, error)
 
     return EvaluatedEpochsOptunaSearch

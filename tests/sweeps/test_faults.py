@@ -27,8 +27,9 @@ pytestmark = pytest.mark.slow
 def _children(root: Path):
     meta = load_sweep_meta(root)
     client = MlflowClient(meta["tracking_uri"])
-    parents = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                                 filter_string=f"tags.`unlearn.sweep_id` = '{meta['sweep_id']}' and tags.`unlearn.role` = 'sweep'")
+    parents = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.`unlearn.sweep_id` = '{meta['sweep_id']}' and tags.`unlearn.role` = 'sweep'")
     assert len(parents) == 1, "one parent run per sweep"
     kids = client.search_runs([parents[0].info.experiment_id],
                               filter_string=f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
@@ -41,7 +42,10 @@ def _pids(pattern: str) -> list[int]:
 
 
 def test_worker_killed_mid_trial_restarts_from_checkpoint(tmp_path, ray_local, cache_dir):
-    space = tiny_space(tmp_path, cache_dir, num_samples=1, epochs=3)
+    space = tiny_space(tmp_path, cache_dir, num_samples=1, epochs=6)
+    data = yaml.safe_load(space.read_text())
+    data["base"]["epoch_eval"] = True  # an evaluation per epoch leaves time to inject the fault mid-run
+    space.write_text(yaml.safe_dump(data))
     root = tmp_path / "out"
     killed: list[int] = []
 
@@ -53,7 +57,7 @@ def test_worker_killed_mid_trial_restarts_from_checkpoint(tmp_path, ray_local, c
                 if pids:
                     os.kill(pids[0], signal.SIGKILL)
                     killed.append(pids[0])
-            time.sleep(0.2)
+            time.sleep(0.05)
 
     t = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
     t.start()

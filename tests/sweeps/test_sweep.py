@@ -164,3 +164,11 @@ def test_two_node_cluster_launch(tmp_path, cache_dir):
         assert len(trials) == 2
     finally:
         nodes.stop()
+
+
+def test_export_best_registers_the_model_in_mlflow(sweep, tmp_path):
+    assert main(["export-best", str(sweep.out_dir), "--out", str(tmp_path / "b.yaml"), "--register", "tiny-best"]) == 0
+    client = MlflowClient(sweep.mlflow_uri)
+    version = client.get_model_version_by_alias("tiny-best", "best")
+    assert version.run_id in {k.info.run_id for k in _children(sweep)[2]}
+    assert any(a.path == "model" for a in client.list_artifacts(version.run_id))
