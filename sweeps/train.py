@@ -23,8 +23,9 @@ from unlearn.train.run import WorkerResult, unlearn_worker, write_results
 class RayReporter:
     """Reports each epoch to Ray Train from every rank, with a sharded checkpoint."""
 
-    def __init__(self, stop_after: int | None = None) -> None:
+    def __init__(self, stop_after: int | None = None, checkpoint_root: Path | None = None) -> None:
         self.stop_after = stop_after
+        self.checkpoint_root = checkpoint_root
 
     def epoch_end(self, metrics: dict[str, float], epoch: int, save_state) -> None:
         import ray.train
@@ -40,10 +41,23 @@ class RayReporter:
         import ray.train
 
         ckpt = ray.train.get_checkpoint()
-        if ckpt is None:
-            return None
-        # Checkpoints live in the run's storage path (local or shared): read them in place.
-        return Path(ckpt.path)
+        if ckpt is not None:
+            # Checkpoints live in the run's storage path (local or shared): read them in place.
+            return Path(ckpt.path)
+        return latest_complete_checkpoint(self.checkpoint_root)
+
+
+def latest_complete_checkpoint(root: Path | None) -> Path | None:
+    """The newest fully written checkpoint under the run's storage, even one whose report Ray lost.
+
+    A worker killed right after ``ray.train.report`` can take the report with it: Ray Train then
+    restarts from an older checkpoint, or from none. The files are on storage all the same; a
+    checkpoint counts once both its DCP metadata and ``meta.json`` are there.
+    """
+    if root is None or not root.is_dir():
+        return None
+    done = [d for d in root.glob("epoch_*") if (d / "meta.json").is_file() and (d / "state" / ".metadata").is_file()]
+    return max(done, key=lambda d: d.name) if done else None
 
 
 class OutOfMemoryError(UnlearnError, RuntimeError):
@@ -95,7 +109,8 @@ def _worker_entry(config: dict[str, Any]) -> None:
     dist = Dist(ctx.get_world_rank(), ctx.get_world_size(), device)
     strategy = make_strategy(cfg.scaling.resolved_strategy, device, dist.world_size)
     out_dir = Path(config["out_dir"]) if config["out_dir"] else None
-    reporter = RayReporter(config.get("stop_after"))
+    root = config.get("checkpoint_root")
+    reporter = RayReporter(config.get("stop_after"), Path(root) if root else None)
     log = print if dist.rank == 0 else (lambda s: None)
     try:
         result = unlearn_worker(cfg, prepared, strategy=strategy, dist=dist, reporter=reporter, out_dir=out_dir, log=log)
@@ -134,7 +149,8 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
         _worker_entry,
         train_loop_config={"run": to_dict(cfg), "prepared": {**asdict(prepared), "root": str(prepared.root),
                                                               "target_dir": str(prepared.target_dir)},
-                           "out_dir": str(out), "stop_after": stop_after_epochs},
+                           "out_dir": str(out), "stop_after": stop_after_epochs,
+                           "checkpoint_root": str(storage / (name or "unlearn")) if "://" not in str(storage) else None},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.workers, use_gpu=cfg.scaling.use_gpu,
                                                resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),
         run_config=ray.train.RunConfig(name=name or "unlearn", storage_path=str(storage),

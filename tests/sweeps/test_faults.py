@@ -49,17 +49,17 @@ def test_worker_killed_mid_trial_restarts_from_checkpoint(tmp_path, ray_local, c
     root = tmp_path / "out"
     killed: list[int] = []
 
-    def kill_after_first_checkpoint():
+    def kill_after_a_registered_checkpoint():
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not killed:
-            if list((root / "ray" / "train").glob("trial-*/epoch_0001")):
+            if list((root / "ray" / "train").glob("trial-*/epoch_0002")):  # epoch 1 surely registered
                 pids = _pids("ray::RayTrainWorker")
                 if pids:
                     os.kill(pids[0], signal.SIGKILL)
                     killed.append(pids[0])
             time.sleep(0.05)
 
-    t = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
+    t = threading.Thread(target=kill_after_a_registered_checkpoint, daemon=True)
     t.start()
     result = launch_sweep(space, [], SweepSettings(out_dir=str(root), progress=False))
     t.join(timeout=5)
