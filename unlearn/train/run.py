@@ -168,7 +168,9 @@ def _finish(cfg: RunConfig, policy, strategy: Strategy, tokenizer, history, best
             dist: Dist) -> WorkerResult:
     final = dict(history[-1]) if history else {}
     best_epoch = None
-    sd = strategy.full_state_dict(policy) if out_dir is not None else None
+    # With keep_best_by the kept epoch's state was gathered already; gather the last one only otherwise
+    # (the same decision on every rank, so the collective gather stays matched).
+    sd = strategy.full_state_dict(policy) if out_dir is not None and not cfg.keep_best_by else None
     if best is not None:
         best_epoch = best[1]
         final = dict(next(h for h in history if h["epoch"] == best_epoch))
