@@ -154,6 +154,7 @@ def _concurrency(space: SearchSpace, resources: dict[str, float]) -> int:
 
 
 def _optuna_search_class():
+    import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     class EvaluatedEpochsOptunaSearch(OptunaSearch):
@@ -180,10 +181,25 @@ def _optuna_search_class():
                 return
             super().on_trial_complete(trial_id, result, error)
 
+        def suggest(self, trial_id: str) -> dict | None:
+            # A driver killed between ``study.ask()`` and Tune's next experiment checkpoint leaves a study
+            # trial RUNNING that no Tune trial owns. The new Tune trial adopts it (same sampled point, the
+            # study keeps each trial once) instead of asking a fresh one.
+            if trial_id not in self._ot_trials and callable(self._space):
+                orphan = self._orphan_trial()
+                if orphan is not None:
+                    self._ot_trials[trial_id] = optuna.trial.Trial(self._ot_study, orphan)
+            return super().suggest(trial_id)
+
+        def _orphan_trial(self) -> int | None:
+            owned = {t._trial_id for t in self._ot_trials.values()}
+            running = self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            return next((t._trial_id for t in running if t._trial_id not in owned), None)
+
     return EvaluatedEpochsOptunaSearch
 
 
-def _searcher(space: SearchSpace, settings: SweepSettings, study_name: str):
+def _searcher(space: SearchSpace, settings: SweepSettings, study_name: str, *, resume: bool = False):
     import optuna
 
     OptunaSearch = _optuna_search_class()
@@ -193,8 +209,11 @@ def _searcher(space: SearchSpace, settings: SweepSettings, study_name: str):
     startup = max(2, min(10, space.budget.num_samples // 3))
     sampler = optuna.samplers.TPESampler(seed=space.budget.seed, n_startup_trials=startup)
     storage = optuna.storages.RDBStorage(settings.study_storage)
+    points = [dict(p) for p in space.initial_points] or None
+    if resume and study_name in optuna.get_all_study_names(storage):
+        points = None  # the driver died before Tune's first checkpoint: the study already holds them
     return OptunaSearch(space=define_by_run(space), metric=space.tune_metric, mode=space.tune_mode,
-                        points_to_evaluate=[dict(p) for p in space.initial_points] or None, sampler=sampler,
+                        points_to_evaluate=points, sampler=sampler,
                         study_name=study_name, storage=storage)
 
 
@@ -298,7 +317,7 @@ def _run(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
     else:
         tuner = ray.tune.Tuner(
             trainable,
-            tune_config=ray.tune.TuneConfig(search_alg=_searcher(space, settings, meta["study_name"]),
+            tune_config=ray.tune.TuneConfig(search_alg=_searcher(space, settings, meta["study_name"], resume=resume),
                                             scheduler=_scheduler(space), num_samples=space.budget.num_samples,
                                             max_concurrent_trials=_concurrency(space, resources),
                                             time_budget_s=space.budget.time_budget_s),
@@ -306,7 +325,33 @@ def _run(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
                                           verbose=0),
         )
     tuner.fit()
+    _close_lost_trials(settings.root, tracker)
     return finish_sweep(settings.root, tracker=tracker, space=space)
+
+
+LOST_REASON = ("the sweep driver died before Ray Tune recorded this trial; its sampled point was run again "
+               "by the resumed sweep")
+
+
+def _close_lost_trials(root: Path, tracker) -> list[str]:
+    """After ``fit`` no trial runs: one still RUNNING in the ledger started just before a driver crash,
+    after Tune's last experiment checkpoint, so the resumed Tune never knew it. Close it as KILLED (ledger
+    and MLflow) with the reason, rather than leave it looking alive."""
+    from sweeps.ledger import TRIAL_FILE, TRIALS_DIR, read_json
+
+    lost = []
+    for path in sorted((root / TRIALS_DIR).glob(f"*/{TRIAL_FILE}")):
+        try:
+            doc = read_json(path, "trial record")
+        except ConfigError:
+            continue  # damaged records are reported by `report`, by name
+        if doc.get("status") != "RUNNING":
+            continue
+        doc.update(status="KILLED", reason=LOST_REASON, ended=time.time())
+        write_json_atomic(path, doc)
+        tracker.finish_trial(path.parent.name, "KILLED", LOST_REASON)
+        lost.append(path.parent.name)
+    return lost
 
 
 def finish_sweep(root: Path, *, tracker=None, space: SearchSpace | None = None) -> SweepResult:
