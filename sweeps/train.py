@@ -6,6 +6,7 @@ the trial's driver (the Ray Train V2 pattern): ``TuneReportCallback`` forwards r
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -64,13 +65,46 @@ class OutOfMemoryError(UnlearnError, RuntimeError):
     """A worker ran out of (GPU or host) memory; the message says what to change."""
 
 
-def _oom_advice(cfg: RunConfig, dist, error: BaseException) -> str:
-    micro = cfg.optim.micro_batch_size or -(-cfg.optim.batch_size // dist.world_size)
-    return (f"out of memory on worker {dist.rank} ({type(error).__name__}: {str(error).splitlines()[0][:200]}) with "
-            f"micro-batches of {micro} sequences x up to {cfg.data.max_length} tokens per worker; lower "
-            f"optim.micro_batch_size (now {cfg.optim.micro_batch_size}) or optim.batch_size (now "
-            f"{cfg.optim.batch_size}) or data.max_length, use more workers with scaling.strategy=fsdp, or a "
-            "smaller model.dtype (bfloat16)")
+def _oom_advice(cfg: RunConfig, where: str, error: str) -> str:
+    micro = cfg.optim.micro_batch_size or -(-cfg.optim.batch_size // cfg.scaling.workers)
+    return (f"out of memory on {where} ({error[:200]}) with micro-batches of {micro} sequences x up to "
+            f"{cfg.data.max_length} tokens per worker; lower optim.micro_batch_size (now {cfg.optim.micro_batch_size}) "
+            f"or optim.batch_size (now {cfg.optim.batch_size}) or data.max_length, use more workers with "
+            "scaling.strategy=fsdp, or a smaller model.dtype (bfloat16)"
+            + (f", or raise scaling.memory_limit_gb (now {cfg.scaling.memory_limit_gb})"
+               if cfg.scaling.memory_limit_gb is not None else ""))
+
+
+# What a failed allocation says: torch (CPU, CUDA), Python, the OS (mmap), numpy, Ray's serialisation.
+_OOM_PATTERN = (r"(OutOfMemoryError|CUDA out of memory|can't allocate memory|Cannot allocate memory|MemoryError"
+                r"|Unable to allocate)[^\n]*")
+
+
+def limit_worker_memory(gib: float) -> int:
+    """Cap this process's further allocations at ``gib`` GiB beyond its current data segment (RLIMIT_DATA).
+
+    Returns the cap in bytes. An allocation beyond it fails (torch: "can't allocate memory"), which the
+    worker reports as ``OutOfMemoryError``.
+    """
+    import re
+    import resource
+
+    status = Path("/proc/self/status")
+    if not status.is_file():
+        raise UnlearnError("scaling.memory_limit_gb needs Linux (/proc/self/status, RLIMIT_DATA); valid on this "
+                           "system: scaling.memory_limit_gb=null")
+    used_kib = int(re.search(r"^VmData:\s+(\d+) kB", status.read_text(), re.M).group(1))
+    cap = used_kib * 1024 + int(gib * 2**30)
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    resource.setrlimit(resource.RLIMIT_DATA, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+    return cap
+
+
+def _lift_memory_limit() -> None:
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    resource.setrlimit(resource.RLIMIT_DATA, (hard, hard))
 
 
 class RunFailedError(RuntimeError):
@@ -104,6 +138,8 @@ def _worker_entry(config: dict[str, Any]) -> None:
     prepared = Prepared(**{**config["prepared"], "root": Path(config["prepared"]["root"]),
                            "target_dir": Path(config["prepared"]["target_dir"])})
     torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
+    if cfg.scaling.memory_limit_gb is not None:
+        limit_worker_memory(cfg.scaling.memory_limit_gb)
     ctx = ray.train.get_context()
     device = ray.train.torch.get_device() if cfg.scaling.use_gpu else torch.device("cpu")
     dist = Dist(ctx.get_world_rank(), ctx.get_world_size(), device)
@@ -119,7 +155,10 @@ def _worker_entry(config: dict[str, Any]) -> None:
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and not isinstance(e, torch.OutOfMemoryError) and "allocate" not in str(e):
             raise
-        raise OutOfMemoryError(_oom_advice(cfg, dist, e)) from e
+        if cfg.scaling.memory_limit_gb is not None:
+            _lift_memory_limit()  # the run is over: reporting the error must not fail for want of memory
+        raise OutOfMemoryError(_oom_advice(cfg, f"worker {dist.rank}", f"{type(e).__name__}: "
+                                                                      f"{str(e).splitlines()[0] if str(e) else ''}")) from e
     if dist.rank == 0 and out_dir is not None:
         write_results(out_dir, cfg, prepared, result, {"ray_workers": dist.world_size, "strategy": strategy.name})
 
@@ -161,7 +200,12 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
     try:
         trainer.fit()
     except ray.train.TrainingFailedError as e:
-        raise RunFailedError(_worker_error_summary(e)) from e
+        summary = _worker_error_summary(e)
+        oom = re.search(_OOM_PATTERN, str(e))
+        if oom and "OutOfMemoryError" not in summary:
+            # ran out of memory outside the training code (Ray's serialisation, a library): same advice
+            summary = f"OutOfMemoryError: {_oom_advice(cfg, 'a worker', oom.group(0))}"
+        raise RunFailedError(summary) from e
     results = out / "results.json"
     if stop_after_epochs is not None or not results.is_file():
         return None

@@ -15,9 +15,12 @@ import yaml
 from mlflow import MlflowClient
 
 from sweeps.cli import main
+from sweeps.report import collect_trials
 from sweeps.sweep import LOST_REASON, SweepSettings, launch_sweep, load_sweep_meta, resume_sweep
+from sweeps.tracking import BUFFER_FILE
 from sweeps.train import run_unlearning
 from tests.conftest import REPO
+from tests.helpers import MlflowServer, free_port
 from tests.sweeps.test_sweep import tiny_space
 from unlearn.train.config import run_config_from_dict
 
@@ -42,7 +45,7 @@ def _pids(pattern: str) -> list[int]:
 
 
 def test_worker_killed_mid_trial_restarts_from_checkpoint(tmp_path, ray_local, cache_dir):
-    space = tiny_space(tmp_path, cache_dir, num_samples=1, epochs=6)
+    space = tiny_space(tmp_path, cache_dir, num_samples=1, epochs=4)
     data = yaml.safe_load(space.read_text())
     data["base"]["epoch_eval"] = True  # an evaluation per epoch leaves time to inject the fault mid-run
     space.write_text(yaml.safe_dump(data))
@@ -77,31 +80,53 @@ def test_worker_killed_mid_trial_restarts_from_checkpoint(tmp_path, ray_local, c
         assert trial["metrics"][key] == pytest.approx(clean.metrics[key], rel=1e-5, abs=1e-8)
 
 
-def test_diverging_trial_is_failed_and_the_sweep_goes_on(tmp_path, ray_local, cache_dir):
-    path = tiny_space(tmp_path, cache_dir, num_samples=2, epochs=2)
+@pytest.fixture(scope="module")
+def failing_sweep(tmp_path_factory, ray_local, cache_dir):
+    """One sweep, three trials: one diverges (absurd learning rate), one runs out of memory (its worker may
+    allocate 2 MB: loading the model fails for real), one is fine."""
+    tmp_path = tmp_path_factory.mktemp("failing")
+    path = tiny_space(tmp_path, cache_dir, num_samples=3, epochs=2)
     space = yaml.safe_load(path.read_text())
     space["parameters"]["optim.lr"] = {"distribution": "loguniform", "low": 1e-3, "high": 1e9}
-    space["initial_points"] = [{"method.beta1": 5.0, "method.beta2": 0.1, "optim.lr": 1e9},
-                               {"method.beta1": 5.0, "method.beta2": 0.1, "optim.lr": 3e-3}]
+    space["parameters"]["scaling.memory_limit_gb"] = {"distribution": "categorical", "choices": [0.002, 4.0]}
+    space["initial_points"] = [
+        {"method.beta1": 5.0, "method.beta2": 0.1, "optim.lr": 1e9, "scaling.memory_limit_gb": 4.0},
+        {"method.beta1": 5.0, "method.beta2": 0.1, "optim.lr": 3e-3, "scaling.memory_limit_gb": 0.002},
+        {"method.beta1": 5.0, "method.beta2": 0.1, "optim.lr": 3e-3, "scaling.memory_limit_gb": 4.0}]
     path.write_text(yaml.safe_dump(space))
     root = tmp_path / "out"
     result = launch_sweep(path, [], SweepSettings(out_dir=str(root), progress=False))
-    status = sorted(t["status"] for t in result.trials)
-    assert status == ["FAILED", "FINISHED"]
-    failed = next(t for t in result.trials if t["status"] == "FAILED")
-    assert "loss is" in failed["reason"] and "optim.lr" in failed["reason"]
     _, _, kids = _children(root)
-    by_status = {k.info.status: k for k in kids}
-    assert set(by_status) == {"FAILED", "FINISHED"}
-    assert "loss is" in by_status["FAILED"].data.tags["unlearn.failure_reason"]
     meta = load_sweep_meta(root)
     study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])
-    states = sorted(t.state.name for t in study.trials)
-    assert states == ["COMPLETE", "FAIL"]
+    by_lr_cap = {(t["params"]["optim.lr"], t["params"]["scaling.memory_limit_gb"]): t for t in result.trials}
+    return result, by_lr_cap, {k.data.tags["unlearn.trial_id"]: k for k in kids}, study
+
+
+def test_diverging_trial_is_failed_and_the_sweep_goes_on(failing_sweep):
+    result, trials, kids, study = failing_sweep
+    diverged = trials[(1e9, 4.0)]
+    assert diverged["status"] == "FAILED"
+    assert "loss is" in diverged["reason"] and "optim.lr" in diverged["reason"]
+    assert kids[diverged["trial_id"]].info.status == "FAILED"
+    assert "loss is" in kids[diverged["trial_id"]].data.tags["unlearn.failure_reason"]
+    assert trials[(3e-3, 4.0)]["status"] == "FINISHED"  # the sweep went on
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL", "FAIL"]
+
+
+def test_out_of_memory_trial_says_so_and_what_to_change(failing_sweep):
+    result, trials, kids, study = failing_sweep
+    oom = trials[(3e-3, 0.002)]
+    assert oom["status"] == "FAILED"
+    assert "out of memory" in oom["reason"]
+    assert "optim.micro_batch_size" in oom["reason"] and "scaling.memory_limit_gb (now 0.002)" in oom["reason"]
+    assert kids[oom["trial_id"]].info.status == "FAILED"
+    assert "out of memory" in kids[oom["trial_id"]].data.tags["unlearn.failure_reason"]
+    assert trials[(3e-3, 4.0)]["status"] == "FINISHED"  # the sweep went on
 
 
 def test_driver_killed_mid_sweep_then_resume(tmp_path, cache_dir):
-    space = tiny_space(tmp_path, cache_dir, num_samples=3, epochs=2)
+    space = tiny_space(tmp_path, cache_dir, num_samples=2, epochs=2)
     root = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.Popen([sys.executable, "-m", "sweeps", "launch", str(space), "--out", str(root), "--quiet"],
@@ -126,7 +151,7 @@ def test_driver_killed_mid_sweep_then_resume(tmp_path, cache_dir):
     assert out.returncode == 0, out.stderr[-3000:]
     trials = {p.parent.name: json.loads(p.read_text()) for p in (root / "trials").glob("*/trial.json")}
     finished = {k for k, t in trials.items() if t["status"] == "FINISHED"}
-    assert len(finished) == 3
+    assert len(finished) == 2
     # A trial that started in the crash window (after Tune's last experiment checkpoint) is closed as
     # KILLED with the reason; its sampled point ran again in the resumed sweep (the study holds it once).
     assert all(t["status"] == "KILLED" and t["reason"] == LOST_REASON
@@ -139,8 +164,8 @@ def test_driver_killed_mid_sweep_then_resume(tmp_path, cache_dir):
                for k in kids)
     meta = load_sweep_meta(root)
     study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])
-    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 3
-    assert len(study.trials) == 3
+    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 2
+    assert len(study.trials) == 2
 
 
 def test_truncated_results_are_named_by_report_and_resume(tmp_path, ray_local, cache_dir, capsys):
@@ -155,3 +180,63 @@ def test_truncated_results_are_named_by_report_and_resume(tmp_path, ray_local, c
     assert f"{trial['trial_id']} damaged" in out and "results.json" in out
     again = resume_sweep(root, progress=False)
     assert again.trials[0]["status"] == "DAMAGED" and "results.json" in again.trials[0]["reason"]
+
+
+def _trial_states(root: Path) -> list[str]:
+    states = []
+    for p in (root / "trials").glob("*/trial.json"):
+        try:
+            states.append(json.loads(p.read_text()).get("status"))
+        except json.JSONDecodeError:
+            pass  # being replaced right now
+    return states
+
+
+def test_mlflow_server_down_mid_sweep_loses_nothing(tmp_path, ray_local, cache_dir):
+    (tmp_path / "mlflow").mkdir()
+    server = MlflowServer(tmp_path / "mlflow", free_port())
+    server.start()
+    path = tiny_space(tmp_path, cache_dir, num_samples=3, epochs=2)
+    space = yaml.safe_load(path.read_text())
+    space["base"]["epoch_eval"] = True  # metrics at both epochs: some logged while the server is down
+    space["budget"]["max_concurrent"] = 1
+    path.write_text(yaml.safe_dump(space))
+    root = tmp_path / "out"
+    events: list[str] = []
+
+    def outage():  # down while the first trial runs, back once it finished; the sweep goes on meanwhile
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and "RUNNING" not in _trial_states(root):
+            time.sleep(0.05)
+        server.stop()
+        events.append("down")
+        while time.monotonic() < deadline and "FINISHED" not in _trial_states(root):
+            time.sleep(0.2)
+        events.append(f"first trial ended: {sorted(_trial_states(root))}")
+        server.start()
+        server.wait_ready()
+        events.append("up")
+
+    try:
+        server.wait_ready()
+        t = threading.Thread(target=outage, daemon=True)
+        t.start()
+        # the CLI path of a sweep to a real server (`--mlflow-uri`)
+        assert main(["launch", str(path), "--out", str(root), "--mlflow-uri", server.uri, "--quiet"]) == 0
+        t.join(timeout=120)
+        assert events[0] == "down" and events[-1] == "up", events
+        trials = collect_trials(root)
+        assert [t["status"] for t in trials] == ["FINISHED"] * 3
+        assert not (root / BUFFER_FILE).exists()  # everything buffered was replayed
+        client, parent, kids = _children(root)
+        assert load_sweep_meta(root)["tracking_uri"] == server.uri
+        assert parent.info.status == "FINISHED"
+        assert sorted(k.data.tags["unlearn.trial_id"] for k in kids) == sorted(t["trial_id"] for t in trials)
+        for kid in kids:  # every epoch of every trial, the down time included, once
+            assert kid.info.status == "FINISHED"
+            history = client.get_metric_history(kid.info.run_id, "train/loss")
+            assert sorted(m.step for m in history) == [1, 2]
+            trial = next(t for t in trials if t["trial_id"] == kid.data.tags["unlearn.trial_id"])
+            assert kid.data.metrics["forget_quality"] == pytest.approx(trial["metrics"]["forget_quality"])
+    finally:
+        server.stop()

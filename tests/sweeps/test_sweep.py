@@ -15,7 +15,7 @@ from sweeps.cli import main
 from sweeps.sweep import SweepSettings, launch_sweep, load_sweep_meta, resume_sweep
 from sweeps.train import run_unlearning
 from tests.conftest import REPO
-from tests.helpers import MlflowServer, RayNodes, free_port
+from tests.helpers import RayNodes, free_port
 from unlearn.errors import ConfigError
 from unlearn.train.config import load_run_config
 
@@ -133,20 +133,7 @@ def test_bad_sweep_inputs_fail_before_ray(tmp_path, cache_dir):
         launch_sweep(space, ["budget.num_samples=0"], SweepSettings(out_dir=str(tmp_path / "b")))
 
 
-def test_sweep_to_a_real_mlflow_server(tmp_path, ray_local, cache_dir):
-    server = MlflowServer(tmp_path, free_port())
-    server.start()
-    try:
-        server.wait_ready()
-        space = tiny_space(tmp_path, cache_dir, num_samples=1, epochs=1)
-        result = launch_sweep(space, [], SweepSettings(out_dir=str(tmp_path / "out"), mlflow_uri=server.uri,
-                                                       progress=False))
-        client, parent, kids = _children(result)
-        assert result.mlflow_uri == server.uri
-        assert len(kids) == 1 and kids[0].info.status == "FINISHED"
-        assert "forget_quality" in kids[0].data.metrics
-    finally:
-        server.stop()
+# A sweep to a real `mlflow server` via --mlflow-uri: tests/sweeps/test_faults.py (the server also goes down).
 
 
 def test_two_node_cluster_launch(tmp_path, cache_dir):

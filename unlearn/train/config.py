@@ -68,10 +68,17 @@ class ScalingConfig:
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
     strategy: Literal["auto", "fsdp", "ddp", "single"] = "auto"  # auto: single for 1 worker, fsdp otherwise
+    # Host memory (GiB) a worker may allocate for its run (model, optimiser, activations, evaluation) on top
+    # of what its runtime holds when the run starts (Python, torch, Ray). Beyond it an allocation fails and
+    # the trial ends as out of memory, instead of the node's OOM killer taking other trials down. Linux
+    # (RLIMIT_DATA); None = no cap.
+    memory_limit_gb: float | None = None
 
     def __post_init__(self) -> None:
         check_range("scaling.workers", self.workers, low=1)
         check_range("scaling.cpus_per_worker", self.cpus_per_worker, low=0.0, low_inclusive=False)
+        if self.memory_limit_gb is not None:
+            check_range("scaling.memory_limit_gb", self.memory_limit_gb, low=0.0, low_inclusive=False)
         if self.strategy == "single" and self.workers > 1:
             raise ConfigError(f"scaling.strategy='single' takes one worker, got scaling.workers={self.workers}; "
                               "valid: workers=1, or strategy fsdp / ddp")
