@@ -325,18 +325,20 @@ def _run(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
                                           verbose=0),
         )
     tuner.fit()
-    _close_lost_trials(settings.root, tracker)
+    _close_lost_trials(settings.root, tracker, LOST_REASON if resume else UNFINISHED_REASON)
     return finish_sweep(settings.root, tracker=tracker, space=space)
 
 
 LOST_REASON = ("the sweep driver died before Ray Tune recorded this trial; its sampled point was run again "
                "by the resumed sweep")
+UNFINISHED_REASON = "not finished when the sweep ended (budget.time_budget_s)"
 
 
-def _close_lost_trials(root: Path, tracker) -> list[str]:
-    """After ``fit`` no trial runs: one still RUNNING in the ledger started just before a driver crash,
-    after Tune's last experiment checkpoint, so the resumed Tune never knew it. Close it as KILLED (ledger
-    and MLflow) with the reason, rather than leave it looking alive."""
+def _close_lost_trials(root: Path, tracker, reason: str) -> list[str]:
+    """After ``fit`` no trial runs: one still RUNNING in the ledger was stopped by the time budget, or
+    (in a resumed sweep) started just before a driver crash, after Tune's last experiment checkpoint, so
+    the resumed Tune never knew it. Close it as KILLED (ledger and MLflow) with ``reason``, rather than
+    leave it looking alive."""
     from sweeps.ledger import TRIAL_FILE, TRIALS_DIR, read_json
 
     lost = []
@@ -347,9 +349,9 @@ def _close_lost_trials(root: Path, tracker) -> list[str]:
             continue  # damaged records are reported by `report`, by name
         if doc.get("status") != "RUNNING":
             continue
-        doc.update(status="KILLED", reason=LOST_REASON, ended=time.time())
+        doc.update(status="KILLED", reason=reason, ended=time.time())
         write_json_atomic(path, doc)
-        tracker.finish_trial(path.parent.name, "KILLED", LOST_REASON)
+        tracker.finish_trial(path.parent.name, "KILLED", reason)
         lost.append(path.parent.name)
     return lost
 

@@ -84,7 +84,7 @@ def test_satimp_space() -> None:
     assert (space.tune_metric, space.tune_mode, space.directions) == ("forget_quality", "max", ("maximize",))
     assert space.initial_points == ({"method.beta1": 5.0, "method.beta2": 0.1, "method.alpha": 1.0,
                                      "optim.lr": 3.0e-3, "optim.epochs": 10},)
-    assert (space.budget.num_samples, space.budget.max_concurrent, space.budget.seed) == (10, 2, 0)
+    assert (space.budget.num_samples, space.budget.max_concurrent, space.budget.seed) == (16, 2, 0)
     cfg = trial_run_config(space, space.initial_points[0], seed=0)
     m = cfg.method.resolved()
     assert (m["weighting"], m["objective"], m["beta1"], m["beta2"], m["alpha"]) == ("satimp", "gd", 5.0, 0.1, 1.0)
