@@ -33,7 +33,7 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> di
             # address the state API takes the one in /tmp/ray/ray_current_cluster, which a `ray start`
             # cluster stopped earlier leaves behind: every call then waits 40 s for a dead GCS and each run's
             # teardown stalls 12 s. Point the workers at this cluster's own dashboard instead.
-            port = _free_port()
+            port = free_port()
             kwargs["dashboard_port"] = port
             kwargs["runtime_env"]["env_vars"]["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
         try:
@@ -46,7 +46,8 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> di
     return dict(ray.cluster_resources())
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (the OS picks it)."""
     import socket
 
     with socket.socket() as sock:

@@ -334,14 +334,13 @@ LOST_REASON = ("the sweep driver died before Ray Tune recorded this trial; its s
 UNFINISHED_REASON = "not finished when the sweep ended (budget.time_budget_s)"
 
 
-def _close_lost_trials(root: Path, tracker, reason: str) -> list[str]:
+def _close_lost_trials(root: Path, tracker, reason: str) -> None:
     """After ``fit`` no trial runs: one still RUNNING in the ledger was stopped by the time budget, or
     (in a resumed sweep) started just before a driver crash, after Tune's last experiment checkpoint, so
     the resumed Tune never knew it. Close it as KILLED (ledger and MLflow) with ``reason``, rather than
     leave it looking alive."""
     from sweeps.ledger import TRIAL_FILE, TRIALS_DIR, read_json
 
-    lost = []
     for path in sorted((root / TRIALS_DIR).glob(f"*/{TRIAL_FILE}")):
         try:
             doc = read_json(path, "trial record")
@@ -352,8 +351,6 @@ def _close_lost_trials(root: Path, tracker, reason: str) -> list[str]:
         doc.update(status="KILLED", reason=reason, ended=time.time())
         write_json_atomic(path, doc)
         tracker.finish_trial(path.parent.name, "KILLED", reason)
-        lost.append(path.parent.name)
-    return lost
 
 
 def finish_sweep(root: Path, *, tracker=None, space: SearchSpace | None = None) -> SweepResult:

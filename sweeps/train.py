@@ -86,7 +86,6 @@ def limit_worker_memory(gib: float) -> int:
     Returns the cap in bytes. An allocation beyond it fails (torch: "can't allocate memory"), which the
     worker reports as ``OutOfMemoryError``.
     """
-    import re
     import resource
 
     status = Path("/proc/self/status")
@@ -113,8 +112,6 @@ class RunFailedError(RuntimeError):
 
 def _worker_error_summary(error: Exception) -> str:
     """The most telling line of a failed run: this package's errors first, else the last line."""
-    import re
-
     text = str(error)
     ours = re.findall(r"((?:DivergedError|ConfigError|UnlearnError|OutOfMemoryError)[^\n]*)", text)
     if ours:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 import yaml
 
+from sweeps.cluster import free_port
 from unlearn.errors import ConfigError
 
 SPACE = {
@@ -65,12 +65,6 @@ def _retain_stats(tmp: Path, content: str):
     check_prepare_inputs(cfg, load_benchmark(cfg.data))
 
 
-def _unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _export_over(tmp: Path):
     from sweeps.report import _refuse_overwrite
 
@@ -119,7 +113,7 @@ CASES = [
     ("search space: condition on an unknown parameter", lambda t, d: _space(t, **{"parameters/method.beta1": {"distribution": "uniform", "low": 0, "high": 1, "when": {"method.weightin": ["satimp"]}}}), r"space.yaml.*method.weightin"),
     ("search space: objective metric runs do not produce", lambda t, d: _space(t, objectives=[{"metric": "forget_qualty", "direction": "maximize"}]), r"space.yaml.*forget_qualty"),
     ("search space: invalid YAML", lambda t, d: (t / "s.yaml").write_text("parameters: [") and __import__("sweeps.space", fromlist=["x"]).load_space(t / "s.yaml"), r"s.yaml"),
-    ("unreachable --mlflow-uri", lambda t, d: __import__("sweeps.tracking", fromlist=["x"]).check_tracking_uri(f"http://127.0.0.1:{_unused_port()}"), r"http://127.0.0.1:\d+"),
+    ("unreachable --mlflow-uri", lambda t, d: __import__("sweeps.tracking", fromlist=["x"]).check_tracking_uri(f"http://127.0.0.1:{free_port()}"), r"http://127.0.0.1:\d+"),
     ("--mlflow-uri with an unknown scheme", lambda t, d: __import__("sweeps.tracking", fromlist=["x"]).check_tracking_uri("ftp://x"), r"ftp://x"),
     ("resume of a directory without a sweep", lambda t, d: __import__("sweeps.sweep", fromlist=["x"]).load_sweep_meta(t), r"holds no sweep"),
     ("export-best over an existing file", lambda t, d: _export_over(t), r"already exists and is not empty; pass --force"),
