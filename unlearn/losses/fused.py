@@ -25,29 +25,39 @@ from unlearn.losses.ce import shift_labels
 from unlearn.losses.method import LossOutput, MethodConfig, Method
 
 DEFAULT_CHUNK_ELEMENTS = 1 << 22  # 4 M fp32 logits (16 MiB) per chunk: still large GEMMs (e.g. 1k rows x 4k vocab)
+CUDA_CHUNK_ELEMENTS = 1 << 24  # 16 M (64 MiB) on a GPU: fewer, larger GEMMs and kernel launches (BENCHMARKS.md, GPU)
+
+
+def default_chunk_elements(device: torch.device) -> int:
+    """Logits per vocabulary chunk when the caller names none: larger on a GPU, where launches cost more."""
+    return CUDA_CHUNK_ELEMENTS if device.type == "cuda" else DEFAULT_CHUNK_ELEMENTS
 
 TermFn = Callable[[torch.Tensor, torch.Tensor], LossOutput]
 
 
 def _vocab_chunk(n_rows: int, vocab: int, chunk_elements: int) -> int:
-    return max(1, min(vocab, chunk_elements // max(1, n_rows)))
+    step = max(1, min(vocab, chunk_elements // max(1, n_rows)))
+    # A multiple of 128 columns keeps the chunk GEMMs on aligned tensor-core kernels (an odd width such as
+    # 4097 made them 3x slower on an H200).
+    return step if step < 128 or step == vocab else step - step % 128
 
 
 @torch.no_grad()
 def chunked_ce(rows: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-               chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> tuple[torch.Tensor, torch.Tensor]:
+               chunk_elements: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row CE and log-sum-exp of ``rows @ weight.T`` without materialising all logits.
 
     Args:
         rows: (N, H) hidden states of the valid positions.
         weight: (V, H) LM-head weight.
         targets: (N,) target ids.
+        chunk_elements: logits per vocabulary chunk; None: ``default_chunk_elements`` of the device.
 
     Returns:
         ce (N,) fp32 and lse (N,) fp32.
     """
     n, vocab = rows.shape[0], weight.shape[0]
-    step = _vocab_chunk(n, vocab, chunk_elements)
+    step = _vocab_chunk(n, vocab, chunk_elements or default_chunk_elements(rows.device))
     acc = torch.promote_types(rows.dtype, torch.float32)
     run_max = torch.full((n,), -torch.inf, dtype=acc, device=rows.device)
     run_sum = torch.zeros(n, dtype=acc, device=rows.device)
@@ -66,11 +76,11 @@ def chunked_ce(rows: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
 
 @torch.no_grad()
 def chunked_grads(rows: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, lse: torch.Tensor,
-                  coeff: torch.Tensor, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+                  coeff: torch.Tensor, chunk_elements: int | None = None,
                   need_weight_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Gradients of sum_i coeff_i * CE_i w.r.t. rows (N, H) and weight (V, H), vocab chunk by chunk."""
     n, vocab = rows.shape[0], weight.shape[0]
-    step = _vocab_chunk(n, vocab, chunk_elements)
+    step = _vocab_chunk(n, vocab, chunk_elements or default_chunk_elements(rows.device))
     acc = torch.promote_types(rows.dtype, torch.float32)
     grad_rows = torch.zeros(rows.shape, dtype=acc, device=rows.device)
     grad_weight = torch.empty_like(weight) if need_weight_grad else None
@@ -78,13 +88,13 @@ def chunked_grads(rows: torch.Tensor, weight: torch.Tensor, targets: torch.Tenso
         w_chunk = weight[start:start + step]
         g = (rows @ w_chunk.T).to(acc).sub_(lse[:, None]).exp_()  # softmax (N, chunk), >= fp32
         inside = (targets >= start) & (targets < start + step)
-        hit = inside.nonzero().squeeze(1)
-        g[hit, targets[hit] - start] -= 1.0
+        idx = (targets - start).clamp(0, g.shape[1] - 1)[:, None]
+        g.scatter_add_(1, idx, -inside[:, None].to(acc))  # softmax - onehot, without a host sync
         g *= coeff[:, None]
         g = g.to(weight.dtype)
         grad_rows += (g @ w_chunk).to(acc)
         if grad_weight is not None:
-            grad_weight[start:start + step] = g.T @ rows
+            torch.mm(g.T, rows, out=grad_weight[start:start + step])  # rows of a contiguous (V, H): no copy
     return grad_rows, grad_weight
 
 
@@ -117,7 +127,7 @@ class _AttachGrads(torch.autograd.Function):
 
 
 def fused_lm_term(hidden: torch.Tensor, head_weight: torch.Tensor, labels: torch.Tensor, term: TermFn, *,
-                  chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> LossOutput:
+                  chunk_elements: int | None = None) -> LossOutput:
     """Apply ``term(ce (B, T-1), mask (B, T-1)) -> LossOutput`` to the CE of ``hidden @ head_weight.T``.
 
     Args:
@@ -163,7 +173,7 @@ def fused_lm_term(hidden: torch.Tensor, head_weight: torch.Tensor, labels: torch
 
 def fused_weighted_lm_loss(hidden: torch.Tensor, head_weight: torch.Tensor, labels: torch.Tensor, *,
                            method: str = "satimp", generator: torch.Generator | None = None,
-                           chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, **params) -> torch.Tensor:
+                           chunk_elements: int | None = None, **params) -> torch.Tensor:
     """The weighted forget term of ``method`` computed through the fused head (never full logits).
 
     Args:
