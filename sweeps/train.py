@@ -106,6 +106,10 @@ def _lift_memory_limit() -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (hard, hard))
 
 
+# The run's own errors: deterministic, so a run that raised one is never retried.
+_OWN_ERRORS = r"(?:DivergedError|ConfigError|UnlearnError|OutOfMemoryError)"
+
+
 class RunFailedError(RuntimeError):
     """A Ray Train run failed; the message is the workers' own error (e.g. a diverged loss)."""
 
@@ -113,7 +117,7 @@ class RunFailedError(RuntimeError):
 def _worker_error_summary(error: Exception) -> str:
     """The most telling line of a failed run: this package's errors first, else the last line."""
     text = str(error)
-    ours = re.findall(r"((?:DivergedError|ConfigError|UnlearnError|OutOfMemoryError)[^\n]*)", text)
+    ours = re.findall(f"({_OWN_ERRORS}[^\n]*)", text)
     if ours:
         return ours[-1]
     lines = [line for line in text.splitlines() if line.strip()]
@@ -167,7 +171,8 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
 
     Args:
         name, storage_path: the Ray Train run's identity; the same pair resumes from its latest checkpoint.
-        max_failures: worker failures to survive (restarts from the latest checkpoint).
+        max_failures: lost workers to survive, each by a fresh Ray Train run that resumes from the latest
+            checkpoint; the run's own errors (diverged loss, out of memory, bad config) fail at once.
         callbacks: Ray Train ``UserCallback``s (``TuneReportCallback`` inside a Tune trial).
         stop_after_epochs: stop after this many epochs (an interruption; a second call resumes).
     """
@@ -181,28 +186,37 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
     check_placeable(cfg.scaling, resources)
     prepared = prepared or prepare(cfg, log=log)
     storage = Path(storage_path).resolve() if storage_path else out / "ray"
-    trainer = TorchTrainer(
-        _worker_entry,
-        train_loop_config={"run": to_dict(cfg), "prepared": {**asdict(prepared), "root": str(prepared.root),
-                                                              "target_dir": str(prepared.target_dir)},
-                           "out_dir": str(out), "stop_after": stop_after_epochs,
-                           "checkpoint_root": str(storage / (name or "unlearn")) if "://" not in str(storage) else None},
-        scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.workers, use_gpu=cfg.scaling.use_gpu,
-                                               resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),
-        run_config=ray.train.RunConfig(name=name or "unlearn", storage_path=str(storage),
-                                       failure_config=ray.train.FailureConfig(max_failures=max_failures),
-                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-                                       callbacks=callbacks or []),
-    )
-    try:
-        trainer.fit()
-    except ray.train.TrainingFailedError as e:
-        summary = _worker_error_summary(e)
-        oom = re.search(_OOM_PATTERN, str(e))
-        if oom and "OutOfMemoryError" not in summary:
-            # ran out of memory outside the training code (Ray's serialisation, a library): same advice
-            summary = f"OutOfMemoryError: {_oom_advice(cfg, 'a worker', oom.group(0))}"
-        raise RunFailedError(summary) from e
+    loop_config = {"run": to_dict(cfg), "prepared": {**asdict(prepared), "root": str(prepared.root),
+                                                     "target_dir": str(prepared.target_dir)},
+                   "out_dir": str(out), "stop_after": stop_after_epochs,
+                   "checkpoint_root": str(storage / (name or "unlearn")) if "://" not in str(storage) else None}
+    failures = 0
+    while True:
+        # Ray Train's own FailureConfig would also retry a diverged or out-of-memory run; a fresh run
+        # resumes from the latest checkpoint all the same, and only a lost worker is worth it.
+        trainer = TorchTrainer(
+            _worker_entry, train_loop_config=loop_config,
+            scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.workers, use_gpu=cfg.scaling.use_gpu,
+                                                   resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),
+            run_config=ray.train.RunConfig(name=name or "unlearn", storage_path=str(storage),
+                                           failure_config=ray.train.FailureConfig(max_failures=0),
+                                           checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+                                           callbacks=callbacks or []),
+        )
+        try:
+            trainer.fit()
+            break
+        except ray.train.TrainingFailedError as e:
+            summary = _worker_error_summary(e)
+            oom = re.search(_OOM_PATTERN, str(e))
+            if oom and "OutOfMemoryError" not in summary:
+                # ran out of memory outside the training code (Ray's serialisation, a library): same advice
+                summary = f"OutOfMemoryError: {_oom_advice(cfg, 'a worker', oom.group(0))}"
+            if re.match(_OWN_ERRORS, summary) or failures >= max_failures:
+                raise RunFailedError(summary) from e
+            failures += 1
+            log(f"a worker failed ({summary}); restarting from the latest checkpoint "
+                f"(failure {failures} of {max_failures} allowed)")
     results = out / "results.json"
     if stop_after_epochs is not None or not results.is_file():
         return None

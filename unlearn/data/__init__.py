@@ -18,6 +18,7 @@ from unlearn.data.formatting import (
     encode_answer,
     encode_prompt,
     encode_qa,
+    encode_qa_batch,
     phrase_mask,
 )
 from unlearn.data.generated import (
@@ -31,7 +32,8 @@ from unlearn.data.tofu import CONFIG_NAMES, load_tofu_config, required_columns
 
 __all__ = [
     "BENCHMARKS", "CONFIG_NAMES", "EVAL_SET_NAMES", "IGNORE_INDEX", "TEMPLATES", "Benchmark", "DataConfig",
-    "EncodedQA", "PromptFormat", "collate", "encode_answer", "encode_prompt", "encode_qa", "encode_rows",
+    "EncodedQA", "PromptFormat", "collate", "encode_answer", "encode_prompt", "encode_qa", "encode_qa_batch",
+    "encode_rows",
     "epoch_batches", "general_knowledge_rows", "general_knowledge_sets", "generate_benchmark", "lm_batches",
     "load_benchmark", "load_tofu_config", "num_forget_authors", "phrase_mask", "required_columns", "shard",
     "split_configs", "text_corpus",

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from unlearn.data.formatting import EncodedQA, PromptFormat, encode_qa
+from unlearn.data.formatting import EncodedQA, PromptFormat, encode_qa_batch
 from unlearn.errors import ConfigError, check_range
 
 # Separates the seeds of the forget and retain streams of one epoch.
@@ -25,7 +25,7 @@ def encode_rows(
     fmt: PromptFormat = PromptFormat(),
     key_phrases: Sequence[Sequence[str]] | None = None,
 ) -> list[EncodedQA]:
-    """Tokenize each row's ``question``/``answer`` with ``encode_qa``.
+    """Tokenize each row's ``question``/``answer`` (``encode_qa``, batched).
 
     Args:
         tokenizer: a Hugging Face tokenizer.
@@ -42,15 +42,12 @@ def encode_rows(
         raise ConfigError(
             f"key_phrases has {len(key_phrases)} entries but there are {len(rows)} rows; need one per row"
         )
-    out = []
     for i, row in enumerate(rows):
         for col in ("question", "answer"):
             if not isinstance(row.get(col), str):
                 raise ConfigError(f"row {i} has no string column {col!r}; got columns {sorted(row)}")
-        phrases = None if key_phrases is None else key_phrases[i]
-        out.append(encode_qa(tokenizer, row["question"], row["answer"], max_length=max_length, fmt=fmt,
-                             key_phrases=phrases))
-    return out
+    return encode_qa_batch(tokenizer, [(row["question"], row["answer"]) for row in rows], max_length=max_length,
+                           fmt=fmt, key_phrases=key_phrases)
 
 
 def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:

@@ -54,14 +54,32 @@ def encode_prompt(tokenizer, question: str, fmt: PromptFormat = PromptFormat()) 
 
 def encode_answer(tokenizer, answer: str, fmt: PromptFormat = PromptFormat()) -> tuple[list[int], list[tuple[int, int]]]:
     """Answer token ids (EOS appended) and each token's character span within ``answer``."""
+    return _encode_answers(tokenizer, [answer], fmt)[0]
+
+
+def _encode_answers(tokenizer, answers: Sequence[str],
+                    fmt: PromptFormat) -> list[tuple[list[int], list[tuple[int, int]]]]:
     lead = "" if _uses_chat(tokenizer, fmt) else " "
-    enc = tokenizer(lead + answer, add_special_tokens=False, return_offsets_mapping=True)
-    spans = [(max(0, a - len(lead)), max(0, b - len(lead))) for a, b in enc["offset_mapping"]]
-    ids = list(enc["input_ids"])
-    if tokenizer.eos_token_id is not None:
-        ids.append(tokenizer.eos_token_id)
-        spans.append((len(answer), len(answer)))
-    return ids, spans
+    # one call for the whole list: the tokenizer's per-call overhead dominates short answers
+    enc = tokenizer([lead + a for a in answers], add_special_tokens=False, return_offsets_mapping=True)
+    out = []
+    for answer, ids, offsets in zip(answers, enc["input_ids"], enc["offset_mapping"]):
+        spans = [(max(0, a - len(lead)), max(0, b - len(lead))) for a, b in offsets]
+        ids = list(ids)
+        if tokenizer.eos_token_id is not None:
+            ids.append(tokenizer.eos_token_id)
+            spans.append((len(answer), len(answer)))
+        out.append((ids, spans))
+    return out
+
+
+def _encode_prompts(tokenizer, questions: Sequence[str], fmt: PromptFormat) -> dict[str, list[int]]:
+    unique = list(dict.fromkeys(questions))
+    if _uses_chat(tokenizer, fmt):
+        return {q: encode_prompt(tokenizer, q, fmt) for q in unique}
+    enc = tokenizer([f"{fmt.question_prefix}{q}{fmt.answer_prefix}" for q in unique], add_special_tokens=False)
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    return {q: bos + list(ids) for q, ids in zip(unique, enc["input_ids"])}
 
 
 def encode_qa(
@@ -74,15 +92,38 @@ def encode_qa(
     key_phrases: Sequence[str] | None = None,
 ) -> EncodedQA:
     """Tokenize one pair; truncates the answer (never the prompt) to ``max_length`` tokens in all."""
-    prompt = encode_prompt(tokenizer, question, fmt)
-    ans, spans = encode_answer(tokenizer, answer, fmt)
-    if len(prompt) >= max_length:
-        prompt = prompt[: max_length - 1]
-    ans, spans = ans[: max_length - len(prompt)], spans[: max_length - len(prompt)]
-    importance = None
-    if key_phrases is not None:
-        importance = tuple([False] * len(prompt) + phrase_mask(answer, spans, key_phrases))
-    return EncodedQA(tuple(prompt + ans), tuple([IGNORE_INDEX] * len(prompt) + ans), len(prompt), importance)
+    return encode_qa_batch(tokenizer, [(question, answer)], max_length=max_length, fmt=fmt,
+                           key_phrases=None if key_phrases is None else [key_phrases])[0]
+
+
+def encode_qa_batch(
+    tokenizer,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    max_length: int,
+    fmt: PromptFormat = PromptFormat(),
+    key_phrases: Sequence[Sequence[str]] | None = None,
+) -> list[EncodedQA]:
+    """``encode_qa`` of many (question, answer) pairs: one tokenizer call per list, each prompt once.
+
+    Args:
+        key_phrases: one list of phrases per pair, or None.
+    """
+    if not pairs:
+        return []
+    prompts = _encode_prompts(tokenizer, [q for q, _ in pairs], fmt)
+    answers = _encode_answers(tokenizer, [a for _, a in pairs], fmt)
+    out = []
+    for i, ((question, answer), (ans, spans)) in enumerate(zip(pairs, answers)):
+        prompt = prompts[question]
+        if len(prompt) >= max_length:
+            prompt = prompt[: max_length - 1]
+        ans, spans = ans[: max_length - len(prompt)], spans[: max_length - len(prompt)]
+        importance = None
+        if key_phrases is not None:
+            importance = tuple([False] * len(prompt) + phrase_mask(answer, spans, key_phrases[i]))
+        out.append(EncodedQA(tuple(prompt + ans), tuple([IGNORE_INDEX] * len(prompt) + ans), len(prompt), importance))
+    return out
 
 
 def phrase_mask(text: str, spans: Sequence[tuple[int, int]], phrases: Sequence[str]) -> list[bool]:

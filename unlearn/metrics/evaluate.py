@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unlearn.data.formatting import EncodedQA, PromptFormat, collate, encode_prompt, encode_qa
+from unlearn.data.formatting import EncodedQA, PromptFormat, collate, encode_prompt, encode_qa_batch
 from unlearn.errors import ConfigError, check_range, unknown_name
 from unlearn.metrics import names
 from unlearn.metrics import tofu
@@ -243,7 +243,7 @@ def evaluate(
     model.eval()
     try:
         with torch.no_grad():
-            encoded = [encode_qa(tokenizer, q, a, max_length=cfg.max_length, fmt=fmt) for q, a in plan.texts]
+            encoded = encode_qa_batch(tokenizer, plan.texts, max_length=cfg.max_length, fmt=fmt)
             avg_logp, es = _score(model, encoded, _pad_id(tokenizer), cfg.batch_size, device)
             questions = [r.question for split_rows in rows.values() for r in split_rows]
             generated = _generate(model, tokenizer, questions, cfg, fmt, device) if cfg.rouge else []

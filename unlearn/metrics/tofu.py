@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence, Sized
 
 import numpy as np
-import scipy.stats
 import torch
-from rouge_score import rouge_scorer
 
 from unlearn.data.formatting import IGNORE_INDEX
 from unlearn.errors import ConfigError
@@ -184,6 +182,8 @@ def forget_quality(
             raise ConfigError(
                 f"forget_quality: {name} is empty; it needs one truth ratio per forget question"
             )
+    import scipy.stats
+
     return float(scipy.stats.ks_2samp(np.asarray(unlearned_tr), np.asarray(retain_tr)).pvalue)
 
 
@@ -206,6 +206,8 @@ def model_utility(stats: Mapping[str, float]) -> float:
         raise ConfigError(f"model_utility: {negative[0]}={stats[negative[0]]!r} is negative; valid: [0, 1]")
     if np.any(values == 0):
         return 0.0
+    import scipy.stats
+
     return float(scipy.stats.hmean(values))
 
 
@@ -271,5 +273,7 @@ def rouge_l_recall(predictions: Sequence[str], references: Sequence[str]) -> lis
         raise ConfigError(
             f"rouge_l_recall: {len(predictions)} predictions against {len(references)} references"
         )
+    from rouge_score import rouge_scorer  # imports nltk: loaded when ROUGE is computed
+
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     return [scorer.score(ref, pred)["rougeL"].recall for pred, ref in zip(predictions, references)]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
 from unlearn.errors import ConfigError, check_range
 from unlearn.registry import Registry
+
+if TYPE_CHECKING:  # transformers is imported where a model is built or loaded: configs stay light
+    from transformers import LlamaForCausalLM, PreTrainedModel
 
 DType = Literal["float32", "bfloat16", "float16"]
 
@@ -79,6 +81,8 @@ def check_model_source(cfg: ModelConfig) -> None:
 
 def build_tiny(cfg: ModelConfig, vocab_size: int, *, seed: int, pad_id: int, bos_id: int, eos_id: int) -> LlamaForCausalLM:
     """A randomly initialised Llama from a preset; the seed is local (global RNG state is restored)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     preset = MODEL_PRESETS.get(cfg.name)
     config = LlamaConfig(
         vocab_size=vocab_size,
@@ -104,6 +108,8 @@ def load_model(path_or_name: str | Path, dtype: torch.dtype = torch.float32, *, 
     name = str(path_or_name)
     if looks_like_path(name) and not Path(name).expanduser().is_dir():
         raise ConfigError(f"model path {name!r} not found")
+    from transformers import AutoModelForCausalLM
+
     return AutoModelForCausalLM.from_pretrained(Path(name).expanduser() if looks_like_path(name) else name,
                                                 dtype=dtype, trust_remote_code=trust_remote_code)
 
@@ -111,6 +117,8 @@ def load_model(path_or_name: str | Path, dtype: torch.dtype = torch.float32, *, 
 def load_tokenizer(path_or_name: str | Path, *, trust_remote_code: bool = False):
     """Load a tokenizer; a missing pad token becomes the EOS token (causal LMs often lack one)."""
     name = str(path_or_name)
+    from transformers import AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(Path(name).expanduser() if looks_like_path(name) else name,
                                         trust_remote_code=trust_remote_code)
     if tok.pad_token_id is None:

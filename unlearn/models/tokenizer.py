@@ -7,11 +7,14 @@ Byte-level pre-tokenization and decoding make every string encodable (no unknown
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import PreTrainedTokenizerFast
 
 from unlearn.errors import ConfigError, check_range
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)  # ids 0..3, in this order
@@ -47,6 +50,8 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = 2048) -> PreTrainedT
         show_progress=False,
     )
     tok.train_from_iterator(list(texts), trainer=trainer)
+    from transformers import PreTrainedTokenizerFast
+
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token=PAD, bos_token=BOS, eos_token=EOS, unk_token=UNK,

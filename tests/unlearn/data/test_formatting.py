@@ -11,6 +11,7 @@ from unlearn.data.formatting import (
     collate,
     encode_prompt,
     encode_qa,
+    encode_qa_batch,
     phrase_mask,
 )
 
@@ -59,6 +60,22 @@ def test_key_phrase_marks_the_right_tokens(tokenizer):
     marked = [t for t, m in zip(e.input_ids, e.importance, strict=True) if m]
     assert tokenizer.decode(marked).strip() == "Golden Quill Award"
     assert not e.importance[-1]  # EOS is not part of a phrase
+
+
+def test_batch_encoding_equals_one_pair_at_a_time(tokenizer):
+    """One tokenizer call for many pairs (repeated questions, truncation, key phrases) changes nothing."""
+    pairs = [(QUESTION, ANSWER), (QUESTION, "No award."), ("Where was Kalo Renmi born?", "In Lisbon, Portugal."),
+             (QUESTION, ANSWER + " " + ANSWER)]
+    phrases = [["Golden Quill Award"], [], ["Lisbon"], ["remarkable body"]]
+    batch = encode_qa_batch(tokenizer, pairs, max_length=40, key_phrases=phrases)
+    for (q, a), p, e in zip(pairs, phrases, batch, strict=True):
+        prompt = encode_prompt(tokenizer, q)
+        enc = tokenizer(" " + a, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        assert e.input_ids == tuple(prompt + enc)[:40]
+        assert e.prompt_len == len(prompt)
+        assert e == encode_qa(tokenizer, q, a, max_length=40, key_phrases=p)
+    assert len(batch[3].input_ids) == 40  # truncated
+    assert encode_qa_batch(tokenizer, [], max_length=40) == []
 
 
 def test_collate_pads_with_ignore_index():
