@@ -110,6 +110,11 @@ def _lift_memory_limit() -> None:
 _OWN_ERRORS = r"(?:DivergedError|ConfigError|UnlearnError|OutOfMemoryError)"
 
 
+def retryable(summary: str) -> bool:
+    """Whether a failed run is worth restarting: a lost worker is, the run's own errors are not."""
+    return re.match(_OWN_ERRORS, summary) is None
+
+
 class RunFailedError(RuntimeError):
     """A Ray Train run failed; the message is the workers' own error (e.g. a diverged loss)."""
 
@@ -212,7 +217,7 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
             if oom and "OutOfMemoryError" not in summary:
                 # ran out of memory outside the training code (Ray's serialisation, a library): same advice
                 summary = f"OutOfMemoryError: {_oom_advice(cfg, 'a worker', oom.group(0))}"
-            if re.match(_OWN_ERRORS, summary) or failures >= max_failures:
+            if not retryable(summary) or failures >= max_failures:
                 raise RunFailedError(summary) from e
             failures += 1
             log(f"a worker failed ({summary}); restarting from the latest checkpoint "

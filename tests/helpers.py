@@ -106,7 +106,7 @@ class RayNodes:
             out = subprocess.run([sys.executable, "-c", code, self.address], capture_output=True, text=True, env=env)
             if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(n)]:
                 return
-            time.sleep(2)
+            time.sleep(0.5)
         raise TimeoutError(f"{n} Ray node(s) did not come up at {self.address}")
 
     def stop(self) -> None:
@@ -115,7 +115,7 @@ class RayNodes:
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in self.procs:
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=5)  # `ray start --block` can sit out a SIGTERM for 30 s and more
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=15)

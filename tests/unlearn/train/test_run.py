@@ -50,7 +50,8 @@ def test_naive_and_fused_paths_agree(small_overrides, tmp_path):
 
 def test_tofu_forget01_end_to_end(tofu_dir, cache_dir, tmp_path):
     cfg = load_run_config(None, [f"cache_dir={cache_dir}", "data.benchmark=tofu", f"data.path={tofu_dir}",
-                                 "data.split=forget01", "model.name=tiny-2l", "prepare.epochs=1", "optim.epochs=1",
+                                 "data.split=forget01", "model.name=tiny-2l", "prepare.epochs=1", "prepare.batch_size=64",
+                                 "optim.epochs=1",
                                  "eval.max_new_tokens=8", "eval.batch_size=64"])
     result = run_local(cfg, tmp_path, log=lambda s: None)
     assert RESULT_KEYS <= set(result.metrics)
