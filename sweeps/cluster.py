@@ -9,7 +9,11 @@ from unlearn.train.config import ScalingConfig
 
 # Ray Train's controller polls its workers every 2 s by default: a run's end is noticed up to 2 s late,
 # a fixed cost of every trial that dominates short ones. A poll is one cheap actor call.
-TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25"}
+TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
+             # Ray's native crash handler (absl) allocates; in a worker at its memory cap
+             # (scaling.memory_limit_gb) it re-raised SIGABRT forever and the trial hung. Without it a native
+             # abort ends the worker; Python's faulthandler (enabled in each worker) still prints the stacks.
+             "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
 LOCAL_NUM_CPUS = 8  # logical CPUs declared for a local cluster (see README: lets trials overlap on 2 cores)
 
 

@@ -119,14 +119,21 @@ class RunFailedError(RuntimeError):
     """A Ray Train run failed; the message is the workers' own error (e.g. a diverged loss)."""
 
 
-def _worker_error_summary(error: Exception) -> str:
-    """The most telling line of a failed run: this package's errors first, else the last line."""
-    text = str(error)
+def failure_summary(cfg: RunConfig, text: str) -> str:
+    """The most telling line of a failed run's error text: this package's errors first, an allocation
+    failure anywhere as ``OutOfMemoryError`` with advice, else the last line."""
     ours = re.findall(f"({_OWN_ERRORS}[^\n]*)", text)
-    if ours:
-        return ours[-1]
     lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else repr(error)
+    summary = ours[-1] if ours else (lines[-1] if lines else "the run failed without a message")
+    oom = re.search(_OOM_PATTERN, text)
+    if oom and "OutOfMemoryError" not in summary:
+        # ran out of memory outside the training code (Ray's serialisation, a library): same advice
+        return f"OutOfMemoryError: {_oom_advice(cfg, 'a worker', oom.group(0))}"
+    if retryable(summary) and cfg.scaling.memory_limit_gb is not None:
+        # a worker that dies without a Python error under its memory cap ran out of it in native code (an
+        # allocation failure aborts there); it would again
+        return f"OutOfMemoryError: {_oom_advice(cfg, 'a worker', f'it died under its memory cap: {summary}')}"
+    return summary
 
 
 class StopAfterEpochs(Exception):
@@ -134,12 +141,15 @@ class StopAfterEpochs(Exception):
 
 
 def _worker_entry(config: dict[str, Any]) -> None:
+    import faulthandler
+
     import ray.train
     import ray.train.torch
 
     from unlearn.train.loop import Dist
     from unlearn.train.strategy import make_strategy
 
+    faulthandler.enable()  # stacks of a native crash (Ray's own crash handler is off: see sweeps.cluster)
     cfg = run_config_from_dict(config["run"])
     prepared = Prepared(**{**config["prepared"], "root": Path(config["prepared"]["root"]),
                            "target_dir": Path(config["prepared"]["target_dir"])})
@@ -212,11 +222,7 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
             trainer.fit()
             break
         except ray.train.TrainingFailedError as e:
-            summary = _worker_error_summary(e)
-            oom = re.search(_OOM_PATTERN, str(e))
-            if oom and "OutOfMemoryError" not in summary:
-                # ran out of memory outside the training code (Ray's serialisation, a library): same advice
-                summary = f"OutOfMemoryError: {_oom_advice(cfg, 'a worker', oom.group(0))}"
+            summary = failure_summary(cfg, str(e))
             if not retryable(summary) or failures >= max_failures:
                 raise RunFailedError(summary) from e
             failures += 1

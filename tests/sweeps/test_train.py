@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sweeps.train import retryable, run_unlearning
+from sweeps.train import failure_summary, retryable, run_unlearning
 from unlearn.errors import ConfigError
 from unlearn.train.config import load_run_config
 from unlearn.train.prepare import prepare
@@ -100,6 +100,20 @@ def test_only_a_lost_worker_restarts_a_run():
     for own in ("DivergedError: loss is nan at epoch 0, step 3 (optim.lr=1e9)",
                 "OutOfMemoryError: out of memory on worker 0 ...", "ConfigError: data.path 'x' not found"):
         assert not retryable(own)
+
+
+def test_failure_summary_names_the_cause(small):
+    cfg, _ = small
+    died = "Training failed.\nray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task."
+    assert failure_summary(cfg, died).startswith("ray.exceptions.ActorDiedError")  # a lost worker: retried
+    assert failure_summary(cfg, "Traceback ...\nDivergedError: loss is nan at epoch 0, step 2\nmore") \
+        == "DivergedError: loss is nan at epoch 0, step 2"
+    oom = failure_summary(cfg, "msgpack: Cannot allocate memory\nSystemExit")
+    assert oom.startswith("OutOfMemoryError: out of memory") and "optim.micro_batch_size" in oom
+    capped = load_run_config(None, [*_small_args(cfg), "scaling.memory_limit_gb=0.5"])
+    native = failure_summary(capped, died)  # died without a Python error under its cap: out of memory
+    assert native.startswith("OutOfMemoryError") and "died under its memory cap" in native
+    assert "scaling.memory_limit_gb (now 0.5)" in native and not retryable(native)
 
 
 def test_unknown_strategy_lists_valid():
