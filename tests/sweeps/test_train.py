@@ -102,15 +102,17 @@ def test_only_a_lost_worker_restarts_a_run():
         assert not retryable(own)
 
 
-def test_failure_summary_names_the_cause(small):
-    cfg, _ = small
+def test_failure_summary_names_the_cause():
+    from tests.conftest import SMALL
+
+    cfg = load_run_config(None, SMALL)
     died = "Training failed.\nray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task."
     assert failure_summary(cfg, died).startswith("ray.exceptions.ActorDiedError")  # a lost worker: retried
     assert failure_summary(cfg, "Traceback ...\nDivergedError: loss is nan at epoch 0, step 2\nmore") \
         == "DivergedError: loss is nan at epoch 0, step 2"
     oom = failure_summary(cfg, "msgpack: Cannot allocate memory\nSystemExit")
     assert oom.startswith("OutOfMemoryError: out of memory") and "optim.micro_batch_size" in oom
-    capped = load_run_config(None, [*_small_args(cfg), "scaling.memory_limit_gb=0.5"])
+    capped = load_run_config(None, [*SMALL, "scaling.memory_limit_gb=0.5"])
     native = failure_summary(capped, died)  # died without a Python error under its cap: out of memory
     assert native.startswith("OutOfMemoryError") and "died under its memory cap" in native
     assert "scaling.memory_limit_gb (now 0.5)" in native and not retryable(native)

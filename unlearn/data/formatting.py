@@ -39,17 +39,26 @@ def _uses_chat(tokenizer, fmt: PromptFormat) -> bool:
 
 def encode_prompt(tokenizer, question: str, fmt: PromptFormat = PromptFormat()) -> list[int]:
     """Token ids of the prompt that precedes an answer (BOS included), ready for generation."""
+    return _encode_prompts(tokenizer, [question], fmt)[question]
+
+
+def _encode_prompts(tokenizer, questions: Sequence[str], fmt: PromptFormat) -> dict[str, list[int]]:
+    """``encode_prompt`` of each distinct question; the plain format in one tokenizer call."""
+    unique = list(dict.fromkeys(questions))
     if _uses_chat(tokenizer, fmt):
-        ids = tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=True
-        )
-        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
-            ids = ids["input_ids"]
-        return list(ids)
-    text = f"{fmt.question_prefix}{question}{fmt.answer_prefix}"
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    bos = tokenizer.bos_token_id
-    return ([bos] if bos is not None else []) + list(ids)
+        return {q: _chat_prompt(tokenizer, q) for q in unique}
+    enc = tokenizer([f"{fmt.question_prefix}{q}{fmt.answer_prefix}" for q in unique], add_special_tokens=False)
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    return {q: bos + list(ids) for q, ids in zip(unique, enc["input_ids"])}
+
+
+def _chat_prompt(tokenizer, question: str) -> list[int]:
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=True
+    )
+    if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+        ids = ids["input_ids"]
+    return list(ids)
 
 
 def encode_answer(tokenizer, answer: str, fmt: PromptFormat = PromptFormat()) -> tuple[list[int], list[tuple[int, int]]]:
@@ -71,15 +80,6 @@ def _encode_answers(tokenizer, answers: Sequence[str],
             spans.append((len(answer), len(answer)))
         out.append((ids, spans))
     return out
-
-
-def _encode_prompts(tokenizer, questions: Sequence[str], fmt: PromptFormat) -> dict[str, list[int]]:
-    unique = list(dict.fromkeys(questions))
-    if _uses_chat(tokenizer, fmt):
-        return {q: encode_prompt(tokenizer, q, fmt) for q in unique}
-    enc = tokenizer([f"{fmt.question_prefix}{q}{fmt.answer_prefix}" for q in unique], add_special_tokens=False)
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    return {q: bos + list(ids) for q, ids in zip(unique, enc["input_ids"])}
 
 
 def encode_qa(
