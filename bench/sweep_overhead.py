@@ -5,8 +5,19 @@
 
 For each trial: its wall time in the sweep (the driver's record, trial start to end) and the time its
 worker spent training and evaluating (``train/seconds`` + ``eval/seconds`` of its epochs). Overhead
-share = 1 - busy / wall, summed over trials: Ray Tune and Ray Train start-up, model loading,
-checkpoints, Optuna and MLflow. Trials per hour = trials / sweep wall time (first start to last end).
+share = 1 - busy / wall, summed over trials. Trials per hour = trials / sweep wall time (first start to
+last end).
+
+Where the rest goes, from each run's ``timeline`` (results.json), summed over trials:
+- start-up: trial start -> the worker enters the run (Ray Tune trial, the trial's Ray Train controller,
+  worker group and process group, importing the training code);
+- setup: loading the benchmark, tokenizer and model, encoding the data (the run itself);
+- checkpoint + report: each epoch's sharded checkpoint and its report to Ray Train / Tune;
+- other in the loop: per-epoch bookkeeping between training and evaluation;
+- finish: gathering and saving the unlearned model;
+- teardown: results written -> the trial's end (Ray Train shutdown, Tune and MLflow bookkeeping).
+Start-up and teardown are the sweep machinery (Ray, Optuna, MLflow); setup, checkpoints and finish are
+the run's own work outside training and evaluation.
 """
 
 from __future__ import annotations
@@ -14,6 +25,18 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+PARTS = ("startup", "setup", "checkpoint_report", "loop_other", "finish", "teardown")
+
+
+def breakdown(led: dict, res: dict, busy: float) -> dict[str, float] | None:
+    tl = res.get("timeline") or {}
+    if led.get("starts", 1) != 1 or not {"setup_start", "loop_start", "loop_end", "finish_end"} <= tl.keys():
+        return None  # restarted trials (or results of an older version) have no single timeline
+    loop = tl["loop_end"] - tl["loop_start"]
+    return {"startup": tl["setup_start"] - led["started"], "setup": tl["loop_start"] - tl["setup_start"],
+            "checkpoint_report": tl["checkpoint_report_s"], "loop_other": loop - busy - tl["checkpoint_report_s"],
+            "finish": tl["finish_end"] - tl["loop_end"], "teardown": led["ended"] - tl["finish_end"]}
 
 
 def main() -> None:
@@ -23,20 +46,37 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     for d in sorted((args.dir / "trials").glob("*")):
+        if not (d / "results.json").is_file():
+            continue  # a failed trial: no run to measure
         led = json.loads((d / "trial.json").read_text())
         res = json.loads((d / "results.json").read_text())
         busy = sum(e.get("train/seconds", 0.0) + e.get("eval/seconds", 0.0) for e in res["epochs"])
         rows.append({"trial": d.name, "wall_s": led["ended"] - led["started"], "busy_s": busy,
-                     "started": led["started"], "ended": led["ended"], "epochs": len(res["epochs"])})
+                     "started": led["started"], "ended": led["ended"], "epochs": len(res["epochs"]),
+                     "parts_s": breakdown(led, res, busy)})
     wall = sum(r["wall_s"] for r in rows)
     busy = sum(r["busy_s"] for r in rows)
     span = max(r["ended"] for r in rows) - min(r["started"] for r in rows)
+    timed = [r for r in rows if r["parts_s"] is not None]
+    parts = {p: sum(r["parts_s"][p] for r in timed) for p in PARTS}
+    timed_wall = sum(r["wall_s"] for r in timed)
     out = {"trials": len(rows), "trial_wall_s": wall, "busy_s": busy, "overhead_share": 1 - busy / wall,
            "mean_overhead_s_per_trial": (wall - busy) / len(rows), "sweep_span_s": span,
-           "trials_per_hour": len(rows) / span * 3600, "rows": rows}
+           "trials_per_hour": len(rows) / span * 3600,
+           "parts_s": parts, "parts_share": {p: v / timed_wall for p, v in parts.items()} if timed else {},
+           "machinery_share": (parts["startup"] + parts["teardown"]) / timed_wall if timed else None,
+           "rows": rows}
     print(f"{len(rows)} trials: {wall:.0f} s of trial wall time, {busy:.0f} s training + evaluation -> overhead "
           f"{out['overhead_share']:.0%} ({out['mean_overhead_s_per_trial']:.0f} s per trial); "
           f"{out['trials_per_hour']:.0f} trials/hour over {span:.0f} s")
+    if timed:
+        print(f"where the {timed_wall:.0f} s of wall time of {len(timed)} trials went (s per trial, share):")
+        print(f"  {'training + evaluation':<24} {sum(r['busy_s'] for r in timed) / len(timed):7.1f}  "
+              f"{sum(r['busy_s'] for r in timed) / timed_wall:5.1%}")
+        for p in PARTS:
+            print(f"  {p.replace('_', ' + ' if p == 'checkpoint_report' else ' '):<24} {parts[p] / len(timed):7.1f}  "
+                  f"{parts[p] / timed_wall:5.1%}")
+        print(f"sweep machinery (Ray, Optuna, MLflow: start-up + teardown): {out['machinery_share']:.0%} of the wall time")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))

@@ -22,7 +22,7 @@ from unlearn.train.run import WorkerResult, unlearn_worker, write_results
 
 
 class RayReporter:
-    """Reports each epoch to Ray Train from every rank, with a sharded checkpoint."""
+    """Reports each epoch to Ray Train from every rank, with a sharded checkpoint when one is due."""
 
     def __init__(self, stop_after: int | None = None, checkpoint_root: Path | None = None) -> None:
         self.stop_after = stop_after
@@ -31,10 +31,13 @@ class RayReporter:
     def epoch_end(self, metrics: dict[str, float], epoch: int, save_state) -> None:
         import ray.train
 
-        with tempfile.TemporaryDirectory(prefix="unlearn-ckpt-") as tmp:
-            save_state(Path(tmp))
-            ray.train.report(dict(metrics), checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                             checkpoint_dir_name=f"epoch_{epoch + 1:04d}")
+        if save_state is None:
+            ray.train.report(dict(metrics))
+        else:
+            with tempfile.TemporaryDirectory(prefix="unlearn-ckpt-") as tmp:
+                save_state(Path(tmp))
+                ray.train.report(dict(metrics), checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                                 checkpoint_dir_name=f"epoch_{epoch + 1:04d}")
         if self.stop_after is not None and epoch + 1 >= self.stop_after:
             raise StopAfterEpochs(epoch + 1)
 

@@ -73,6 +73,23 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial(sweep):
     assert any(a.path.startswith("plots/") for a in client.list_artifacts(parent.info.run_id, "plots"))
 
 
+def test_trial_seed_is_a_function_of_sweep_seed_and_parameters(sweep, tmp_path, cache_dir):
+    from dataclasses import replace
+
+    from sweeps.space import load_space
+    from sweeps.sweep import trial_seed
+
+    space = load_space(tiny_space(tmp_path, cache_dir))
+    a = {"method.beta1": 5.0, "method.beta2": 0.1}
+    assert trial_seed(space, a) == trial_seed(space, {"method.beta2": 0.1, "method.beta1": 5.0})
+    assert trial_seed(space, a) != trial_seed(space, {"method.beta1": 5.0, "method.beta2": 0.2})
+    assert trial_seed(space, a) != trial_seed(replace(space, budget=replace(space.budget, seed=1)), a)
+    # every trial of the sweep ran with that seed (so a second launch gives the paper's point the same run)
+    for t in sweep.trials:
+        cfg = json.loads((sweep.out_dir / "trials" / t["trial_id"] / "config.json").read_text())
+        assert cfg["seed"] == trial_seed(space, t["params"])
+
+
 def test_optuna_storage_holds_the_trials(sweep):
     meta = load_sweep_meta(sweep.out_dir)
     study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])

@@ -106,9 +106,13 @@ class RunConfig:
     seed: int = 0
     epoch_eval: bool = False  # evaluate after every epoch (reported with its epoch)
     keep_best_by: str | None = None  # with epoch_eval: keep the epoch best by this metric (higher is better)
+    # A resumable checkpoint every N epochs and after the last one (0: after the last one only). Every
+    # epoch is reported all the same; a restarted run resumes from the latest checkpoint.
+    checkpoint_every: int = 1
     cache_dir: str = "~/.cache/unlearn-sweeps"
 
     def __post_init__(self) -> None:
+        check_range("checkpoint_every", self.checkpoint_every, low=0)
         if self.keep_best_by is not None:
             if not self.epoch_eval:
                 raise ConfigError("keep_best_by needs epoch_eval: true (the best epoch is chosen among evaluated ones)")

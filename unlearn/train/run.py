@@ -35,9 +35,10 @@ MODEL_DIR = "model"
 
 
 class Reporter(Protocol):
-    """Receives each epoch's metrics; may ask for a checkpoint (``save_state(dir)``) with them."""
+    """Receives each epoch's metrics, with ``save_state(dir)`` on the epochs due for a checkpoint
+    (``checkpoint_every``; ``None`` on the others)."""
 
-    def epoch_end(self, metrics: dict[str, float], epoch: int, save_state: Callable[[Path], None]) -> None: ...
+    def epoch_end(self, metrics: dict[str, float], epoch: int, save_state: Callable[[Path], None] | None) -> None: ...
 
     def resume_dir(self) -> Path | None: ...
 
@@ -50,8 +51,8 @@ class CallbackReporter:
     checkpoint_root: Path | None = None
     resume_from: Path | None = None
 
-    def epoch_end(self, metrics: dict[str, float], epoch: int, save_state: Callable[[Path], None]) -> None:
-        if self.checkpoint_root is not None:
+    def epoch_end(self, metrics: dict[str, float], epoch: int, save_state: Callable[[Path], None] | None) -> None:
+        if self.checkpoint_root is not None and save_state is not None:
             path = self.checkpoint_root / f"epoch_{epoch}"
             path.mkdir(parents=True, exist_ok=True)
             save_state(path)
@@ -70,6 +71,9 @@ class WorkerResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int | None = None
     reference_max_change: float | None = None  # NPO / KL: the frozen reference must not move
+    # Wall-clock timestamps (time.time()) of the run's phases, and seconds spent in checkpoints and
+    # reports: where a run's time goes besides training and evaluation (``bench.sweep_overhead``).
+    timeline: dict[str, float] = field(default_factory=dict)
 
 
 def _evaluate_module(policy, strategy: Strategy, eval_lm, tokenizer, bench, cfg: RunConfig,
@@ -93,6 +97,7 @@ def _evaluate_module(policy, strategy: Strategy, eval_lm, tokenizer, bench, cfg:
 def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, dist: Dist, reporter: Reporter,
                    out_dir: Path | None, log: Callable[[str], None] = print) -> WorkerResult:
     """Unlearn ``prepared.target_dir`` with ``cfg.method``; rank 0 writes the model to ``out_dir/model``."""
+    timeline = {"setup_start": time.time(), "checkpoint_report_s": 0.0}
     bench = load_benchmark(cfg.data)
     tokenizer = load_tokenizer(prepared.target_dir)
     method = Method(cfg.method)
@@ -116,6 +121,7 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
         log(f"resumed from {resume} after epoch {start}")
     history: list[dict[str, float]] = []
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    timeline["loop_start"] = time.time()
     for epoch in range(start, cfg.optim.epochs):
         t0 = time.perf_counter()
         stats = train_epoch(policy, ref, method, data, optimizer, scheduler, cfg.optim, seed=cfg.seed,
@@ -137,8 +143,14 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
         elif cfg.keep_best_by:
             strategy.full_state_dict(policy)  # collective under FSDP: every rank takes part
         history.append(metrics)
-        reporter.epoch_end(metrics, epoch, lambda path, e=epoch: strategy.save(path, policy, optimizer, scheduler, e + 1))
+        t2 = time.perf_counter()
+        due = last or (cfg.checkpoint_every > 0 and (epoch + 1) % cfg.checkpoint_every == 0)
+        reporter.epoch_end(metrics, epoch, (lambda path, e=epoch: strategy.save(path, policy, optimizer, scheduler, e + 1))
+                           if due else None)
+        timeline["checkpoint_report_s"] += time.perf_counter() - t2
+    timeline["loop_end"] = time.time()
     result = _finish(cfg, policy, strategy, tokenizer, history, best, out_dir, dist)
+    result.timeline = {**timeline, "finish_end": time.time()}
     if ref is not None:
         result.reference_max_change = _max_change(strategy.full_state_dict(ref), prepared.target_dir, dtype, dist)
     return result
@@ -195,6 +207,7 @@ def write_results(out_dir: Path, cfg: RunConfig, prepared: Prepared, result: Wor
         "model_dir": str(out_dir / MODEL_DIR),
         "prepared": str(prepared.root),
         "reference_max_change": result.reference_max_change,
+        "timeline": result.timeline,
         **(extra or {}),
     }
     path = out_dir / RESULTS_FILE

@@ -3,9 +3,11 @@
 import json
 
 import pytest
+import torch
 
 from unlearn.errors import ConfigError
 from unlearn.train.config import load_run_config
+from unlearn.train.loop import Dist
 from unlearn.train.run import run_local
 
 pytestmark = pytest.mark.slow
@@ -23,6 +25,10 @@ def test_default_satimp_run_raises_forget_quality_and_keeps_utility(default_prep
                              "importance": False, "beta1": 5.0, "beta2": 0.1, "gamma": 1.0, "alpha": 1.0}
     assert doc["config"]["optim"]["epochs"] == len(doc["epochs"])
     assert (tmp_path / "model" / "config.json").is_file()
+    tl = doc["timeline"]  # where the run's time went, in order
+    assert tl["setup_start"] <= tl["loop_start"] <= tl["loop_end"] <= tl["finish_end"]
+    busy = sum(e["train/seconds"] + e.get("eval/seconds", 0.0) for e in doc["epochs"])
+    assert 0 <= tl["checkpoint_report_s"] and busy <= tl["loop_end"] - tl["loop_start"]
     target = json.loads((prepared.root / "prepared.json").read_text())["metrics"]["target"]
     assert result.metrics["forget_quality"] > 10 * target["forget_quality"]
     assert result.metrics["model_utility"] >= 0.8 * target["model_utility"]
@@ -39,6 +45,22 @@ def test_epoch_eval_keeps_the_best_epoch(small_overrides, tmp_path):
     assert result.best_epoch == best[0] + 1
     assert result.metrics["forget_truth_ratio"] == best[1]["forget_truth_ratio"]
     assert json.loads((tmp_path / "results.json").read_text())["best_epoch"] == best[0] + 1
+
+
+def test_checkpoint_every_n_epochs_and_after_the_last(small_overrides, tmp_path):
+    from unlearn.train.prepare import prepare
+    from unlearn.train.run import CallbackReporter, unlearn_worker
+    from unlearn.train.strategy import Strategy
+
+    cfg = load_run_config(None, [*small_overrides, "optim.epochs=3", "checkpoint_every=2"])
+    seen = []
+    reporter = CallbackReporter(lambda m, e: seen.append(e), checkpoint_root=tmp_path / "ckpt")
+    unlearn_worker(cfg, prepare(cfg, log=lambda s: None), strategy=Strategy(torch.device("cpu")), dist=Dist(),
+                   reporter=reporter, out_dir=None, log=lambda s: None)
+    assert seen == [0, 1, 2]  # every epoch reported
+    # checkpoints after epoch 2 (every 2) and epoch 3 (the last), each complete
+    assert sorted(d.name for d in (tmp_path / "ckpt").iterdir()) == ["epoch_1", "epoch_2"]
+    assert [json.loads((tmp_path / "ckpt" / d / "meta.json").read_text())["epoch"] for d in ("epoch_1", "epoch_2")] == [2, 3]
 
 
 def test_naive_and_fused_paths_agree(small_overrides, tmp_path):
@@ -64,6 +86,7 @@ def test_tofu_forget01_end_to_end(tofu_dir, cache_dir, tmp_path):
     ("data.benchmark=mmlu", r"data.benchmark='mmlu'.*generated, tofu"),
     ("data.split=forget02", r"forget01, forget05, forget10"),
     ("keep_best_by=forget_quality", r"keep_best_by needs epoch_eval"),
+    ("checkpoint_every=-1", r"checkpoint_every"),
     ("method.weighting=satimpp", r"unknown weighting 'satimpp'"),
 ])
 def test_bad_config_is_rejected_before_training(override, match):
