@@ -60,15 +60,18 @@ def trials_to_best(final: dict[str, float], seed: int, sampler_name: str) -> int
     first sample a point whose recorded value equals the grid's best."""
     import optuna
 
-    from sweeps.sweep import tpe_sampler
+    from sweeps.sweep import tpe_sampler, tpe_startup_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     best = max(final.values())
     b1s, b2s = axes(final)
-    product = tpe_sampler(seed, len(final))
-    sampler = {"product": product, "random": optuna.samplers.RandomSampler(seed=seed),
-               "independent": optuna.samplers.TPESampler(seed=seed, n_startup_trials=product._n_startup_trials,
-                                                         multivariate=False)}[sampler_name]
+    if sampler_name == "product":
+        sampler = tpe_sampler(seed, len(final))
+    elif sampler_name == "independent":
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=tpe_startup_trials(len(final)),
+                                             multivariate=False)
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=seed)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     for n in range(1, 200):
         trial = study.ask()

@@ -205,11 +205,16 @@ def _optuna_search_class():
     return EvaluatedEpochsOptunaSearch
 
 
+def tpe_startup_trials(num_samples: int) -> int:
+    """Random trials before TPE models anything: a third of the budget, 2..10. Optuna's default of 10
+    would make a small sweep pure random search."""
+    return max(2, min(10, num_samples // 3))
+
+
 def tpe_sampler(seed: int, num_samples: int):
     """The sweep's sampler: multivariate TPE (multi-objective TPE when several objectives are given).
 
-    Optuna's default of 10 random start-up trials would make a small sweep pure random search: a third
-    of the budget (2..10) is random, the rest guided. Optuna 5 models the parameters jointly only for a
+    ``tpe_startup_trials`` random trials first. Optuna 5 models the parameters jointly only for a
     single objective and only those present in every trial; asked for explicitly, several objectives
     get it too, and ``group=True`` models each set of parameters that occur together (the conditional
     ones of ``reweighting.yaml``) jointly instead of sampling them independently.
@@ -221,7 +226,7 @@ def tpe_sampler(seed: int, num_samples: int):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, num_samples // 3)),
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=tpe_startup_trials(num_samples),
                                           multivariate=True, group=True)
 
 
