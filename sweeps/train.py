@@ -179,7 +179,8 @@ def _worker_entry(config: dict[str, Any]) -> None:
         raise OutOfMemoryError(_oom_advice(cfg, f"worker {dist.rank}", f"{type(e).__name__}: "
                                                                       f"{str(e).splitlines()[0] if str(e) else ''}")) from e
     if dist.rank == 0 and out_dir is not None:
-        write_results(out_dir, cfg, prepared, result, {"ray_workers": dist.world_size, "strategy": strategy.name})
+        write_results(out_dir, cfg, prepared, result, {"ray_workers": dist.world_size, "strategy": strategy.name,
+                                                           "device": str(device)})
 
 
 def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | None = None, name: str | None = None,

@@ -150,6 +150,25 @@ def test_bad_sweep_inputs_fail_before_ray(tmp_path, cache_dir):
         launch_sweep(space, ["budget.num_samples=0"], SweepSettings(out_dir=str(tmp_path / "b")))
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_gpu_sweep_runs_fsdp_trials_on_cuda(tmp_path, ray_local, cache_dir):
+    """scaling.use_gpu: each trial's Ray Train worker holds a GPU, shards with FSDP2 (bf16 compute) and
+    evaluates there; the sweep places no more trials at once than the cluster has GPUs."""
+    from sweeps.results import load_results
+
+    space = tiny_space(tmp_path, cache_dir, num_samples=2)
+    result = launch_sweep(space, ["base.scaling.use_gpu=true", "base.scaling.strategy=fsdp"],
+                          SweepSettings(out_dir=str(tmp_path / "out"), progress=False))
+    assert len(result.trials) == 2
+    for t in result.trials:
+        doc = load_results(Path(t["dir"]))
+        assert doc["device"].startswith("cuda") and doc["strategy"] == "fsdp"
+        assert 0.0 <= doc["final"]["forget_quality"] <= 1.0
+    _, parent, kids = _children(result)
+    assert parent.info.status == "FINISHED" and [k.info.status for k in kids] == ["FINISHED"] * 2
+
+
 # A sweep to a real `mlflow server` via --mlflow-uri: tests/sweeps/test_faults.py (the server also goes down).
 
 

@@ -227,5 +227,5 @@ def run_local(cfg: RunConfig, out_dir: str | Path, *, report: Callable[[dict[str
     device = torch.device("cuda" if cfg.scaling.use_gpu else "cpu")
     result = unlearn_worker(cfg, prepared, strategy=Strategy(device), dist=Dist(device=device),
                             reporter=CallbackReporter(report), out_dir=out, log=log)
-    write_results(out, cfg, prepared, result)
+    write_results(out, cfg, prepared, result, {"device": str(device)})
     return result
