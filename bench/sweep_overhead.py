@@ -6,7 +6,9 @@
 For each trial: its wall time in the sweep (the driver's record, trial start to end) and the time its
 worker spent training and evaluating (``train/seconds`` + ``eval/seconds`` of its epochs). Overhead
 share = 1 - busy / wall, summed over trials. Trials per hour = trials / sweep wall time (first start to
-last end).
+last end). Between trials: the time the sweep's trial slots (the most trials that ran at once) held no
+trial (the next trial's process starting, the searcher), and the overhead share counting it,
+1 - busy / (span x slots).
 
 Where the rest goes, from each run's ``timeline`` (results.json), summed over trials:
 - start-up: trial start -> the worker enters the run (Ray Tune trial, the trial's Ray Train controller,
@@ -39,6 +41,16 @@ def breakdown(led: dict, res: dict, busy: float) -> dict[str, float] | None:
             "finish": tl["finish_end"] - tl["loop_end"], "teardown": led["ended"] - tl["finish_end"]}
 
 
+def peak_concurrency(rows: list[dict]) -> int:
+    """The most trials that ran at the same time."""
+    events = sorted([(r["started"], 1) for r in rows] + [(r["ended"], -1) for r in rows], key=lambda e: (e[0], e[1]))
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dir", type=Path)
@@ -60,8 +72,13 @@ def main() -> None:
     timed = [r for r in rows if r["parts_s"] is not None]
     parts = {p: sum(r["parts_s"][p] for r in timed) for p in PARTS}
     timed_wall = sum(r["wall_s"] for r in timed)
+    # Between trials: the sweep's trial slots (the most trials that ran at once) over its span, less the
+    # trials' wall time, is time no trial held a slot (starting the next trial's process, searching).
+    slots = peak_concurrency(rows)
+    between = span * slots - wall
     out = {"trials": len(rows), "trial_wall_s": wall, "busy_s": busy, "overhead_share": 1 - busy / wall,
            "mean_overhead_s_per_trial": (wall - busy) / len(rows), "sweep_span_s": span,
+           "slots": slots, "between_trials_s": between, "overhead_share_with_between": 1 - busy / (span * slots),
            "trials_per_hour": len(rows) / span * 3600,
            "parts_s": parts, "parts_share": {p: v / timed_wall for p, v in parts.items()} if timed else {},
            "machinery_share": (parts["startup"] + parts["teardown"]) / timed_wall if timed else None,
@@ -69,6 +86,8 @@ def main() -> None:
     print(f"{len(rows)} trials: {wall:.0f} s of trial wall time, {busy:.0f} s training + evaluation -> overhead "
           f"{out['overhead_share']:.0%} ({out['mean_overhead_s_per_trial']:.0f} s per trial); "
           f"{out['trials_per_hour']:.0f} trials/hour over {span:.0f} s")
+    print(f"between trials ({slots} slot{'s' if slots > 1 else ''} over the span, no trial in it): {between:.0f} s; "
+          f"counting it: overhead {out['overhead_share_with_between']:.1%}")
     if timed:
         print(f"where the {timed_wall:.0f} s of wall time of {len(timed)} trials went (s per trial, share):")
         print(f"  {'training + evaluation':<24} {sum(r['busy_s'] for r in timed) / len(timed):7.1f}  "

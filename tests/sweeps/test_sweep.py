@@ -73,6 +73,15 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial(sweep):
     assert any(a.path.startswith("plots/") for a in client.list_artifacts(parent.info.run_id, "plots"))
 
 
+def test_a_finished_trials_driver_runs_the_next_trial(sweep):
+    """Tune reuses trial actors (no early stopping here): 3 trials, 2 at a time, in 2 driver processes."""
+    pids = {}
+    for result in (sweep.out_dir / "ray" / "tune").glob("run_trial_*/result.json"):
+        first = json.loads(result.read_text().splitlines()[0])
+        pids[first["trial_id"]] = first["pid"]
+    assert len(pids) == 3 and len(set(pids.values())) == 2, pids
+
+
 def test_trial_seed_is_a_function_of_sweep_seed_and_parameters(sweep, tmp_path, cache_dir):
     from dataclasses import replace
 
