@@ -79,8 +79,15 @@ def _oom_advice(cfg: RunConfig, where: str, error: str) -> str:
 
 
 # What a failed allocation says: torch (CPU, CUDA), Python, the OS (mmap), numpy, Ray's serialisation.
-_OOM_PATTERN = (r"(OutOfMemoryError|CUDA out of memory|can't allocate memory|Cannot allocate memory|MemoryError"
-                r"|Unable to allocate)[^\n]*")
+# One rule for the worker (which turns such an error into OutOfMemoryError) and the driver (which reads a
+# failed run's text).
+_OOM_PATTERN = re.compile(r"(?:OutOfMemoryError|MemoryError|out of memory|(?:can't|cannot|unable to|failed to) "
+                          r"allocate)[^\n]*", re.IGNORECASE)
+
+
+def is_allocation_failure(message: str) -> bool:
+    """Whether an error message says that memory ran out."""
+    return _OOM_PATTERN.search(message) is not None
 
 
 def limit_worker_memory(gib: float) -> int:
@@ -128,7 +135,7 @@ def failure_summary(cfg: RunConfig, text: str) -> str:
     ours = re.findall(f"({_OWN_ERRORS}[^\n]*)", text)
     lines = [line for line in text.splitlines() if line.strip()]
     summary = ours[-1] if ours else (lines[-1] if lines else "the run failed without a message")
-    oom = re.search(_OOM_PATTERN, text)
+    oom = _OOM_PATTERN.search(text)
     if oom and "OutOfMemoryError" not in summary:
         # ran out of memory outside the training code (Ray's serialisation, a library): same advice
         return f"OutOfMemoryError: {_oom_advice(cfg, 'a worker', oom.group(0))}"
@@ -172,7 +179,7 @@ def _worker_entry(config: dict[str, Any]) -> None:
     except StopAfterEpochs:
         return
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
-        if isinstance(e, RuntimeError) and not isinstance(e, torch.OutOfMemoryError) and "allocate" not in str(e):
+        if isinstance(e, RuntimeError) and not isinstance(e, torch.OutOfMemoryError) and not is_allocation_failure(str(e)):
             raise
         if cfg.scaling.memory_limit_gb is not None:
             _lift_memory_limit()  # the run is over: reporting the error must not fail for want of memory

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sweeps.train import failure_summary, retryable, run_unlearning
+from sweeps.train import failure_summary, is_allocation_failure, retryable, run_unlearning
 from unlearn.errors import ConfigError
 from unlearn.train.config import load_run_config
 from unlearn.train.prepare import prepare
@@ -116,6 +116,17 @@ def test_failure_summary_names_the_cause():
     native = failure_summary(capped, died)  # died without a Python error under its cap: out of memory
     assert native.startswith("OutOfMemoryError") and "died under its memory cap" in native
     assert "scaling.memory_limit_gb (now 0.5)" in native and not retryable(native)
+
+
+def test_allocation_failures_are_recognised_in_worker_and_driver_alike():
+    for message in ("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate memory: you tried to "
+                    "allocate 4294967296 bytes", "CUDA out of memory. Tried to allocate 2.00 GiB",
+                    "Unable to allocate 1.2 GiB for an array", "mmap: Cannot allocate memory",
+                    "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate: failed to allocate"):
+        assert is_allocation_failure(message), message
+    for message in ("Expected all tensors to be on the same device", "DivergedError: loss is nan at epoch 0",
+                    "ray.exceptions.ActorDiedError: The actor died unexpectedly"):
+        assert not is_allocation_failure(message), message
 
 
 def test_unknown_strategy_lists_valid():
