@@ -18,6 +18,18 @@ import pytest  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` skip without CUDA: the one place that decides it."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def find_tofu_dir() -> Path | None:
     """``$UNLEARN_TOFU_DIR``, else ``<repo>/../shared/data/tofu``, else ``<repo>/shared/data/tofu``."""
     candidates = [REPO / ".." / "shared" / "data" / "tofu", REPO / "shared" / "data" / "tofu"]

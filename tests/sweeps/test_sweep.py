@@ -160,7 +160,6 @@ def test_bad_sweep_inputs_fail_before_ray(tmp_path, cache_dir):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
 def test_gpu_sweep_runs_fsdp_trials_on_cuda(tmp_path, ray_local, cache_dir):
     """scaling.use_gpu: each trial's Ray Train worker holds a GPU, shards with FSDP2 (bf16 compute) and
     evaluates there; the sweep places no more trials at once than the cluster has GPUs."""

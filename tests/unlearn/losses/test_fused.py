@@ -153,7 +153,6 @@ def test_shape_mismatch_error_names_shapes():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fused_equals_naive_on_cuda():
     hidden, weight, labels = (t.cuda() for t in make())
     method = build_method("satimp")

@@ -139,7 +139,6 @@ def test_eval_config_ranges():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu_and_bf16_is_finite(model, tokenizer, rows):
     cpu = evaluate(model, tokenizer, rows, cfg=FAST)
     gpu = evaluate(model.to("cuda"), tokenizer, rows, cfg=FAST)
