@@ -12,7 +12,8 @@ trial (the next trial's process starting, the searcher), and the overhead share 
 
 Where the rest goes, from each run's ``timeline`` (results.json), summed over trials:
 - start-up: trial start -> the worker enters the run (Ray Tune trial, the trial's Ray Train controller,
-  worker group and process group, importing the training code);
+  worker group and process group, importing the training code), split into Tune (trial start -> the
+  trial's driver calls Ray Train: Tune, its callbacks, the driver) and Ray Train (the rest);
 - setup: loading the benchmark, tokenizer and model, encoding the data (the run itself);
 - checkpoint + report: each epoch's sharded checkpoint and its report to Ray Train / Tune;
 - other in the loop: per-epoch bookkeeping between training and evaluation;
@@ -36,7 +37,10 @@ def breakdown(led: dict, res: dict, busy: float) -> dict[str, float] | None:
     if led.get("starts", 1) != 1 or not {"setup_start", "loop_start", "loop_end", "finish_end"} <= tl.keys():
         return None  # restarted trials (or results of an older version) have no single timeline
     loop = tl["loop_end"] - tl["loop_start"]
-    return {"startup": tl["setup_start"] - led["started"], "setup": tl["loop_start"] - tl["setup_start"],
+    # runs of an older version have no fit_start: their start-up stays whole
+    split = ({"startup_tune": tl["fit_start"] - led["started"], "startup_ray_train": tl["setup_start"] - tl["fit_start"]}
+             if "fit_start" in tl else {})
+    return {**split, "startup": tl["setup_start"] - led["started"], "setup": tl["loop_start"] - tl["setup_start"],
             "checkpoint_report": tl["checkpoint_report_s"], "loop_other": loop - busy - tl["checkpoint_report_s"],
             "finish": tl["finish_end"] - tl["loop_end"], "teardown": led["ended"] - tl["finish_end"]}
 
@@ -72,6 +76,8 @@ def main() -> None:
     timed = [r for r in rows if r["parts_s"] is not None]
     parts = {p: sum(r["parts_s"][p] for r in timed) for p in PARTS}
     timed_wall = sum(r["wall_s"] for r in timed)
+    split_rows = [r for r in timed if "startup_tune" in r["parts_s"]]
+    split = {q: sum(r["parts_s"][q] for r in split_rows) for q in ("startup_tune", "startup_ray_train")} if split_rows else {}
     # Between trials: the sweep's trial slots (the most trials that ran at once) over its span, less the
     # trials' wall time, is time no trial held a slot (starting the next trial's process, searching).
     slots = peak_concurrency(rows)
@@ -80,7 +86,7 @@ def main() -> None:
            "mean_overhead_s_per_trial": (wall - busy) / len(rows), "sweep_span_s": span,
            "slots": slots, "between_trials_s": between, "overhead_share_with_between": 1 - busy / (span * slots),
            "trials_per_hour": len(rows) / span * 3600,
-           "parts_s": parts, "parts_share": {p: v / timed_wall for p, v in parts.items()} if timed else {},
+           "parts_s": parts, "startup_split_s": split, "parts_share": {p: v / timed_wall for p, v in parts.items()} if timed else {},
            "machinery_share": (parts["startup"] + parts["teardown"]) / timed_wall if timed else None,
            "rows": rows}
     print(f"{len(rows)} trials: {wall:.0f} s of trial wall time, {busy:.0f} s training + evaluation -> overhead "
@@ -95,6 +101,9 @@ def main() -> None:
         for p in PARTS:
             print(f"  {p.replace('_', ' + ' if p == 'checkpoint_report' else ' '):<24} {parts[p] / len(timed):7.1f}  "
                   f"{parts[p] / timed_wall:5.1%}")
+            if p == "startup" and split:
+                for q, label in (("startup_tune", "Tune + trial driver"), ("startup_ray_train", "Ray Train run")):
+                    print(f"    {label:<22} {split[q] / len(split_rows):7.1f}  (s per trial, {len(split_rows)} trials)")
         print(f"sweep machinery (Ray, Optuna, MLflow: start-up + teardown): {out['machinery_share']:.0%} of the wall time")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

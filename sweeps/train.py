@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,8 @@ def _worker_entry(config: dict[str, Any]) -> None:
         raise OutOfMemoryError(_oom_advice(cfg, f"worker {dist.rank}", f"{type(e).__name__}: "
                                                                       f"{str(e).splitlines()[0] if str(e) else ''}")) from e
     if dist.rank == 0 and out_dir is not None:
+        # when the driver called fit(): the timeline then also shows Ray Train's own start-up
+        result.timeline = {"fit_start": config["fit_start"], **result.timeline}
         write_results(out_dir, cfg, prepared, result, {"ray_workers": dist.world_size, "strategy": strategy.name,
                                                            "device": str(device)})
 
@@ -220,6 +223,7 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
     while True:
         # Ray Train's own FailureConfig would also retry a diverged or out-of-memory run; a fresh run
         # resumes from the latest checkpoint all the same, and only a lost worker is worth it.
+        loop_config["fit_start"] = time.time()  # the run's timeline starts here (Ray Train's own start-up)
         trainer = TorchTrainer(
             _worker_entry, train_loop_config=loop_config,
             scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.workers, use_gpu=cfg.scaling.use_gpu,

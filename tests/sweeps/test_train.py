@@ -39,6 +39,8 @@ def test_cli_run_with_two_fsdp_workers_shards_and_matches_one_worker(small, one_
     assert "forget_quality" in capsys.readouterr().out
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["strategy"] == "fsdp" and doc["ray_workers"] == 2
+    tl = doc["timeline"]  # from the driver's fit() call on: Ray Train's start-up, then the run's own setup
+    assert tl["fit_start"] < tl["setup_start"] <= tl["loop_start"]
     res1, out1 = one_worker
     # each worker holds about half of the parameters
     total = res1.history[0]["params/total"]
