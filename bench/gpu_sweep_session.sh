@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The sweep on a GPU, in one go, for a lent CUDA machine (figures: BENCHMARKS.md, "GPU: sweeps").
-#   [STEPS=tests,long,startup] bash bench/gpu_sweep_session.sh OUTDIR [SITE.tar.xz]
+#   [STEPS=tests,long,startup,rerun] [USE_GPU=false] bash bench/gpu_sweep_session.sh OUTDIR [SITE.tar.xz]
 # SITE.tar.xz: the packages the machine's image lacks (Ray, MLflow, Optuna, ...), unpacked into a
 # temporary site directory put on PYTHONPATH (the lent image has PyTorch and transformers, not Ray).
 # Steps (STEPS, comma-separated; all by default):
@@ -34,6 +34,7 @@ echo "tests: $(( $(date +%s) - t0 )) s" | tee -a "$out/gpu_sweep_tests.log"
 fi
 if [[ $steps == *,long,* ]]; then
 dir=/tmp/gpu_long
+rm -rf $dir  # a warm machine keeps /tmp: start clean
 t0=$(date +%s)
 timeout ${SWEEP_TIMEOUT:-300} $sweep launch bench/long_trials.yaml base.scaling.use_gpu=$use_gpu \
     ${SWEEP_ARGS:-base.optim.epochs=15} \
@@ -49,6 +50,7 @@ timeout 240 $py -m bench.ray_startup --runs 4 $([ "$use_gpu" = true ] && echo --
 fi
 if [[ $steps == *,rerun,* ]]; then
 dir=/tmp/gpu_demo
+rm -rf $dir /tmp/gpu_rerun  # a warm machine keeps /tmp: start clean
 t0=$(date +%s)
 timeout ${RERUN_TIMEOUT:-240} $sweep launch satimp base.scaling.use_gpu=$use_gpu budget.num_samples=2 budget.max_concurrent=1 \
     --out $dir --quiet > "$out/gpu_demo_launch.log" 2>&1
@@ -58,7 +60,7 @@ $py -m bench.sweep_overhead $dir --json "$out/sweep_overhead_gpu_demo.json" 2>&1
 $sweep report $dir > "$out/gpu_sweep_report.txt" 2>&1; cat "$out/gpu_sweep_report.txt" | tail -12
 $sweep export-best $dir --out /tmp/gpu_best.yaml --force > /dev/null 2>&1 \
     && timeout 150 $sweep run /tmp/gpu_best.yaml --out /tmp/gpu_rerun > "$out/gpu_rerun.log" 2>&1
-$py - "$dir" /tmp/gpu_rerun <<'EOF' 2>&1 | tee -a "$out/gpu_rerun.log"
+$py - "$dir" /tmp/gpu_rerun <<'EOF' 2>&1 | tee "$out/gpu_rerun_compare.log"
 import json, sys
 from pathlib import Path
 from sweeps.report import collect_trials, pick_best
@@ -67,7 +69,7 @@ root = Path(sys.argv[1])
 best, _ = pick_best(load_space(root / "space.yaml"), collect_trials(root))
 rerun = json.loads((Path(sys.argv[2]) / "results.json").read_text())
 print("best trial", best["trial_id"], "rerun on", rerun.get("device"))
-for k in ("forget_quality", "model_utility", "forget_truth_ratio", "train/loss"):
+for k in ("forget_quality", "model_utility", "forget_truth_ratio", "forget_rouge", "forget_es", "train/loss"):
     print(f"{k}: sweep {best['metrics'][k]:.6g}  rerun {rerun['final'][k]:.6g}")
 EOF
 fi

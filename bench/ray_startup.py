@@ -70,8 +70,8 @@ def one_run(i: int, storage: Path, gpu: bool) -> dict[str, float]:
     t0 = time.time()
     stamps = storage / f"startup-{i}.json"
     TorchTrainer(train_fn, train_loop_config={"gpu": gpu, "out": str(stamps)},
-                          scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=gpu),
-                          run_config=ray.train.RunConfig(name=f"startup-{i}", storage_path=str(storage))).fit()
+                 scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=gpu),
+                 run_config=ray.train.RunConfig(name=f"startup-{i}", storage_path=str(storage))).fit()
     t_end = time.time()
     ev = _events(t0)
     ctrl, ctx, run = ev["TrainController.__init__"], ev["RayTrainWorker.init_train_context"], ev["RayTrainWorker.run_train_fn"]
