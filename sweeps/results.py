@@ -20,3 +20,14 @@ def load_results(run_dir: str | Path) -> dict[str, Any]:
         if key not in doc:
             raise ConfigError(f"{path} lacks {key!r}; it was not written by this version")
     return doc
+
+
+def finished_results(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's results if it already finished (a complete, readable results.json), else None: not run
+    yet, interrupted (resumable), or its results damaged (to run again)."""
+    if not (Path(run_dir) / RESULTS_FILE).is_file():
+        return None
+    try:
+        return load_results(run_dir)
+    except ConfigError:
+        return None

@@ -107,28 +107,19 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from sweeps.results import finished_results
     from sweeps.train import run_unlearning
 
     trial_id = ray.tune.get_context().get_trial_id()
     cfg = resolved_trial_config(ctx.space, config)
     out = trial_dir(Path(ctx.root), trial_id)
-    if (finished := _finished_results(out)) is not None:
+    if (finished := finished_results(out)) is not None:
         # The driver died after this trial finished but before Tune recorded it: replay, never re-run.
         ray.tune.report({**finished["final"], "replayed": 1})
         return
     write_json_atomic(out / "config.json", to_dict(cfg))
     run_unlearning(cfg, out, name=f"trial-{trial_id}", storage_path=Path(ctx.ray_storage) / "train",
                    callbacks=[TuneReportCallback()], max_failures=1)
-
-
-def _finished_results(out: Path) -> dict[str, Any] | None:
-    """The trial's results if its run already finished (a complete, readable results.json)."""
-    from sweeps.results import load_results
-
-    try:
-        return load_results(out) if (out / "results.json").is_file() else None
-    except ConfigError:
-        return None  # damaged: run the trial again
 
 
 def _mlflow_params(space: SearchSpace, trial: Any) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 
 from unlearn.config import to_dict
-from unlearn.errors import UnlearnError
+from unlearn.errors import ConfigError, UnlearnError
 from unlearn.train.config import RunConfig, run_config_from_dict
 from unlearn.train.prepare import Prepared, prepare
-from unlearn.train.run import WorkerResult, unlearn_worker, write_results
+from unlearn.train.run import RESULTS_FILE, WorkerResult, unlearn_worker, write_results
 
 
 class RayReporter:
@@ -204,13 +204,22 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
             checkpoint; the run's own errors (diverged loss, out of memory, bad config) fail at once.
         callbacks: Ray Train ``UserCallback``s (``TuneReportCallback`` inside a Tune trial).
         stop_after_epochs: stop after this many epochs (an interruption; a second call resumes).
+
+    Raises:
+        ConfigError: ``out_dir`` already holds a finished run (checked before Ray starts; never overwritten).
+        RunFailedError: the workers failed (their own error, or lost more than ``max_failures`` times).
     """
     import ray.train
     from ray.train.torch import TorchTrainer
 
     from sweeps.cluster import check_placeable, ensure_ray
+    from sweeps.results import finished_results
 
     out = Path(out_dir).resolve()
+    if finished_results(out) is not None:
+        # resuming would run no epoch and write a results.json without metrics over the finished one
+        raise ConfigError(f"{out} already holds a finished run ({out / RESULTS_FILE}); valid: another output "
+                          f"directory (--out), or delete {out} to run it again")
     resources = ensure_ray(address)
     check_placeable(cfg.scaling, resources)
     prepared = prepared or prepare(cfg, log=log)

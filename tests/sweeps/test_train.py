@@ -69,6 +69,15 @@ def test_stop_after_epoch_one_then_resume_equals_uninterrupted(small, one_worker
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
+def test_a_finished_run_is_refused_not_overwritten(small, one_worker):
+    cfg, prepared = small
+    _, out = one_worker
+    before = (out / "results.json").read_bytes()
+    with pytest.raises(ConfigError, match=r"already holds a finished run .*valid: another output directory"):
+        run_unlearning(cfg, out, prepared=prepared, log=lambda s: None)
+    assert (out / "results.json").read_bytes() == before
+
+
 def test_npo_sharded_reference_is_never_trained(small, tmp_path):
     cfg, prepared = small
     cfg2 = load_run_config(None, [f"cache_dir={cfg.cache_dir}", *_small_args(cfg), "scaling.workers=2",
