@@ -31,7 +31,7 @@ from sweeps.space import SearchSpace, define_by_run, derive_trial_seed, load_spa
 SWEEP_FILE = "sweep.json"
 SPACE_FILE = "space.yaml"
 TUNE_NAME = "tune"
-DRIVER_CPU = 0.1  # a trial's own process only launches and watches its Ray Train run
+DRIVER_CPU = 0.1  # a trial's own process only launches and watches its Ray Train workers (launcher ray_train)
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,6 @@ def resolved_trial_config(space: SearchSpace, params: dict[str, Any]) -> RunConf
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     """The Tune trainable (a plain function): the trial's driver launches its Ray Train run."""
     import ray.tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     from sweeps.results import finished_results
     from sweeps.train import run_unlearning
@@ -118,8 +117,9 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         ray.tune.report({**finished["final"], "replayed": 1})
         return
     write_json_atomic(out / "config.json", to_dict(cfg))
-    run_unlearning(cfg, out, name=f"trial-{trial_id}", storage_path=Path(ctx.ray_storage) / "train",
-                   callbacks=[TuneReportCallback()], max_failures=1)
+    storage = f"{ctx.ray_storage.rstrip('/')}/train" if "://" in ctx.ray_storage else Path(ctx.ray_storage) / "train"
+    run_unlearning(cfg, out, name=f"trial-{trial_id}", storage_path=storage,
+                   tune_trial=True, max_failures=1)
 
 
 def _mlflow_params(space: SearchSpace, trial: Any) -> dict[str, Any]:
@@ -140,6 +140,24 @@ class _ParamsOf:
         return _mlflow_params(self.space, trial)
 
 
+def trial_resources(scaling) -> dict[str, float]:
+    """What a trial's own process holds: the run itself with ``local`` (one CPU worker), a driver's share
+    with ``ray_train`` (whose workers hold their own)."""
+    return {"CPU": scaling.cpus_per_worker} if scaling.resolved_launcher == "local" else {"CPU": DRIVER_CPU}
+
+
+class _TrialResources:
+    """Picklable per-trial resources for ``tune.with_resources``: a space may sample ``scaling.*``."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+
+    def __call__(self, config: dict[str, Any]):
+        from ray.tune import PlacementGroupFactory
+
+        return PlacementGroupFactory([trial_resources(resolved_trial_config(self.space, dict(config)).scaling)])
+
+
 def _reuse_trial_actors(space: SearchSpace) -> bool:
     """A finished trial's driver process runs the next trial: no new process (and imports) per trial,
     ~4 s less between trials on 2 cores (BENCHMARKS.md). Not with early stopping: Tune hands an actor
@@ -151,7 +169,7 @@ def _reuse_trial_actors(space: SearchSpace) -> bool:
 def _concurrency(space: SearchSpace, resources: dict[str, float]) -> int:
     """Trials that fit side by side: Tune must not start drivers whose workers cannot be placed."""
     s = space.base_config.scaling
-    per_trial = s.workers * s.cpus_per_worker + DRIVER_CPU
+    per_trial = s.cpus_per_worker if s.resolved_launcher == "local" else s.workers * s.cpus_per_worker + DRIVER_CPU
     fit = int(resources.get("CPU", 0) // per_trial)
     if s.use_gpu:
         fit = min(fit, int(resources.get("GPU", 0) // s.workers))
@@ -332,9 +350,9 @@ def _run(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
     prepare(space.base_config, log=print if settings.progress else (lambda s: None))  # once, before any trial
     tracker = _tracker(space, settings, meta)
     ctx = TrialContext(space, str(settings.root), settings.ray_storage)
-    trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, ctx=ctx), {"CPU": DRIVER_CPU})
-    callbacks = [LedgerCallback(settings.root, space.max_epochs),
-                 MLflowTrialCallback(tracker, max_steps=space.max_epochs, params_of=_ParamsOf(space)),
+    trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, ctx=ctx), _TrialResources(space))
+    mlflow_callback = MLflowTrialCallback(tracker, max_steps=space.max_epochs, params_of=_ParamsOf(space))
+    callbacks = [LedgerCallback(settings.root, space.max_epochs), mlflow_callback,
                  ProgressCallback(space, enabled=settings.progress)]
     path = str(Path(settings.ray_storage) / TUNE_NAME) if "://" not in settings.ray_storage \
         else f"{settings.ray_storage.rstrip('/')}/{TUNE_NAME}"
@@ -352,7 +370,10 @@ def _run(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
             run_config=ray.tune.RunConfig(name=TUNE_NAME, storage_path=settings.ray_storage, callbacks=callbacks,
                                           verbose=0),
         )
-    tuner.fit()
+    try:
+        tuner.fit()
+    finally:
+        mlflow_callback.wait()  # its writes run on a thread of their own (Tune ends with them, unless fit raised)
     _close_lost_trials(settings.root, tracker, LOST_REASON if resume else UNFINISHED_REASON)
     return finish_sweep(settings.root, tracker=tracker, space=space)
 

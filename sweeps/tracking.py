@@ -27,8 +27,10 @@ import logging
 import math
 import numbers
 import os
+import queue
 import re
 import subprocess
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -749,6 +751,10 @@ class MLflowTrialCallback(Callback):
     reason. Tracking problems during the sweep are logged, never raised: they must not end a long
     sweep (a tracker without :meth:`SweepTracker.start_parent` fails at ``setup``).
 
+    The store is written from one background thread, in the order of the callbacks: a trial waits for
+    Tune's driver to take each of its reports, and a store write (~13 ms on sqlite per epoch, more to a
+    remote server) must not hold it. ``on_experiment_end`` (or :meth:`wait`) waits for every write.
+
     Args:
         tracker: a tracker whose :meth:`SweepTracker.start_parent` was called.
         max_steps: the step (epoch) count of a full trial, to tell early-stopped trials apart.
@@ -765,6 +771,31 @@ class MLflowTrialCallback(Callback):
         self.trial_id_of = trial_id_of
         self._started: set[str] = set()
         self._stopped_at: dict[str, int] = {}
+        self._queue: queue.Queue | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_queue": None}  # Tune pickles callbacks; the writer thread starts anew
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the writer thread, after everything submitted before it."""
+        if self._queue is None:
+            self._queue = queue.Queue()
+            threading.Thread(target=self._write_forever, args=(self._queue,), name="mlflow-trial-writer",
+                             daemon=True).start()
+        self._queue.put((fn, args))
+
+    def _write_forever(self, q: queue.Queue) -> None:
+        while True:
+            fn, args = q.get()
+            try:
+                self._safely(fn, *args)
+            finally:
+                q.task_done()
+
+    def wait(self) -> None:
+        """Return once every submitted store write has run (or been buffered)."""
+        if self._queue is not None:
+            self._queue.join()
 
     def setup(self, **info: Any) -> None:
         if self.tracker.sweep_id is None:
@@ -774,11 +805,11 @@ class MLflowTrialCallback(Callback):
         tid = self.trial_id_of(trial)
         self._started.add(tid)
         self._stopped_at.pop(tid, None)
-        self._safely(self.tracker.trial_run, tid, self.params_of(trial))
+        self._submit(self.tracker.trial_run, tid, self.params_of(trial))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         tid, step = self.trial_id_of(trial), result_step(result)
-        self._safely(self.tracker.log_metrics, tid, result_metrics(result), step)
+        self._submit(self.tracker.log_metrics, tid, result_metrics(result), step)
         if result.get("done"):
             self._stopped_at[tid] = step  # Tune decided the stop on this result
 
@@ -789,20 +820,21 @@ class MLflowTrialCallback(Callback):
         stopped = self._stopped_at.get(tid)
         if stopped is not None and self.max_steps is not None and stopped < self.max_steps:
             reason = f"stopped early by Tune (scheduler or stopper) at step {stopped} of {self.max_steps}"
-            self._safely(self.tracker.finish_trial, tid, "KILLED", reason)
+            self._submit(self.tracker.finish_trial, tid, "KILLED", reason)
         else:
-            self._safely(self.tracker.finish_trial, tid, "FINISHED")
+            self._submit(self.tracker.finish_trial, tid, "FINISHED")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         reason = failure_reason(trial_error_text(trial))
-        self._safely(self.tracker.tag_trial, self.trial_id_of(trial), {"unlearn.recovered_error": reason})
+        self._submit(self.tracker.tag_trial, self.trial_id_of(trial), {"unlearn.recovered_error": reason})
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         reason = failure_reason(trial_error_text(trial))
-        self._safely(self.tracker.finish_trial, self.trial_id_of(trial), "FAILED", reason)
+        self._submit(self.tracker.finish_trial, self.trial_id_of(trial), "FAILED", reason)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self._safely(self.tracker.flush)
+        self._submit(self.tracker.flush)
+        self.wait()
 
     @staticmethod
     def _safely(fn: Callable[..., Any], *args: Any) -> None:

@@ -22,13 +22,13 @@ from unlearn.train.config import load_run_config
 pytestmark = pytest.mark.slow
 
 
-def tiny_space(tmp_path: Path, cache_dir: Path, num_samples: int = 3, epochs: int = 2) -> Path:
+def tiny_space(tmp_path: Path, cache_dir: Path, num_samples: int = 3, epochs: int = 2, launcher: str = "ray_train") -> Path:
     space = {
         "name": "tiny",
         "base": {"data": {"num_authors": 8, "qa_per_author": 4}, "model": {"name": "tiny-2l"},
                  "prepare": {"epochs": 6}, "method": {"weighting": "satimp", "objective": "gd"},
                  "optim": {"epochs": epochs, "batch_size": 4}, "eval": {"max_new_tokens": 12, "batch_size": 64},
-                 "cache_dir": str(cache_dir)},
+                 "scaling": {"launcher": launcher}, "cache_dir": str(cache_dir)},
         "parameters": {"method.beta1": {"distribution": "uniform", "low": 0.5, "high": 8.0},
                        "method.beta2": {"distribution": "uniform", "low": 0.0, "high": 1.0}},
         "objectives": [{"metric": "forget_quality", "direction": "maximize"}],
@@ -43,7 +43,7 @@ def tiny_space(tmp_path: Path, cache_dir: Path, num_samples: int = 3, epochs: in
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, ray_local, cache_dir):
     root = tmp_path_factory.mktemp("sweep")
-    space = tiny_space(root, cache_dir)
+    space = tiny_space(root, cache_dir, launcher="auto")  # as the shipped spaces: each trial in its own process
     result = launch_sweep(space, [], SweepSettings(out_dir=str(root / "out"), progress=False))
     return result
 
@@ -73,13 +73,20 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial(sweep):
     assert any(a.path.startswith("plots/") for a in client.list_artifacts(parent.info.run_id, "plots"))
 
 
-def test_a_finished_trials_driver_runs_the_next_trial(sweep):
-    """Tune reuses trial actors (no early stopping here): 3 trials, 2 at a time, in 2 driver processes."""
+def test_a_finished_trials_process_runs_the_next_trial(sweep):
+    """Tune reuses trial actors (no early stopping here): 3 trials, 2 at a time, in 2 processes; with one
+    CPU worker (launcher auto) each trial's run executes in that process (Ray Train's local mode)."""
     pids = {}
     for result in (sweep.out_dir / "ray" / "tune").glob("run_trial_*/result.json"):
         first = json.loads(result.read_text().splitlines()[0])
         pids[first["trial_id"]] = first["pid"]
     assert len(pids) == 3 and len(set(pids.values())) == 2, pids
+    for t in sweep.trials:
+        doc = json.loads((Path(t["dir"]) / "results.json").read_text())
+        assert doc["launcher"] == "local"
+        # checkpoints where Ray Train would write them; none after the last epoch (epoch 2)
+        ckpts = (sweep.out_dir / "ray" / "train" / f"trial-{t['trial_id']}").glob("epoch_*")
+        assert [d.name for d in ckpts] == ["epoch_0001"]
 
 
 def test_trial_seed_is_a_function_of_sweep_seed_and_parameters(sweep, tmp_path, cache_dir):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sweeps.train import failure_summary, is_allocation_failure, retryable, run_unlearning
+from sweeps.train import RunFailedError, failure_summary, is_allocation_failure, retryable, run_unlearning
 from unlearn.errors import ConfigError
 from unlearn.train.config import load_run_config
 from unlearn.train.prepare import prepare
@@ -76,6 +76,47 @@ def test_a_finished_run_is_refused_not_overwritten(small, one_worker):
     with pytest.raises(ConfigError, match=r"already holds a finished run .*valid: another output directory"):
         run_unlearning(cfg, out, prepared=prepared, log=lambda s: None)
     assert (out / "results.json").read_bytes() == before
+
+
+def test_local_launcher_runs_in_this_process_and_matches_ray_train(small, one_worker, tmp_path):
+    """scaling.launcher=local: Ray Train's local mode, no worker process; same run, bit for bit. Interrupted,
+    it resumes from the checkpoint it wrote where Ray Train would; the process's settings are restored."""
+    import resource
+
+    cfg, prepared = small
+    local = load_run_config(None, [f"cache_dir={cfg.cache_dir}", *_small_args(cfg), "scaling.launcher=local"])
+    threads, limits = torch.get_num_threads(), resource.getrlimit(resource.RLIMIT_DATA)
+    kw = dict(prepared=prepared, name="local", storage_path=tmp_path / "ray", log=lambda s: None)
+    assert run_unlearning(local, tmp_path, stop_after_epochs=1, **kw) is None
+    assert [d.name for d in (tmp_path / "ray" / "local").iterdir()] == ["epoch_0001"]  # Ray Train's layout
+    resumed = run_unlearning(local, tmp_path, **kw)
+    assert (torch.get_num_threads(), resource.getrlimit(resource.RLIMIT_DATA)) == (threads, limits)
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["launcher"] == "local" and doc["ray_workers"] == 1
+    assert [h["epoch"] for h in resumed.history] == [2] and resumed.history[0]["train/resumed_from_epoch"] == 1.0
+    res1, out1 = one_worker
+    assert json.loads((out1 / "results.json").read_text())["launcher"] == "ray_train"
+    for key in ("train/loss", "forget_quality", "forget_truth_ratio", "model_utility"):
+        assert resumed.metrics[key] == res1.metrics[key], key
+    w1, w2 = _weights(out1), _weights(tmp_path)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_local_launcher_errors(small, tmp_path):
+    cfg, prepared = small
+    local = load_run_config(None, [f"cache_dir={cfg.cache_dir}", *_small_args(cfg), "scaling.launcher=auto",
+                                   "optim.lr=1e9", "optim.grad_clip=null"])
+    assert local.scaling.resolved_launcher == "local"
+    with pytest.raises(RunFailedError, match=r"^DivergedError: .*loss"):  # the run's own error, in this process
+        run_unlearning(local, tmp_path / "a", prepared=prepared, log=lambda s: None)
+    with pytest.raises(ConfigError, match=r"--address 127.0.0.1:1 with scaling.launcher=auto.*valid: "
+                                          r"scaling.launcher=ray_train"):
+        run_unlearning(local, tmp_path / "b", prepared=prepared, address="127.0.0.1:1")
+    with pytest.raises(ConfigError, match=r"s3://bucket/x with scaling.launcher=auto"):
+        run_unlearning(local, tmp_path / "c", prepared=prepared, storage_path="s3://bucket/x")
+    with pytest.raises(ConfigError, match=r"scaling.launcher='local' runs one CPU worker.*scaling.workers=2"):
+        load_run_config(None, ["scaling.launcher=local", "scaling.workers=2"])
+    assert load_run_config(None, ["scaling.launcher=auto", "scaling.workers=2"]).scaling.resolved_launcher == "ray_train"
 
 
 def test_npo_sharded_reference_is_never_trained(small, tmp_path):

@@ -73,9 +73,18 @@ class ScalingConfig:
     # the trial ends as out of memory, instead of the node's OOM killer taking other trials down. Linux
     # (RLIMIT_DATA); None = no cap.
     memory_limit_gb: float | None = None
+    # Where the run executes. ray_train: on Ray Train workers (a controller and a worker group per run:
+    # ~14 s of process start-up on 2 cores, BENCHMARKS.md). local: Ray Train's local mode, in the calling
+    # process (a sweep trial's own, kept across trials; `unlearn-sweep run`'s): no start-up, one CPU worker.
+    # auto: local for one CPU worker, ray_train otherwise.
+    launcher: Literal["auto", "ray_train", "local"] = "ray_train"
 
     def __post_init__(self) -> None:
         check_range("scaling.workers", self.workers, low=1)
+        if self.launcher == "local" and (self.workers > 1 or self.use_gpu):
+            raise ConfigError(f"scaling.launcher='local' runs one CPU worker in the calling process, got "
+                              f"scaling.workers={self.workers}, scaling.use_gpu={str(self.use_gpu).lower()}; valid: "
+                              "workers=1 and use_gpu=false, or scaling.launcher=ray_train / auto")
         check_range("scaling.cpus_per_worker", self.cpus_per_worker, low=0.0, low_inclusive=False)
         if self.memory_limit_gb is not None:
             check_range("scaling.memory_limit_gb", self.memory_limit_gb, low=0.0, low_inclusive=False)
@@ -88,6 +97,12 @@ class ScalingConfig:
         if self.strategy != "auto":
             return self.strategy
         return "single" if self.workers == 1 else "fsdp"
+
+    @property
+    def resolved_launcher(self) -> str:
+        if self.launcher != "auto":
+            return self.launcher
+        return "local" if self.workers == 1 and not self.use_gpu else "ray_train"
 
 
 @dataclass(frozen=True)
@@ -106,8 +121,9 @@ class RunConfig:
     seed: int = 0
     epoch_eval: bool = False  # evaluate after every epoch (reported with its epoch)
     keep_best_by: str | None = None  # with epoch_eval: keep the epoch best by this metric (higher is better)
-    # A resumable checkpoint every N epochs and after the last one (0: after the last one only). Every
-    # epoch is reported all the same; a restarted run resumes from the latest checkpoint.
+    # A resumable checkpoint every N epochs (0: none; an interrupted run starts over), none after the last
+    # epoch (the model and results are written then). Every epoch is reported all the same; a restarted
+    # run resumes from the latest checkpoint.
     checkpoint_every: int = 1
     cache_dir: str = "~/.cache/unlearn-sweeps"
 

@@ -144,7 +144,9 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
             strategy.full_state_dict(policy)  # collective under FSDP: every rank takes part
         history.append(metrics)
         t2 = time.perf_counter()
-        due = last or (cfg.checkpoint_every > 0 and (epoch + 1) % cfg.checkpoint_every == 0)
+        # None after the last epoch: the run's model and results are written next, and a run interrupted
+        # there redoes its last epochs from the checkpoint before (resuming into no epoch would leave no metrics)
+        due = not last and cfg.checkpoint_every > 0 and (epoch + 1) % cfg.checkpoint_every == 0
         reporter.epoch_end(metrics, epoch, (lambda path, e=epoch: strategy.save(path, policy, optimizer, scheduler, e + 1))
                            if due else None)
         timeline["checkpoint_report_s"] += time.perf_counter() - t2

@@ -7,7 +7,9 @@ RNG state is needed for an exact resume.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -58,7 +60,8 @@ class Strategy:
     def save(self, path: Path, module: nn.Module, optimizer, scheduler, epoch: int) -> None:
         """Sharded (DCP) checkpoint of model + optimizer, and a small JSON with epoch and scheduler."""
         msd, osd = get_state_dict(module, optimizer)
-        dcp.save({"model": msd, "optim": osd}, checkpoint_id=str(path / "state"))
+        with _one_process_ok():
+            dcp.save({"model": msd, "optim": osd}, checkpoint_id=str(path / "state"))
         if not tdist.is_initialized() or tdist.get_rank() == 0:
             (path / "meta.json").write_text(json.dumps({"epoch": epoch, "scheduler": scheduler.state_dict()}))
         self.barrier()
@@ -67,11 +70,21 @@ class Strategy:
         """Restore a checkpoint written by ``save``; returns the number of epochs it had completed."""
         msd, osd = get_state_dict(module, optimizer)
         state = {"model": msd, "optim": osd}
-        dcp.load(state, checkpoint_id=str(path / "state"))
+        with _one_process_ok():
+            dcp.load(state, checkpoint_id=str(path / "state"))
         set_state_dict(module, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
         meta = json.loads((path / "meta.json").read_text())
         scheduler.load_state_dict(meta["scheduler"])
         return int(meta["epoch"])
+
+
+@contextlib.contextmanager
+def _one_process_ok():
+    """DCP warns that it saves / loads "in a single process" without a process group: a one-process run
+    (``run_local``, Ray Train's local mode) does exactly that."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+        yield
 
 
 class DDPStrategy(Strategy):

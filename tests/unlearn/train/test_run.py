@@ -47,20 +47,21 @@ def test_epoch_eval_keeps_the_best_epoch(small_overrides, tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["best_epoch"] == best[0] + 1
 
 
-def test_checkpoint_every_n_epochs_and_after_the_last(small_overrides, tmp_path):
+def test_checkpoint_every_n_epochs_but_not_after_the_last(small_overrides, tmp_path):
     from unlearn.train.prepare import prepare
     from unlearn.train.run import CallbackReporter, unlearn_worker
     from unlearn.train.strategy import Strategy
 
-    cfg = load_run_config(None, [*small_overrides, "optim.epochs=3", "checkpoint_every=2"])
+    cfg = load_run_config(None, [*small_overrides, "optim.epochs=5", "checkpoint_every=2"])
     seen = []
     reporter = CallbackReporter(lambda m, e: seen.append(e), checkpoint_root=tmp_path / "ckpt")
     unlearn_worker(cfg, prepare(cfg, log=lambda s: None), strategy=Strategy(torch.device("cpu")), dist=Dist(),
                    reporter=reporter, out_dir=None, log=lambda s: None)
-    assert seen == [0, 1, 2]  # every epoch reported
-    # checkpoints after epoch 2 (every 2) and epoch 3 (the last), each complete
-    assert sorted(d.name for d in (tmp_path / "ckpt").iterdir()) == ["epoch_1", "epoch_2"]
-    assert [json.loads((tmp_path / "ckpt" / d / "meta.json").read_text())["epoch"] for d in ("epoch_1", "epoch_2")] == [2, 3]
+    assert seen == [0, 1, 2, 3, 4]  # every epoch reported
+    # checkpoints after epochs 2 and 4 (every 2), each complete; none after epoch 5, the last (the run's
+    # model and results follow)
+    assert sorted(d.name for d in (tmp_path / "ckpt").iterdir()) == ["epoch_1", "epoch_3"]
+    assert [json.loads((tmp_path / "ckpt" / d / "meta.json").read_text())["epoch"] for d in ("epoch_1", "epoch_3")] == [2, 4]
 
 
 def test_naive_and_fused_paths_agree(small_overrides, tmp_path):
