@@ -753,7 +753,8 @@ class MLflowTrialCallback(Callback):
 
     The store is written from one background thread, in the order of the callbacks: a trial waits for
     Tune's driver to take each of its reports, and a store write (~13 ms on sqlite per epoch, more to a
-    remote server) must not hold it. ``on_experiment_end`` (or :meth:`wait`) waits for every write.
+    remote server) must not hold it. A trial's end (complete, error) and ``on_experiment_end`` wait for
+    every write before them (:meth:`wait`), so that a trial Tune records as ended is ended in MLflow too.
 
     Args:
         tracker: a tracker whose :meth:`SweepTracker.start_parent` was called.
@@ -823,6 +824,7 @@ class MLflowTrialCallback(Callback):
             self._submit(self.tracker.finish_trial, tid, "KILLED", reason)
         else:
             self._submit(self.tracker.finish_trial, tid, "FINISHED")
+        self.wait()  # a trial's end is on record before Tune goes on (and may checkpoint the experiment)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         reason = failure_reason(trial_error_text(trial))
@@ -831,6 +833,7 @@ class MLflowTrialCallback(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         reason = failure_reason(trial_error_text(trial))
         self._submit(self.tracker.finish_trial, self.trial_id_of(trial), "FAILED", reason)
+        self.wait()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._submit(self.tracker.flush)

@@ -126,7 +126,9 @@ def test_out_of_memory_trial_says_so_and_what_to_change(failing_sweep):
 
 
 def test_driver_killed_mid_sweep_then_resume(tmp_path, cache_dir):
-    space = tiny_space(tmp_path, cache_dir, num_samples=2, epochs=2)
+    # trials in their own process, as the shipped spaces run them (a run's own resume on Ray Train workers:
+    # tests/sweeps/test_train.py)
+    space = tiny_space(tmp_path, cache_dir, num_samples=2, epochs=2, launcher="auto")
     root = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.Popen([sys.executable, "-m", "sweeps", "launch", str(space), "--out", str(root), "--quiet"],
