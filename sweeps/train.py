@@ -182,17 +182,18 @@ class RunFailedError(RuntimeError):
     """A Ray Train run failed; the message is the workers' own error (e.g. a diverged loss)."""
 
 
-def failure_summary(cfg: RunConfig, text: str) -> str:
+def failure_summary(cfg: RunConfig, text: str, *, in_process: bool = False) -> str:
     """The most telling line of a failed run's error text: this package's errors first, an allocation
-    failure anywhere as ``OutOfMemoryError`` with advice, else the last line."""
+    failure anywhere as ``OutOfMemoryError`` with advice, else the last line (Ray's error text), or the
+    first (``in_process``: ``"Type: message"`` of an error the run raised in this process)."""
     ours = re.findall(f"({_OWN_ERRORS}[^\n]*)", text)
     lines = [line for line in text.splitlines() if line.strip()]
-    summary = ours[-1] if ours else (lines[-1] if lines else "the run failed without a message")
+    summary = ours[-1] if ours else (lines[0 if in_process else -1] if lines else "the run failed without a message")
     oom = _OOM_PATTERN.search(text)
     if oom and "OutOfMemoryError" not in summary:
         # ran out of memory outside the training code (Ray's serialisation, a library): same advice
         return f"OutOfMemoryError: {_oom_advice(cfg, 'a worker', oom.group(0))}"
-    if retryable(summary) and cfg.scaling.memory_limit_gb is not None:
+    if not in_process and retryable(summary) and cfg.scaling.memory_limit_gb is not None:
         # a worker that dies without a Python error under its memory cap ran out of it in native code (an
         # allocation failure aborts there); it would again
         return f"OutOfMemoryError: {_oom_advice(cfg, 'a worker', f'it died under its memory cap: {summary}')}"
@@ -341,7 +342,7 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
             if launcher != "local":
                 raise
             # local mode raises the training function's own error, in this process
-            raise RunFailedError(failure_summary(cfg, f"{type(e).__name__}: {e}")) from e
+            raise RunFailedError(failure_summary(cfg, f"{type(e).__name__}: {e}", in_process=True)) from e
     results = out / "results.json"
     if stop_after_epochs is not None or not results.is_file():
         return None

@@ -168,6 +168,9 @@ def test_failure_summary_names_the_cause():
     native = failure_summary(capped, died)  # died without a Python error under its cap: out of memory
     assert native.startswith("OutOfMemoryError") and "died under its memory cap" in native
     assert "scaling.memory_limit_gb (now 0.5)" in native and not retryable(native)
+    # a run in this process (launcher local) raised a Python error: that error, whatever the memory cap
+    assert failure_summary(capped, "RuntimeError: Expected all tensors on one device\nmore", in_process=True) \
+        == "RuntimeError: Expected all tensors on one device"
 
 
 def test_allocation_failures_are_recognised_in_worker_and_driver_alike():
