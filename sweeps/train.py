@@ -7,7 +7,7 @@ where the run executes:
 - ``local``: Ray Train's local mode (``num_workers=0``), in the calling process: one CPU worker and no
   start-up (no controller, no worker group: ~14 s less per run on 2 cores). Inside a Tune trial that is the
   trial's own process, which Tune keeps for the next trial; ``LocalReporter`` reports each epoch to Tune
-  and writes checkpoints where Ray Train would, so a run resumes the same way under either launcher.
+  and writes checkpoints in Ray Train's layout, read back the same way (``latest_complete_checkpoint``).
 """
 
 from __future__ import annotations
@@ -259,6 +259,24 @@ def _worker_entry(config: dict[str, Any]) -> None:
                                                            "device": str(device), "launcher": config["launcher"]})
 
 
+def _scaling_config(cfg: RunConfig, launcher: str):
+    import logging
+
+    import ray.train
+
+    if launcher != "local":
+        return ray.train.ScalingConfig(num_workers=cfg.scaling.workers, use_gpu=cfg.scaling.use_gpu,
+                                       resources_per_worker={"CPU": cfg.scaling.cpus_per_worker})
+    # Ray logs at INFO that local mode is on, once per run: once per trial in a sweep's output
+    logger = logging.getLogger("ray.train.v2.api.config")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        return ray.train.ScalingConfig(num_workers=0)
+    finally:
+        logger.setLevel(level)
+
+
 def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | None = None, name: str | None = None,
                    storage_path: str | Path | None = None, address: str | None = None, max_failures: int = 0,
                    tune_trial: bool = False, stop_after_epochs: int | None = None, log=print) -> WorkerResult | None:
@@ -320,9 +338,7 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
         loop_config["fit_start"] = time.time()  # the run's timeline starts here (Ray Train's own start-up)
         trainer = TorchTrainer(
             _worker_entry, train_loop_config=loop_config,
-            scaling_config=ray.train.ScalingConfig(
-                num_workers=0 if launcher == "local" else cfg.scaling.workers, use_gpu=cfg.scaling.use_gpu,
-                resources_per_worker=None if launcher == "local" else {"CPU": cfg.scaling.cpus_per_worker}),
+            scaling_config=_scaling_config(cfg, launcher),
             run_config=ray.train.RunConfig(name=name or "unlearn", storage_path=str(storage),
                                            failure_config=ray.train.FailureConfig(max_failures=0),
                                            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
