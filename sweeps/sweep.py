@@ -117,9 +117,13 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         ray.tune.report({**finished["final"], "replayed": 1})
         return
     write_json_atomic(out / "config.json", to_dict(cfg))
-    storage = f"{ctx.ray_storage.rstrip('/')}/train" if "://" in ctx.ray_storage else Path(ctx.ray_storage) / "train"
-    run_unlearning(cfg, out, name=f"trial-{trial_id}", storage_path=storage,
+    run_unlearning(cfg, out, name=f"trial-{trial_id}", storage_path=storage_child(ctx.ray_storage, "train"),
                    tune_trial=True, max_failures=1)
+
+
+def storage_child(storage: str, name: str) -> str:
+    """``storage/name`` for a path or a URI (``s3://bucket/x``, whose '//' ``Path`` would fold)."""
+    return f"{storage.rstrip('/')}/{name}" if "://" in storage else str(Path(storage) / name)
 
 
 def _mlflow_params(space: SearchSpace, trial: Any) -> dict[str, Any]:
@@ -354,8 +358,7 @@ def _run(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
     mlflow_callback = MLflowTrialCallback(tracker, max_steps=space.max_epochs, params_of=_ParamsOf(space))
     callbacks = [LedgerCallback(settings.root, space.max_epochs), mlflow_callback,
                  ProgressCallback(space, enabled=settings.progress)]
-    path = str(Path(settings.ray_storage) / TUNE_NAME) if "://" not in settings.ray_storage \
-        else f"{settings.ray_storage.rstrip('/')}/{TUNE_NAME}"
+    path = storage_child(settings.ray_storage, TUNE_NAME)
     if resume and ray.tune.Tuner.can_restore(path):
         tuner = ray.tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
                                        restart_errored=False)
