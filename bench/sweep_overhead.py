@@ -20,7 +20,8 @@ Where the rest goes, from each run's ``timeline`` (results.json), summed over tr
 - finish: gathering and saving the unlearned model;
 - teardown: results written -> the trial's end (Ray Train shutdown, Tune and MLflow bookkeeping).
 Start-up and teardown are the sweep machinery (Ray, Optuna, MLflow); setup, checkpoints and finish are
-the run's own work outside training and evaluation.
+the run's own work outside training and evaluation. Last, the same shares over the trials after the first
+of each slot: with Tune reusing trial processes, those ran in a warm process.
 """
 
 from __future__ import annotations
@@ -105,6 +106,19 @@ def main() -> None:
                 for q, label in (("startup_tune", "Tune + trial driver"), ("startup_ray_train", "Ray Train run")):
                     print(f"    {label:<22} {split[q] / len(split_rows):7.1f}  (s per trial, {len(split_rows)} trials)")
         print(f"sweep machinery (Ray, Optuna, MLflow: start-up + teardown): {out['machinery_share']:.0%} of the wall time")
+        # With reused trial processes (Tune reuse_actors) only the first trial of each slot starts a process
+        # and imports the training code: the later ones show what a trial costs in a warm process.
+        warm = sorted(timed, key=lambda r: r["started"])[slots:]
+        if warm:
+            w_wall, w_busy = sum(r["wall_s"] for r in warm), sum(r["busy_s"] for r in warm)
+            w_ray = sum(r["parts_s"][p] for r in warm for p in ("startup", "checkpoint_report", "teardown"))
+            w_parts = {p: sum(r["parts_s"][p] for r in warm) / len(warm) for p in PARTS}
+            out["warm"] = {"trials": len(warm), "overhead_share": 1 - w_busy / w_wall,
+                           "ray_optuna_mlflow_share": w_ray / w_wall, "parts_s_per_trial": w_parts}
+            print(f"the {len(warm)} trials after the first of each slot (a warm process when reused): overhead "
+                  f"{out['warm']['overhead_share']:.1%}, of which start-up + reports/checkpoints + teardown "
+                  f"{out['warm']['ray_optuna_mlflow_share']:.1%}; s per trial: "
+                  + ", ".join(f"{p.replace('_', ' ')} {v:.2f}" for p, v in w_parts.items()))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))
