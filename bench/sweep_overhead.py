@@ -15,7 +15,8 @@ Where the rest goes, from each run's ``timeline`` (results.json), summed over tr
   worker group and process group, importing the training code), split into Tune (trial start -> the
   trial's driver calls Ray Train: Tune, its callbacks, the driver) and Ray Train (the rest);
 - setup: loading the benchmark, tokenizer and model, encoding the data (the run itself);
-- checkpoint + report: each epoch's sharded checkpoint and its report to Ray Train / Tune;
+- checkpoint + report: each epoch's sharded checkpoint and its report to Ray Train / Tune (a trial run in
+  its own process without a scheduler hands its reports to a thread: ~0 here, see TuneReportThread);
 - other in the loop: per-epoch bookkeeping between training and evaluation;
 - finish: gathering and saving the unlearned model;
 - teardown: results written -> the trial's end (Ray Train shutdown, Tune and MLflow bookkeeping).

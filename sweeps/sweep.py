@@ -117,8 +117,10 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         ray.tune.report({**finished["final"], "replayed": 1})
         return
     write_json_atomic(out / "config.json", to_dict(cfg))
+    # ASHA decides on each epoch's result: a trial it stops must not train on; without it, reports need
+    # not hold the run up
     run_unlearning(cfg, out, name=f"trial-{trial_id}", storage_path=storage_child(ctx.ray_storage, "train"),
-                   tune_trial=True, max_failures=1)
+                   tune_trial=True, wait_for_tune=ctx.space.early_stopping is not None, max_failures=1)
 
 
 def storage_child(storage: str, name: str) -> str:

@@ -59,15 +59,70 @@ class RayReporter:
         return latest_complete_checkpoint(self.checkpoint_root)
 
 
+class TuneReportThread:
+    """Reports to Tune from a thread of its own, in order, so that the run never waits for them.
+
+    ``ray.tune.report`` returns only once Tune's driver has taken the result and asked for the next one:
+    a round trip through the driver's callbacks (ledger, MLflow, progress), ~15 ms per epoch with two
+    trials busy on 2 cores (BENCHMARKS.md). Only for sweeps without a scheduler: ASHA decides on each
+    result, and a trial it stops must stop there. A report that fails, or Tune stopping the trial
+    (``SystemExit`` raised in the reporting thread, e.g. at the time budget), is raised in the run at its
+    next report or at ``close``.
+    """
+
+    def __init__(self, report=None) -> None:
+        import queue
+        import threading
+
+        if report is None:
+            import ray.tune
+
+            report = ray.tune.report
+        self._report = report
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="tune-reports", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (metrics := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # the trial is over for Tune: drop the rest
+            try:
+                self._report(metrics)
+            except BaseException as e:  # noqa: BLE001 -- SystemExit: Tune stopped the trial
+                self._error = e
+
+    def _raise(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def put(self, metrics: dict[str, float]) -> None:
+        self._raise()
+        self._queue.put(metrics)
+
+    def close(self, *, raise_errors: bool = True) -> None:
+        """Wait until every report is with Tune (the trial's last result must be, before its function
+        returns); then raise what reporting raised, unless the run is failing anyway."""
+        self._queue.put(None)
+        self._thread.join()
+        if raise_errors:
+            self._raise()
+
+
 class LocalReporter:
     """A run in Ray Train's local mode: its checkpoints go to the run's storage in Ray Train's layout
-    (``NAME/epoch_NNNN``, the newest ``keep``), its reports to Tune when the caller is a Tune trial."""
+    (``NAME/epoch_NNNN``, the newest ``keep``), its reports to Tune when the caller is a Tune trial
+    (from ``TuneReportThread`` unless ``wait_for_tune``)."""
 
-    def __init__(self, checkpoint_root: Path, *, to_tune: bool, stop_after: int | None = None, keep: int = 2) -> None:
+    def __init__(self, checkpoint_root: Path, *, to_tune: bool, wait_for_tune: bool = True,
+                 stop_after: int | None = None, keep: int = 2) -> None:
         self.checkpoint_root = checkpoint_root
         self.to_tune = to_tune
         self.stop_after = stop_after
         self.keep = keep
+        self._reports = TuneReportThread() if to_tune and not wait_for_tune else None
 
     def epoch_end(self, metrics: dict[str, float], epoch: int, save_state) -> None:
         if save_state is not None:
@@ -80,7 +135,9 @@ class LocalReporter:
             partial.rename(final)
             for old in sorted(self.checkpoint_root.glob("epoch_*"))[:-self.keep]:
                 shutil.rmtree(old, ignore_errors=True)
-        if self.to_tune:
+        if self._reports is not None:
+            self._reports.put(dict(metrics))
+        elif self.to_tune:
             import ray.tune
 
             ray.tune.report(dict(metrics))
@@ -89,6 +146,10 @@ class LocalReporter:
 
     def resume_dir(self) -> Path | None:
         return latest_complete_checkpoint(self.checkpoint_root)
+
+    def close(self, *, raise_errors: bool = True) -> None:
+        if self._reports is not None:
+            self._reports.close(raise_errors=raise_errors)
 
 
 def latest_complete_checkpoint(root: Path | None) -> Path | None:
@@ -233,12 +294,16 @@ def _worker_entry(config: dict[str, Any]) -> None:
     strategy = make_strategy(cfg.scaling.resolved_strategy, device, dist.world_size)
     out_dir = Path(config["out_dir"]) if config["out_dir"] else None
     root = config.get("checkpoint_root")
-    reporter = (LocalReporter(Path(root), to_tune=config["tune_trial"], stop_after=config.get("stop_after")) if local
+    reporter = (LocalReporter(Path(root), to_tune=config["tune_trial"], wait_for_tune=config["wait_for_tune"],
+                              stop_after=config.get("stop_after")) if local
                 else RayReporter(config.get("stop_after"), Path(root) if root else None))
     log = print if dist.rank == 0 else (lambda s: None)
+    ended = False  # the run returned or stopped as asked: its reports must all reach Tune
     try:
         result = unlearn_worker(cfg, prepared, strategy=strategy, dist=dist, reporter=reporter, out_dir=out_dir, log=log)
+        ended = True
     except StopAfterEpochs:
+        ended = True
         return
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and not isinstance(e, torch.OutOfMemoryError) and not is_allocation_failure(str(e)):
@@ -252,6 +317,7 @@ def _worker_entry(config: dict[str, Any]) -> None:
             # the calling process lives on (a Tune trial's process runs the next trial): undo the run's settings
             _restore_data_limit(data_limit)
             torch.set_num_threads(threads)
+            reporter.close(raise_errors=ended)
     if dist.rank == 0 and out_dir is not None:
         # when the driver called fit(): the timeline then also shows Ray Train's own start-up
         result.timeline = {"fit_start": config["fit_start"], **result.timeline}
@@ -279,7 +345,8 @@ def _scaling_config(cfg: RunConfig, launcher: str):
 
 def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | None = None, name: str | None = None,
                    storage_path: str | Path | None = None, address: str | None = None, max_failures: int = 0,
-                   tune_trial: bool = False, stop_after_epochs: int | None = None, log=print) -> WorkerResult | None:
+                   tune_trial: bool = False, wait_for_tune: bool = True, stop_after_epochs: int | None = None,
+                   log=print) -> WorkerResult | None:
     """prepare (cached) -> unlearn with Ray Train (``scaling.launcher``) -> evaluate; rank 0 writes
     ``out_dir/results.json``.
 
@@ -290,6 +357,8 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
             checkpoint; the run's own errors (diverged loss, out of memory, bad config) fail at once. A
             ``local`` run has no workers to lose (its process is the caller's).
         tune_trial: the caller is a Ray Tune trial: each epoch is reported to Tune.
+        wait_for_tune: each report waits until Tune's driver has processed it (a scheduler may stop the
+            trial on it); else a ``local`` run reports from a thread and goes on (``TuneReportThread``).
         stop_after_epochs: stop after this many epochs (an interruption; a second call resumes).
 
     Raises:
@@ -324,7 +393,8 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
                           "scaling.launcher=ray_train")
     loop_config = {"run": to_dict(cfg), "prepared": {**asdict(prepared), "root": str(prepared.root),
                                                      "target_dir": str(prepared.target_dir)},
-                   "out_dir": str(out), "stop_after": stop_after_epochs, "launcher": launcher, "tune_trial": tune_trial,
+                   "out_dir": str(out), "stop_after": stop_after_epochs, "launcher": launcher,
+                   "tune_trial": tune_trial, "wait_for_tune": wait_for_tune,
                    "checkpoint_root": str(storage / (name or "unlearn")) if not remote else None}
     callbacks = []
     if tune_trial and launcher == "ray_train":

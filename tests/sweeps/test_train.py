@@ -6,7 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sweeps.train import RunFailedError, failure_summary, is_allocation_failure, retryable, run_unlearning
+from sweeps.train import (RunFailedError, TuneReportThread, failure_summary, is_allocation_failure, retryable,
+                          run_unlearning)
 from unlearn.errors import ConfigError
 from unlearn.train.config import load_run_config
 from unlearn.train.prepare import prepare
@@ -182,6 +183,49 @@ def test_allocation_failures_are_recognised_in_worker_and_driver_alike():
     for message in ("Expected all tensors to be on the same device", "DivergedError: loss is nan at epoch 0",
                     "ray.exceptions.ActorDiedError: The actor died unexpectedly"):
         assert not is_allocation_failure(message), message
+
+
+def test_tune_reports_from_a_thread_keep_order_and_raise_in_the_run():
+    import threading
+    import time
+
+    got, gate = [], threading.Event()
+
+    def slow_report(metrics):  # Tune's driver taking its time: the run does not wait for it
+        gate.wait(5)
+        got.append(metrics["epoch"])
+
+    reports = TuneReportThread(slow_report)
+    t0 = time.perf_counter()
+    for epoch in range(1, 6):
+        reports.put({"epoch": epoch})
+    assert time.perf_counter() - t0 < 1.0 and got == []
+    gate.set()
+    reports.close()  # waits for every report: the trial's last result reaches Tune before it returns
+    assert got == [1, 2, 3, 4, 5]
+
+    def stopped(metrics):  # what ray.tune.report does when Tune stops the trial (time budget)
+        raise SystemExit(0)
+
+    reports = TuneReportThread(stopped)
+    reports.put({"epoch": 1})
+    deadline = time.time() + 5
+    with pytest.raises(SystemExit):  # the run stops at its next report
+        while time.time() < deadline:
+            reports.put({"epoch": 2})
+            time.sleep(0.01)
+    reports.close()
+
+    def broken(metrics):
+        raise TypeError(f"cannot serialise {metrics}")
+
+    reports = TuneReportThread(broken)
+    reports.put({"epoch": 1})
+    with pytest.raises(TypeError, match="cannot serialise"):
+        reports.close()
+    failing = TuneReportThread(broken)
+    failing.put({"epoch": 1})
+    failing.close(raise_errors=False)  # the run is failing already: its own error is the one to see
 
 
 def test_unknown_strategy_lists_valid():
