@@ -13,7 +13,9 @@ TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
              # Ray's native crash handler (absl) allocates; in a worker at its memory cap
              # (scaling.memory_limit_gb) it re-raised SIGABRT forever and the trial hung. Without it a native
              # abort ends the worker; Python's faulthandler (enabled in each worker) still prints the stacks.
-             "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
+             "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1",
+             # transformers' progress bars (loading, saving a model), twice per trial in the sweep's console
+             "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 # A local cluster is one node that no one reclaims: Ray Train's preemption watcher (one more actor per
 # run, watching for node drains) only slows each run's start (~2.5 s of ~13 s measured here, see
 # BENCHMARKS.md). A cluster given by --address keeps it.

@@ -384,7 +384,7 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
                           "workers, or no --address")
     if launcher == "ray_train":
         check_placeable(cfg.scaling, ensure_ray(address))
-    prepared = prepared or prepare(cfg, log=log)
+    prepared = prepared or prepare(cfg, log=log, announce_cached=not tune_trial)
     remote = "://" in str(storage_path or "")  # a URI (s3://, gs://): Path() would fold its '//'
     storage = str(storage_path) if remote else Path(storage_path).resolve() if storage_path else out / "ray"
     if launcher == "local" and remote:

@@ -76,8 +76,12 @@ def _locked(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def prepare(cfg: RunConfig, *, log: Log = print, bench: Benchmark | None = None) -> Prepared:
-    """Prepare (or reuse from the cache) the target model and the retain statistics."""
+def prepare(cfg: RunConfig, *, log: Log = print, bench: Benchmark | None = None, announce_cached: bool = True) -> Prepared:
+    """Prepare (or reuse from the cache) the target model and the retain statistics.
+
+    ``announce_cached=False``: no log line when the cache has it (a sweep's trials, whose driver prepared
+    and announced it once).
+    """
     bench = bench or load_benchmark(cfg.data)
     check_prepare_inputs(cfg, bench)
     root = cfg.cache_root / "prepared" / prepare_key(cfg)
@@ -85,7 +89,8 @@ def prepare(cfg: RunConfig, *, log: Log = print, bench: Benchmark | None = None)
         done = root / "prepared.json"
         if done.is_file():
             info = json.loads(done.read_text())
-            log(f"prepare: cached at {root}")
+            if announce_cached:
+                log(f"prepare: cached at {root}")
             return Prepared(root, Path(info["target_dir"]), tuple(info["retain_stats"]), trained=False)
         t0 = time.perf_counter()
         target_dir, stats, metrics = _prepare_fresh(cfg, bench, root, log)
