@@ -52,7 +52,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     settings = SweepSettings(out_dir=args.out or _default_out(args.space), address=args.address,
                              storage_path=args.storage_path, mlflow_uri=args.mlflow_uri,
                              optuna_storage=args.optuna_storage, progress=not args.quiet)
-    return _print_outcome(launch_sweep(args.space, args.overrides, settings))
+    return _print_outcome(lambda: launch_sweep(args.space, args.overrides, settings))
 
 
 def _default_out(space: str) -> str:
@@ -64,14 +64,23 @@ def _default_out(space: str) -> str:
 def _cmd_resume(args: argparse.Namespace) -> int:
     from sweeps.sweep import resume_sweep
 
-    return _print_outcome(resume_sweep(args.dir, address=args.address, progress=not args.quiet))
+    return _print_outcome(lambda: resume_sweep(args.dir, address=args.address, progress=not args.quiet))
 
 
-def _print_outcome(result) -> int:
+INTERRUPTED_EXIT = 130  # the shell's code for a command stopped by SIGINT
+
+
+def _print_outcome(sweep) -> int:
     from sweeps.report import format_report
     from sweeps.space import load_space
-    from sweeps.sweep import SPACE_FILE
+    from sweeps.sweep import SPACE_FILE, SweepInterrupted
 
+    try:
+        result = sweep()
+    except SweepInterrupted as e:
+        print(format_report(e.out_dir, load_space(e.out_dir / SPACE_FILE)))
+        print(f"\nsweep {e}", file=sys.stderr)
+        return INTERRUPTED_EXIT
     print(format_report(result.out_dir, load_space(result.out_dir / SPACE_FILE)))
     if result.best is not None:
         import yaml

@@ -19,25 +19,30 @@ class ProgressCallback(Callback):
         self.maximize = space.directions[0] == "maximize"
         self.total = space.budget.num_samples
         self.enabled = enabled
-        self.best: tuple[float, str] | None = None
         self.t0 = time.time()
 
-    def _line(self, trials: list) -> None:
+    def setup(self, **info: Any) -> None:
+        self.t0 = time.time()  # this launch's (or resume's) start: Tune restores callbacks with their state
+
+    def _best(self, trials: list, latest: tuple[Any, dict] | None) -> tuple[float, str] | None:
+        """The best value any trial reported (those a resumed sweep ran before included); ``latest``: a
+        trial's result that Tune has not recorded yet (callbacks see it first)."""
+        results = [(t, latest[1] if latest and t is latest[0] else t.last_result or {}) for t in trials]
+        values = [(float(v), t.trial_id) for t, r in results if isinstance(v := r.get(self.metric), (int, float))]
+        return (max if self.maximize else min)(values, key=lambda x: x[0]) if values else None
+
+    def _line(self, trials: list, latest: tuple[Any, dict] | None = None) -> None:
         if not self.enabled:
             return
         status = [t.status for t in trials]
         done, running, failed = status.count("TERMINATED"), status.count("RUNNING"), status.count("ERROR")
-        best = f"best {self.metric}={self.best[0]:.4g} ({self.best[1]})" if self.best else "best: -"
+        best = self._best(trials, latest)
+        best = f"best {self.metric}={best[0]:.4g} ({best[1]})" if best else "best: -"
         print(f"[sweep {time.time() - self.t0:6.0f}s] trials {done} done, {running} running, {failed} failed, "
               f"{self.total - len(trials)} to go | {best}", file=sys.stderr, flush=True)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        value = result.get(self.metric)
-        if isinstance(value, (int, float)):
-            better = self.best is None or (value > self.best[0] if self.maximize else value < self.best[0])
-            if better:
-                self.best = (float(value), trial.trial_id)
-        self._line(trials)
+        self._line(trials, (trial, result))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._line(trials)

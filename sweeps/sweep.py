@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +78,14 @@ class SweepResult:
     pareto: list[dict[str, Any]] = field(default_factory=list)
     mlflow_uri: str = ""
     parent_run_id: str | None = None
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C (SIGINT) stopped the sweep: its state is saved, ``unlearn-sweep resume DIR`` continues it."""
+
+    def __init__(self, out_dir: Path) -> None:
+        super().__init__(f"interrupted; continue it with: unlearn-sweep resume {out_dir}")
+        self.out_dir = out_dir
 
 
 @dataclass(frozen=True)
@@ -376,16 +388,53 @@ def _run(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
                                           verbose=0),
         )
     try:
-        tuner.fit()
+        with _stop_on_interrupt() as interrupt:
+            tuner.fit()
     finally:
         mlflow_callback.wait()  # its writes run on a thread of their own (Tune ends with them, unless fit raised)
+    if interrupt.is_set():
+        _close_lost_trials(settings.root, tracker, INTERRUPTED_REASON)
+        tracker.finish_parent("KILLED")  # set back to RUNNING by the resume
+        tracker.flush()
+        raise SweepInterrupted(settings.root)
     _close_lost_trials(settings.root, tracker, LOST_REASON if resume else UNFINISHED_REASON)
     return finish_sweep(settings.root, tracker=tracker, space=space)
+
+
+@contextmanager
+def _stop_on_interrupt() -> Iterator[threading.Event]:
+    """Ctrl-C during ``Tuner.fit``: Tune stops gracefully (stops the trials, saves the experiment state for a
+    resume), as its own SIGINT handler would, and the returned event says so (Tune's handler keeps that to
+    itself, and ``fit`` returns as if the sweep had ended). A second Ctrl-C stops at once."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted  # signals reach the main thread only; Tune then installs no handler either
+        return
+
+    def on_sigint(signum, frame) -> None:
+        graceful = signal.getsignal(signal.SIGUSR1)  # Tune's graceful stop, installed once fit runs
+        if interrupted.is_set() or not callable(graceful):
+            raise KeyboardInterrupt
+        interrupted.set()
+        graceful(signal.SIGUSR1, frame)
+
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    previous_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Tune leaves SIGINT to on_sigint (it still takes SIGUSR1)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        if previous_env is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = previous_env
 
 
 LOST_REASON = ("the sweep driver died before Ray Tune recorded this trial; its sampled point was run again "
                "by the resumed sweep")
 UNFINISHED_REASON = "not finished when the sweep ended (budget.time_budget_s)"
+INTERRUPTED_REASON = "the sweep was interrupted (Ctrl-C) while this trial ran; `unlearn-sweep resume` runs it again"
 
 
 def _close_lost_trials(root: Path, tracker, reason: str) -> None:

@@ -16,7 +16,8 @@ from mlflow import MlflowClient
 
 from sweeps.cli import main
 from sweeps.report import collect_trials
-from sweeps.sweep import LOST_REASON, SweepSettings, launch_sweep, load_sweep_meta, resume_sweep
+from sweeps.sweep import (INTERRUPTED_REASON, LOST_REASON, SweepSettings, launch_sweep, load_sweep_meta,
+                          resume_sweep)
 from sweeps.tracking import BUFFER_FILE
 from sweeps.train import run_unlearning
 from tests.conftest import REPO
@@ -125,6 +126,55 @@ def test_out_of_memory_trial_says_so_and_what_to_change(failing_sweep):
     assert trials[(3e-3, 4.0)]["status"] == "FINISHED"  # the sweep went on
 
 
+def _wait_for_a_finished_trial(root: Path, timeout_s: float = 400) -> list[Path]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done = [p for p in (root / "trials").glob("*/trial.json")
+                if json.loads(p.read_text() or "{}").get("status") == "FINISHED"]
+        if done:
+            return done
+        time.sleep(0.2)
+    raise AssertionError("no trial finished in time")
+
+
+def test_ctrl_c_stops_the_sweep_then_resume_finishes_it(tmp_path, ray_local, cache_dir):
+    space = tiny_space(tmp_path, cache_dir, num_samples=3, epochs=2, launcher="auto")
+    root = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen([sys.executable, "-m", "sweeps", "launch", str(space), "--out", str(root), "--quiet"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        done = _wait_for_a_finished_trial(root)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends the driver
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-3000:]
+    assert f"continue it with: unlearn-sweep resume {root}" in err
+    assert "trials:" in out  # the table of what ran so far
+    trials = {p.parent.name: json.loads(p.read_text()) for p in (root / "trials").glob("*/trial.json")}
+    assert {p.parent.name for p in done} <= {k for k, t in trials.items() if t["status"] == "FINISHED"}
+    stopped = {k for k, t in trials.items() if t["status"] != "FINISHED"}
+    assert stopped, trials  # the trial started when the first finished was still running
+    assert all(trials[k]["status"] == "KILLED" and trials[k]["reason"] == INTERRUPTED_REASON for k in stopped)
+    _, parent, kids = _children(root)
+    assert parent.info.status == "KILLED"
+    assert all(k.info.status == "KILLED" for k in kids if k.data.tags["unlearn.trial_id"] in stopped)
+    starts = {k: t["starts"] for k, t in trials.items()}
+
+    result = resume_sweep(root, progress=False)
+    assert len(result.trials) == 3 and all(t["status"] == "FINISHED" for t in result.trials)
+    again = {p.parent.name: json.loads(p.read_text()) for p in (root / "trials").glob("*/trial.json")}
+    assert all(again[k]["starts"] == starts[k] for k in trials if k not in stopped)  # finished ones not re-run
+    _, parent, kids = _children(root)
+    assert parent.info.status == "FINISHED" and all(k.info.status == "FINISHED" for k in kids) and len(kids) == 3
+    meta = load_sweep_meta(root)
+    study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])
+    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 3
+
+
 def test_driver_killed_mid_sweep_then_resume(tmp_path, cache_dir):
     # trials in their own process, as the shipped spaces run them (a run's own resume on Ray Train workers:
     # tests/sweeps/test_train.py)
@@ -135,14 +185,7 @@ def test_driver_killed_mid_sweep_then_resume(tmp_path, cache_dir):
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 400
-        while time.monotonic() < deadline:
-            done = [p for p in (root / "trials").glob("*/trial.json")
-                    if json.loads(p.read_text() or "{}").get("status") == "FINISHED"]
-            if done:
-                break
-            time.sleep(1)
-        assert done, "no trial finished before the kill"
+        done = _wait_for_a_finished_trial(root)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local cluster it started
         proc.wait(timeout=60)
