@@ -218,6 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UnlearnError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # a second Ctrl-C during a sweep (the first stops it gracefully), or one before it started; what a
+        # sweep saved so far stays resumable (`unlearn-sweep resume DIR`)
+        print("\ninterrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":
