@@ -362,16 +362,17 @@ def _run(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
     from sweeps.progress import ProgressCallback
     from sweeps.tracking import MLflowTrialCallback
 
-    # Epochs without evaluation report training statistics only; Tune's strict check would reject them
-    # (the objective metrics arrive with the evaluated epochs; ASHA spaces require epoch_eval).
-    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     prepare(space.base_config, log=print if settings.progress else (lambda s: None))  # once, before any trial
     tracker = _tracker(space, settings, meta)
     ctx = TrialContext(space, str(settings.root), settings.ray_storage)
     trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, ctx=ctx), _TrialResources(space))
     mlflow_callback = MLflowTrialCallback(tracker, max_steps=space.max_epochs, params_of=_ParamsOf(space))
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    # Tune's own per-trial result.json / progress.csv (its ResultGrid reads them); no TensorBoard files
+    # (MLflow is the UI; Tune's auto loggers are off during fit, see TUNE_ENV)
     callbacks = [LedgerCallback(settings.root, space.max_epochs), mlflow_callback,
-                 ProgressCallback(space, enabled=settings.progress)]
+                 ProgressCallback(space, enabled=settings.progress), JsonLoggerCallback(), CSVLoggerCallback()]
     path = storage_child(settings.ray_storage, TUNE_NAME)
     if resume and ray.tune.Tuner.can_restore(path):
         tuner = ray.tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
@@ -388,7 +389,7 @@ def _run(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
                                           verbose=0),
         )
     try:
-        with _stop_on_interrupt() as interrupt:
+        with _scoped_env(TUNE_ENV), _stop_on_interrupt() as interrupt:
             tuner.fit()
     finally:
         mlflow_callback.wait()  # its writes run on a thread of their own (Tune ends with them, unless fit raised)
@@ -399,6 +400,32 @@ def _run(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
         raise SweepInterrupted(settings.root)
     _close_lost_trials(settings.root, tracker, LOST_REASON if resume else UNFINISHED_REASON)
     return finish_sweep(settings.root, tracker=tracker, space=space)
+
+
+# Tune reads these settings from the environment while ``fit`` runs; set only then (``_scoped_env``).
+TUNE_ENV = {
+    # Epochs without evaluation report training statistics only; Tune's strict check would reject them
+    # (the objective metrics arrive with the evaluated epochs; ASHA spaces require epoch_eval).
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+    # Tune's default loggers minus TensorBoard's (the JSON and CSV ones are in the RunConfig's callbacks):
+    # no event files per result, and no console hint to run TensorBoard on a /tmp/ray path
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+}
+
+
+@contextmanager
+def _scoped_env(values: dict[str, str]) -> Iterator[None]:
+    """These environment variables set inside the block, restored after it."""
+    previous = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextmanager
@@ -419,16 +446,12 @@ def _stop_on_interrupt() -> Iterator[threading.Event]:
         graceful(signal.SIGUSR1, frame)
 
     previous_handler = signal.signal(signal.SIGINT, on_sigint)
-    previous_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Tune leaves SIGINT to on_sigint (it still takes SIGUSR1)
     try:
-        yield interrupted
+        # Tune leaves SIGINT to on_sigint (it still takes SIGUSR1)
+        with _scoped_env({"TUNE_DISABLE_SIGINT_HANDLER": "1"}):
+            yield interrupted
     finally:
         signal.signal(signal.SIGINT, previous_handler)
-        if previous_env is None:
-            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
-        else:
-            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = previous_env
 
 
 LOST_REASON = ("the sweep driver died before Ray Tune recorded this trial; its sampled point was run again "
