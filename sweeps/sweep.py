@@ -29,6 +29,7 @@ from unlearn.errors import ConfigError
 from unlearn.train.config import RunConfig
 from unlearn.train.prepare import prepare
 
+from sweeps.envvars import scoped_env
 from sweeps.ledger import LedgerCallback, trial_dir, write_json_atomic
 from sweeps.space import SearchSpace, define_by_run, derive_trial_seed, load_space, trial_run_config
 
@@ -389,7 +390,7 @@ def _run(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
                                           verbose=0),
         )
     try:
-        with _scoped_env(TUNE_ENV), _stop_on_interrupt() as interrupt:
+        with scoped_env(TUNE_ENV), _stop_on_interrupt() as interrupt:
             tuner.fit()
     finally:
         mlflow_callback.wait()  # its writes run on a thread of their own (Tune ends with them, unless fit raised)
@@ -402,7 +403,7 @@ def _run(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
     return finish_sweep(settings.root, tracker=tracker, space=space)
 
 
-# Tune reads these settings from the environment while ``fit`` runs; set only then (``_scoped_env``).
+# Tune reads these settings from the environment while ``fit`` runs; set only then (``scoped_env``).
 TUNE_ENV = {
     # Epochs without evaluation report training statistics only; Tune's strict check would reject them
     # (the objective metrics arrive with the evaluated epochs; ASHA spaces require epoch_eval).
@@ -411,21 +412,6 @@ TUNE_ENV = {
     # no event files per result, and no console hint to run TensorBoard on a /tmp/ray path
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
 }
-
-
-@contextmanager
-def _scoped_env(values: dict[str, str]) -> Iterator[None]:
-    """These environment variables set inside the block, restored after it."""
-    previous = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @contextmanager
@@ -448,7 +434,7 @@ def _stop_on_interrupt() -> Iterator[threading.Event]:
     previous_handler = signal.signal(signal.SIGINT, on_sigint)
     try:
         # Tune leaves SIGINT to on_sigint (it still takes SIGUSR1)
-        with _scoped_env({"TUNE_DISABLE_SIGINT_HANDLER": "1"}):
+        with scoped_env({"TUNE_DISABLE_SIGINT_HANDLER": "1"}):
             yield interrupted
     finally:
         signal.signal(signal.SIGINT, previous_handler)

@@ -33,7 +33,7 @@ import subprocess
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +44,8 @@ from mlflow.exceptions import MlflowException, RestException
 from ray.tune import Callback
 
 from unlearn.errors import ConfigError
+
+from sweeps.envvars import scoped_env
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
 
 # MLflow reads its HTTP retry settings only from os.environ, at request time (defaults: 7 retries with
 # exponential backoff and a 120 s timeout, i.e. minutes per call against a dead server). They are set
-# for the duration of this module's own calls (see _short_http_retries), never over a user's value.
+# for the duration of this module's own calls (scoped_env), never over a user's value.
 _HTTP_ENV = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -292,17 +294,6 @@ def is_unreachable(exc: BaseException) -> bool:
     )
 
 
-@contextlib.contextmanager
-def _short_http_retries() -> Iterator[None]:
-    added = [k for k in _HTTP_ENV if k not in os.environ]
-    os.environ.update({k: _HTTP_ENV[k] for k in added})
-    try:
-        yield
-    finally:
-        for key in added:
-            os.environ.pop(key, None)
-
-
 class OpBuffer:
     """Buffered store operations, one JSON object a line: ``{"op", "kwargs", "experiment", "sweep_id", "ts"}``."""
 
@@ -373,7 +364,7 @@ class SweepTracker:
         self._last_step: dict[str, int] = {}
         self._next_flush_at = 0.0
         try:
-            with _short_http_retries():
+            with scoped_env(_HTTP_ENV, keep_set=True):
                 self.experiment_id()
         except MlflowException as e:
             if not is_unreachable(e):
@@ -503,7 +494,7 @@ class SweepTracker:
             self._append(op, kwargs)
             return None
         try:
-            with _short_http_retries():
+            with scoped_env(_HTTP_ENV, keep_set=True):
                 return self._run_op(op, kwargs)
         except Exception as e:
             if not is_unreachable(e):
@@ -527,7 +518,7 @@ class SweepTracker:
         records = self.buffer.read()
         for i, record in enumerate(records):
             try:
-                with _short_http_retries():
+                with scoped_env(_HTTP_ENV, keep_set=True):
                     self.sweep_id = self.sweep_id or record.get("sweep_id")
                     self._run_op(record["op"], record["kwargs"])
             except Exception as e:
