@@ -27,13 +27,12 @@ import logging
 import math
 import numbers
 import os
-import queue
 import re
 import subprocess
-import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -763,31 +762,23 @@ class MLflowTrialCallback(Callback):
         self.trial_id_of = trial_id_of
         self._started: set[str] = set()
         self._stopped_at: dict[str, int] = {}
-        self._queue: queue.Queue | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._last_write: Future | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_queue": None}  # Tune pickles callbacks; the writer thread starts anew
+        # Tune pickles callbacks; the writer thread starts anew
+        return {**self.__dict__, "_writer": None, "_last_write": None}
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the writer thread, after everything submitted before it."""
-        if self._queue is None:
-            self._queue = queue.Queue()
-            threading.Thread(target=self._write_forever, args=(self._queue,), name="mlflow-trial-writer",
-                             daemon=True).start()
-        self._queue.put((fn, args))
-
-    def _write_forever(self, q: queue.Queue) -> None:
-        while True:
-            fn, args = q.get()
-            try:
-                self._safely(fn, *args)
-            finally:
-                q.task_done()
+        """Run ``fn(*args)`` on the writer thread (one: after everything submitted before it)."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-trial-writer")
+        self._last_write = self._writer.submit(self._safely, fn, *args)
 
     def wait(self) -> None:
         """Return once every submitted store write has run (or been buffered)."""
-        if self._queue is not None:
-            self._queue.join()
+        if self._last_write is not None:
+            self._last_write.result()
 
     def setup(self, **info: Any) -> None:
         if self.tracker.sweep_id is None:

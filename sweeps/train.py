@@ -71,27 +71,23 @@ class TuneReportThread:
     """
 
     def __init__(self, report=None) -> None:
-        import queue
-        import threading
+        from concurrent.futures import ThreadPoolExecutor
 
         if report is None:
             import ray.tune
 
             report = ray.tune.report
         self._report = report
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="tune-reports", daemon=True)
-        self._thread.start()
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tune-reports")  # one: in order
 
-    def _loop(self) -> None:
-        while (metrics := self._queue.get()) is not None:
-            if self._error is not None:
-                continue  # the trial is over for Tune: drop the rest
-            try:
-                self._report(metrics)
-            except BaseException as e:  # noqa: BLE001 -- SystemExit: Tune stopped the trial
-                self._error = e
+    def _send(self, metrics: dict[str, float]) -> None:
+        if self._error is not None:
+            return  # the trial is over for Tune: drop the rest
+        try:
+            self._report(metrics)
+        except BaseException as e:  # noqa: BLE001 -- SystemExit: Tune stopped the trial
+            self._error = e
 
     def _raise(self) -> None:
         error, self._error = self._error, None
@@ -100,13 +96,12 @@ class TuneReportThread:
 
     def put(self, metrics: dict[str, float]) -> None:
         self._raise()
-        self._queue.put(metrics)
+        self._sender.submit(self._send, metrics)
 
     def close(self, *, raise_errors: bool = True) -> None:
         """Wait until every report is with Tune (the trial's last result must be, before its function
         returns); then raise what reporting raised, unless the run is failing anyway."""
-        self._queue.put(None)
-        self._thread.join()
+        self._sender.shutdown(wait=True)
         if raise_errors:
             self._raise()
 
