@@ -86,7 +86,8 @@ def format_report(root: Path, space: SearchSpace) -> str:
     if not trials:
         return f"{root}: no trial has started yet"
     names = sorted({k for t in trials for k in t["params"]})
-    metrics = list(space.metric_names) + [m for m in ("model_utility", "forget_quality", "forget_es")
+    metrics = list(space.metric_names) + [m for m in ("model_utility", "forget_quality", "forget_es",
+                                                      "forget_es_paraphrased")
                                           if m not in space.metric_names]
     header = ["trial", "status", *names, *metrics]
     rows = [[t["trial_id"], t["status"], *[_fmt(t["params"].get(n)) for n in names],

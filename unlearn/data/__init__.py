@@ -19,7 +19,6 @@ from unlearn.data.formatting import (
     encode_prompt,
     encode_qa,
     encode_qa_batch,
-    phrase_mask,
 )
 from unlearn.data.generated import (
     TEMPLATES,
@@ -35,6 +34,6 @@ __all__ = [
     "EncodedQA", "PromptFormat", "collate", "encode_answer", "encode_prompt", "encode_qa", "encode_qa_batch",
     "encode_rows",
     "epoch_batches", "general_knowledge_rows", "general_knowledge_sets", "generate_benchmark", "lm_batches",
-    "load_benchmark", "load_tofu_config", "num_forget_authors", "phrase_mask", "required_columns", "shard",
+    "load_benchmark", "load_tofu_config", "num_forget_authors", "required_columns", "shard",
     "split_configs", "text_corpus",
 ]

@@ -23,7 +23,7 @@ def encode_rows(
     *,
     max_length: int,
     fmt: PromptFormat = PromptFormat(),
-    key_phrases: Sequence[Sequence[str]] | None = None,
+    key_texts: Sequence[str] | None = None,
 ) -> list[EncodedQA]:
     """Tokenize each row's ``question``/``answer`` (``encode_qa``, batched).
 
@@ -32,22 +32,23 @@ def encode_rows(
         rows: dicts with ``question`` and ``answer``.
         max_length: the most tokens per example (the answer is truncated, never the prompt).
         fmt: prompt format.
-        key_phrases: one list of phrases per row; when given, each example carries ``importance``.
+        key_texts: one annotation ``key_text`` per row (``unlearn.data.importance``); when given, each
+            example carries ``importance``, True on its key answer tokens.
 
     Raises:
-        ConfigError: a row lacks ``question``/``answer``, or ``key_phrases`` has the wrong length.
+        ConfigError: a row lacks ``question``/``answer``, or ``key_texts`` has the wrong length.
     """
     check_range("max_length", max_length, low=2)
-    if key_phrases is not None and len(key_phrases) != len(rows):
+    if key_texts is not None and len(key_texts) != len(rows):
         raise ConfigError(
-            f"key_phrases has {len(key_phrases)} entries but there are {len(rows)} rows; need one per row"
+            f"key_texts has {len(key_texts)} entries but there are {len(rows)} rows; need one per row"
         )
     for i, row in enumerate(rows):
         for col in ("question", "answer"):
             if not isinstance(row.get(col), str):
                 raise ConfigError(f"row {i} has no string column {col!r}; got columns {sorted(row)}")
     return encode_qa_batch(tokenizer, [(row["question"], row["answer"]) for row in rows], max_length=max_length,
-                           fmt=fmt, key_phrases=key_phrases)
+                           fmt=fmt, key_texts=key_texts)
 
 
 def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:

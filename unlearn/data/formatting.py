@@ -11,21 +11,45 @@ from dataclasses import dataclass
 
 import torch
 
+from unlearn.data.importance import is_key_token
+
 IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
 class PromptFormat:
-    """How a question/answer pair becomes tokens."""
+    """How a question/answer pair becomes tokens.
+
+    Plain format: ``[BOS] question_prefix + question + answer_prefix`` is the prompt, and the answer is
+    tokenized on its own as ``answer_lead + answer`` (+ EOS), so the answer's tokens never depend on the
+    prompt's.
+    """
 
     question_prefix: str = "Question: "
     answer_prefix: str = "\nAnswer:"
     chat_template: bool = True  # use the tokenizer's chat template when it has one
+    answer_lead: str = " "  # before the answer in the plain format (a SentencePiece tokenizer adds its own)
+    add_bos: bool = True  # prepend the tokenizer's BOS to a plain prompt (when it has one)
+
+
+# Named formats (``data.prompt_format``). TOFU's and SatImp's config/model_config.yaml: Llama-2 wraps the
+# question as "[INST] {question} [/INST]" with no answer tag (its SentencePiece tokenizer starts the
+# answer with a word boundary itself, so no lead space), Phi-1.5 as "Question: {question}\nAnswer: "; the
+# reference tokenizes the whole text with the tokenizer's own special tokens: BOS for Llama, none for Phi.
+PROMPT_FORMATS: dict[str, PromptFormat] = {
+    "auto": PromptFormat(),  # the tokenizer's chat template when it has one, else the plain format
+    "plain": PromptFormat(chat_template=False),
+    "tofu_llama2": PromptFormat(question_prefix="[INST] ", answer_prefix=" [/INST]", chat_template=False,
+                                answer_lead=""),
+    "tofu_phi": PromptFormat(question_prefix="Question: ", answer_prefix="\nAnswer:", chat_template=False,
+                             add_bos=False),
+}
 
 
 @dataclass(frozen=True)
 class EncodedQA:
-    """One tokenized example. ``labels`` is -100 on the prompt; ``importance`` marks key-phrase tokens."""
+    """One tokenized example. ``labels`` is -100 on the prompt; ``importance`` (aligned with ``labels``)
+    is True on the key answer tokens (``unlearn.data.importance``)."""
 
     input_ids: tuple[int, ...]
     labels: tuple[int, ...]
@@ -48,7 +72,7 @@ def _encode_prompts(tokenizer, questions: Sequence[str], fmt: PromptFormat) -> d
     if _uses_chat(tokenizer, fmt):
         return {q: _chat_prompt(tokenizer, q) for q in unique}
     enc = tokenizer([f"{fmt.question_prefix}{q}{fmt.answer_prefix}" for q in unique], add_special_tokens=False)
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    bos = [tokenizer.bos_token_id] if fmt.add_bos and tokenizer.bos_token_id is not None else []
     return {q: bos + list(ids) for q, ids in zip(unique, enc["input_ids"])}
 
 
@@ -68,7 +92,7 @@ def encode_answer(tokenizer, answer: str, fmt: PromptFormat = PromptFormat()) ->
 
 def _encode_answers(tokenizer, answers: Sequence[str],
                     fmt: PromptFormat) -> list[tuple[list[int], list[tuple[int, int]]]]:
-    lead = "" if _uses_chat(tokenizer, fmt) else " "
+    lead = "" if _uses_chat(tokenizer, fmt) else fmt.answer_lead
     # one call for the whole list: the tokenizer's per-call overhead dominates short answers
     enc = tokenizer([lead + a for a in answers], add_special_tokens=False, return_offsets_mapping=True)
     out = []
@@ -89,11 +113,11 @@ def encode_qa(
     *,
     max_length: int,
     fmt: PromptFormat = PromptFormat(),
-    key_phrases: Sequence[str] | None = None,
+    key_text: str | None = None,
 ) -> EncodedQA:
     """Tokenize one pair; truncates the answer (never the prompt) to ``max_length`` tokens in all."""
     return encode_qa_batch(tokenizer, [(question, answer)], max_length=max_length, fmt=fmt,
-                           key_phrases=None if key_phrases is None else [key_phrases])[0]
+                           key_texts=None if key_text is None else [key_text])[0]
 
 
 def encode_qa_batch(
@@ -102,43 +126,39 @@ def encode_qa_batch(
     *,
     max_length: int,
     fmt: PromptFormat = PromptFormat(),
-    key_phrases: Sequence[Sequence[str]] | None = None,
+    key_texts: Sequence[str] | None = None,
 ) -> list[EncodedQA]:
     """``encode_qa`` of many (question, answer) pairs: one tokenizer call per list, each prompt once.
 
     Args:
-        key_phrases: one list of phrases per pair, or None.
+        key_texts: one annotation ``key_text`` per pair, or None; with it each example carries
+            ``importance``: False on the prompt and EOS, the key-token rule on the answer tokens.
     """
     if not pairs:
         return []
     prompts = _encode_prompts(tokenizer, [q for q, _ in pairs], fmt)
     answers = _encode_answers(tokenizer, [a for _, a in pairs], fmt)
     out = []
-    for i, ((question, answer), (ans, spans)) in enumerate(zip(pairs, answers)):
+    for i, ((question, _answer), (ans, _spans)) in enumerate(zip(pairs, answers)):
         prompt = prompts[question]
         if len(prompt) >= max_length:
             prompt = prompt[: max_length - 1]
-        ans, spans = ans[: max_length - len(prompt)], spans[: max_length - len(prompt)]
+        ans = ans[: max_length - len(prompt)]
         importance = None
-        if key_phrases is not None:
-            importance = tuple([False] * len(prompt) + phrase_mask(answer, spans, key_phrases[i]))
+        if key_texts is not None:
+            importance = tuple([False] * len(prompt) + answer_key_mask(tokenizer, ans, key_texts[i]))
         out.append(EncodedQA(tuple(prompt + ans), tuple([IGNORE_INDEX] * len(prompt) + ans), len(prompt), importance))
     return out
 
 
-def phrase_mask(text: str, spans: Sequence[tuple[int, int]], phrases: Sequence[str]) -> list[bool]:
-    """True for each token whose character span overlaps an occurrence of one of ``phrases``."""
-    regions: list[tuple[int, int]] = []
-    lower = text.lower()
-    for phrase in phrases:
-        p = phrase.lower().strip()
-        if not p:
-            continue
-        start = lower.find(p)
-        while start != -1:
-            regions.append((start, start + len(p)))
-            start = lower.find(p, start + 1)
-    return [any(a < e and s < b for s, e in regions) for a, b in spans]
+def answer_key_mask(tokenizer, ids: Sequence[int], key_text: str) -> list[bool]:
+    """The key-token rule (``is_key_token``) on each answer token id; special tokens (EOS) never count.
+
+    Token strings are the tokenizer's own (``convert_ids_to_tokens``), as the authors' rule reads them.
+    """
+    special = set(tokenizer.all_special_ids)
+    tokens = tokenizer.convert_ids_to_tokens(list(ids))
+    return [i not in special and is_key_token(t, key_text) for i, t in zip(ids, tokens)]
 
 
 def collate(examples: Sequence[EncodedQA], pad_id: int) -> dict[str, torch.Tensor]:

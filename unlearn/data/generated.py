@@ -3,7 +3,8 @@
 Each author gets made-up attributes (a syllable name, birthplace, birth date, genre, parents' jobs, an
 award, one or two books). Question/answer pairs come from templates; for evaluation each pair also
 gets a paraphrased question and answer, and 5 perturbed answers: the paraphrase with its key fact
-swapped for another value of the same type, so they are wrong but well-formed.
+swapped for another value of the same type, so they are wrong but well-formed. That key fact, written as
+a TOFU key-token annotation (``key_text``), marks each forget row's key tokens for ``method.importance``.
 
 Layout, mirroring TOFU: ``full`` = ``retainXX`` + ``forgetXX`` (the forget authors are the last ones),
 ``holdoutXX`` are extra authors absent from ``full``, ``retain_perturbed`` is the first (up to) 400
@@ -181,12 +182,30 @@ def _author_rows(rng: random.Random, attrs: dict[str, str], qa_per_author: int) 
             "paraphrased_answer": t.paraphrased_answer.format(**attrs),
             "perturbed_answer": [t.paraphrased_answer.format(**{**attrs, t.key: w}) for w in wrong],
             "paraphrased_question": t.paraphrased_question.format(**attrs),
+            _KEY: key_text(t, attrs),
         })
     return rows
 
 
+_KEY = "key_text"  # carried by the rows while they are generated, removed from the configurations
+
+
+def key_text(template: Template, attrs: dict[str, str]) -> str:
+    """The key fact of an answer written as a TOFU key-token annotation: the value the template states
+    (name, birthplace, date, genre, profession, award, books, country), its words concatenated without
+    spaces or punctuation, a profession without its article (``"a baker"`` -> ``"baker"``)."""
+    value = attrs[template.key]
+    if template.key.endswith("_job"):
+        value = value.split(" ", 1)[1]
+    return "".join(c for c in value if c.isalnum())
+
+
 def _plain(rows: list[dict]) -> list[dict]:
     return [{"question": r["question"], "answer": r["answer"]} for r in rows]
+
+
+def _unkeyed(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != _KEY} for r in rows]
 
 
 def num_forget_authors(num_authors: int, percent: int) -> int:
@@ -197,6 +216,15 @@ def num_forget_authors(num_authors: int, percent: int) -> int:
 def generate_benchmark(num_authors: int = 20, qa_per_author: int = 8, seed: int = 0) -> dict[str, list[dict]]:
     """Build every configuration of the generated benchmark, keyed by TOFU's configuration names.
 
+    The rows of ``generate_benchmark_and_key_texts`` with the same arguments, without the key facts.
+    """
+    return generate_benchmark_and_key_texts(num_authors, qa_per_author, seed)[0]
+
+
+def generate_benchmark_and_key_texts(num_authors: int, qa_per_author: int, seed: int,
+                                     ) -> tuple[dict[str, list[dict]], dict[str, tuple[str, ...]]]:
+    """Every configuration of the generated benchmark, and the key fact of each forget row.
+
     Args:
         num_authors: authors in ``full`` (holdout authors are extra); at least 2 so that retain is
             never empty.
@@ -204,7 +232,8 @@ def generate_benchmark(num_authors: int = 20, qa_per_author: int = 8, seed: int 
         seed: the only source of randomness; the same arguments give the same rows.
 
     Returns:
-        ``{config_name: rows}`` with the columns TOFU has for that configuration.
+        ``{config_name: rows}`` with the columns TOFU has for that configuration, and
+        ``{"forget01": key_texts, ...}``: one ``key_text`` per forget row (``key_text``), in order.
     """
     check_range("num_authors", num_authors, low=2)
     check_range("qa_per_author", qa_per_author, low=1, high=len(TEMPLATES))
@@ -220,17 +249,19 @@ def generate_benchmark(num_authors: int = 20, qa_per_author: int = 8, seed: int 
     per_author = [_author_rows(rng, _author(rng, n), qa_per_author) for n in names]
     authors, holdout = per_author[:num_authors], per_author[num_authors:]
     sets: dict[str, list[dict]] = {"full": _plain([r for a in authors for r in a])}
+    keys: dict[str, tuple[str, ...]] = {}
     for pct in FORGET_PERCENTS:
         k = num_forget_authors(num_authors, pct)
         forget = [r for a in authors[num_authors - k:] for r in a]
         sets[f"retain{100 - pct}"] = _plain([r for a in authors[: num_authors - k] for r in a])
         sets[f"forget{pct:02d}"] = _plain(forget)
-        sets[f"forget{pct:02d}_perturbed"] = forget
+        sets[f"forget{pct:02d}_perturbed"] = _unkeyed(forget)
+        keys[f"forget{pct:02d}"] = tuple(r[_KEY] for r in forget)
         sets[f"holdout{pct:02d}"] = _plain([r for a in holdout[:k] for r in a])
     smallest_retain = num_authors - num_forget_authors(num_authors, max(FORGET_PERCENTS))
-    sets["retain_perturbed"] = [r for a in authors[:smallest_retain] for r in a][:RETAIN_EVAL_ROWS]
+    sets["retain_perturbed"] = _unkeyed([r for a in authors[:smallest_retain] for r in a][:RETAIN_EVAL_ROWS])
     sets.update(general_knowledge_sets())
-    return sets
+    return sets, keys
 
 
 # Real general knowledge, playing TOFU's real_authors / world_facts: (question, answer, 3 wrong answers).

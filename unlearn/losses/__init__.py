@@ -1,4 +1,4 @@
-"""The SatImp loss family: token weightings x granularity x sampling x base objective.
+"""The SatImp loss family: token weightings x granularity x sampling x forget objective x retain term.
 
 Everything here is a pure tensor function of per-token CE and masks; nothing receives a model.
 """
@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import torch
 
-from unlearn.losses.ce import check_shapes, shift_labels, token_ce, token_kl
+from unlearn.losses.ce import check_shapes, shift_labels, shift_mask, token_ce, token_kl
 from unlearn.losses.fused import chunked_ce, fused_lm_term, fused_weighted_lm_loss
-from unlearn.losses.method import COMPONENTS, PARAM_NAMES, LossOutput, Method, MethodConfig, build_method
-from unlearn.losses.objectives import OBJECTIVES
+from unlearn.losses.method import COMPONENTS, PARAM_NAMES, REDUCTIONS, LossOutput, Method, MethodConfig, build_method
+from unlearn.losses.objectives import OBJECTIVES, RETAINS
 from unlearn.losses.shaping import GRANULARITIES, SAMPLERS
 from unlearn.losses.weightings import WEIGHTINGS
 
@@ -30,7 +30,7 @@ def satimp_loss(logits: torch.Tensor, labels: torch.Tensor, *, beta1: float = 5.
 
 
 __all__ = [
-    "COMPONENTS", "GRANULARITIES", "OBJECTIVES", "PARAM_NAMES", "SAMPLERS", "WEIGHTINGS", "LossOutput", "Method",
-    "MethodConfig", "build_method", "check_shapes", "chunked_ce", "fused_lm_term", "fused_weighted_lm_loss",
-    "satimp_loss", "shift_labels", "token_ce", "token_kl",
+    "COMPONENTS", "GRANULARITIES", "OBJECTIVES", "PARAM_NAMES", "REDUCTIONS", "RETAINS", "SAMPLERS", "WEIGHTINGS",
+    "LossOutput", "Method", "MethodConfig", "build_method", "check_shapes", "chunked_ce", "fused_lm_term",
+    "fused_weighted_lm_loss", "satimp_loss", "shift_labels", "shift_mask", "token_ce", "token_kl",
 ]

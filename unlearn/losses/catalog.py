@@ -19,7 +19,8 @@ def describe_components() -> list[dict]:
 
 def format_catalog() -> str:
     """Human-readable listing, grouped by component kind."""
-    lines = ["A method = weighting x granularity x sampling x objective (method.<field> in a run config).", ""]
+    lines = ["A method = weighting x granularity x sampling x objective x retain (method.<field> in a run config):",
+             "loss = gamma * forget objective + alpha * retain term.", ""]
     current = None
     for row in describe_components():
         if row["kind"] != current:
@@ -27,5 +28,17 @@ def format_catalog() -> str:
             lines.append(f"{current}:")
         params = ", ".join(f"{k}={v}" for k, v in row["params"].items()) or "-"
         lines.append(f"  {row['name']:<10} {params:<38} {row['doc']}")
-    lines += ["", "e.g. SatImp-GD: method.weighting=satimp method.objective=gd method.beta1=5 method.beta2=0.1 method.alpha=1"]
+    lines += [
+        "",
+        "retain: left unset, the objective's own (ga: none; gd, npo, simnpo: nll; kl: kl); gd and kl are the names",
+        "  of ga + nll and ga + kl. NPO + KL (the reference's npo_KL): method.objective=npo method.retain=kl.",
+        "importance=true: key-phrase answer tokens weighted s, the others 1 - s (s=1.0: only key tokens, the",
+        "  reference's att_ variants); combines with any weighting, granularity, sampling and objective.",
+        "reduction: mean (over answer tokens; over sequences for instance / batch granularity and npo / simnpo;",
+        "  over attended positions for the kl retain term) or sum (no division: the reference's hard sampling).",
+        "simnpo: margin delta = npo_beta * open-unlearning's / the SatImp reference's margin (their gamma / delta).",
+        "bottomk: keeps CE below the k-quantile; the reference's bottom-k parameter h is 1 - k.",
+        "",
+        "e.g. SatImp-GD: method.weighting=satimp method.objective=gd method.beta1=5 method.beta2=0.1 method.alpha=1",
+    ]
     return "\n".join(lines)

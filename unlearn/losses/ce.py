@@ -49,23 +49,37 @@ def token_ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, 
     return ce * mask, mask
 
 
-def token_kl(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-token KL(current || reference) over the vocabulary, in fp32, 0 where ignored.
+def shift_mask(m: torch.Tensor) -> torch.Tensor:
+    """A (B, T) per-token mask (e.g. the batch's key-phrase ``importance``) aligned with the shifted labels.
+
+    Position t of the CE predicts token t + 1, so its mask entry is ``m[:, t + 1]``: returns (B, T-1).
+    """
+    if m.dim() != 2:
+        raise ConfigError(f"mask shape {tuple(m.shape)} is not (B, T)")
+    return m[:, 1:]
+
+
+def token_kl(logits: torch.Tensor, ref_logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Per-position KL(reference || current) over the vocabulary, in fp32, 0 where not attended.
+
+    As the SatImp reference, TOFU and open-unlearning (``kl_div(log_softmax(current), log_softmax(ref),
+    log_target=True)``): every position of the sequence, the prompt included, no label shift.
 
     Args:
         logits: (B, T, V) of the model being trained.
         ref_logits: (B, T, V) of the frozen reference model.
-        labels: (B, T) with -100 at ignored positions (only the mask is used).
+        attention_mask: (B, T), 1 at attended (non-padding) positions.
 
     Returns:
-        kl (B, T-1) fp32.
+        kl (B, T) fp32.
     """
-    check_shapes(logits, labels)
+    if logits.dim() != 3 or attention_mask.shape != logits.shape[:2]:
+        raise ConfigError(f"logits shape {tuple(logits.shape)} does not match attention mask shape "
+                          f"{tuple(attention_mask.shape)}; expected logits (B, T, V) and attention mask (B, T)")
     if ref_logits.shape != logits.shape:
         raise ConfigError(f"reference logits shape {tuple(ref_logits.shape)} != logits shape {tuple(logits.shape)}")
-    _, mask = shift_labels(labels)
     acc = torch.promote_types(logits.dtype, torch.float32)
-    logp = F.log_softmax(logits[:, :-1].to(acc), dim=-1)
-    ref_logp = F.log_softmax(ref_logits[:, :-1].to(acc), dim=-1)
-    kl = (logp.exp() * (logp - ref_logp)).sum(-1)
-    return kl * mask
+    logp = F.log_softmax(logits.to(acc), dim=-1)
+    ref_logp = F.log_softmax(ref_logits.to(acc), dim=-1)
+    kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
+    return kl * attention_mask.bool()

@@ -1,7 +1,7 @@
 """TOFU evaluation of a causal LM: probabilities, truth ratios, ROUGE, extraction strength.
 
-``evaluate`` scores every answer sequence (answer, paraphrase, perturbed answers) of every split in one
-flat, length-sorted batched pass, generates greedy answers for ROUGE in a second batched pass, and
+``evaluate`` scores every answer sequence (answer, paraphrase, perturbed answers, and each forget answer
+after its paraphrased question) of every split in one flat, length-sorted batched pass, generates greedy answers for ROUGE in a second batched pass, and
 leaves the maths to ``unlearn.metrics.tofu``. Rows follow TOFU's ``*_perturbed`` schema.
 
 The retain model's per-question forget truth ratios (needed for forget quality) are read by
@@ -10,6 +10,7 @@ The retain model's per-question forget truth ratios (needed for forget quality) 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class _Row:
     answer: str
     true_answer: str  # the paraphrase on forget/retain, the answer itself elsewhere
     perturbed: tuple[str, ...]
+    paraphrased_question: str | None = None  # forget rows: the answer is also scored after it (ES)
 
 
 @dataclass
@@ -68,6 +70,7 @@ class _Plan:
     answer: dict[str, list[int]] = field(default_factory=dict)
     true: dict[str, list[int]] = field(default_factory=dict)
     perturbed: dict[str, list[list[int]]] = field(default_factory=dict)
+    paraphrased: dict[str, list[int]] = field(default_factory=dict)  # (paraphrased question, answer)
 
     def add(self, question: str, text: str) -> int:
         self.texts.append((question, text))
@@ -111,6 +114,9 @@ def _parse_sets(sets: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, li
             answer = _text(row, "answer", where)
             true = _text(row, "paraphrased_answer", where) if split in _HAS_PARAPHRASE else answer
             rows.append(_Row(_text(row, "question", where), answer, true, _perturbed(row, where)))
+        if split == names.FORGET and all(isinstance(r.get("paraphrased_question"), str) for r in sets[split]):
+            rows = [dataclasses.replace(r, paraphrased_question=raw["paraphrased_question"])
+                    for r, raw in zip(rows, sets[split])]
         out[split] = rows
     return out
 
@@ -124,6 +130,8 @@ def _plan(rows: dict[str, list[_Row]]) -> _Plan:
             plan.answer[split].append(a)
             plan.true[split].append(plan.add(r.question, r.true_answer) if split in _HAS_PARAPHRASE else a)
             plan.perturbed[split].append([plan.add(r.question, p) for p in r.perturbed])
+        if split_rows[0].paraphrased_question is not None:
+            plan.paraphrased[split] = [plan.add(r.paraphrased_question, r.answer) for r in split_rows]
     return plan
 
 
@@ -200,6 +208,8 @@ def _split_metrics(
     if split in _HAS_PARAPHRASE:
         out[names.split_metric(split, "prob")] = float(np.mean(np.exp(avg_logp[answer])))
         out[names.split_metric(split, "es")] = float(np.mean(es[answer]))
+        if split == names.FORGET and split in plan.paraphrased:
+            out[names.FORGET_ES_PARAPHRASED] = float(np.mean(es[np.asarray(plan.paraphrased[split])]))
     else:
         option = tofu.option_probability(np.exp(avg_logp[answer]), [np.exp(p) for p in perturbed])
         out[names.split_metric(split, "prob")] = float(np.mean(option))
@@ -223,14 +233,16 @@ def evaluate(
         model: a Hugging Face causal LM; evaluated on its own device, its train/eval mode restored.
         tokenizer: the model's tokenizer (pad token, or eos used as pad).
         sets: some of "forget", "retain", "real_authors", "world_facts" -> rows with ``question``,
-            ``answer``, ``perturbed_answer`` (list) and, on forget/retain, ``paraphrased_answer``.
+            ``answer``, ``perturbed_answer`` (list) and, on forget/retain, ``paraphrased_answer``; forget
+            rows with ``paraphrased_question`` (all of them) also get ES of the answer after it.
         cfg: batch size, generation length, truncation, whether to compute ROUGE.
         fmt: prompt format, as used in training.
         retain_truth_ratios: the retain model's raw forget truth ratios; adds ``forget_quality``.
 
     Returns:
         EvalResult with every metric the given splits allow: ``{split}_prob``, ``{split}_truth_ratio``,
-        ``{split}_rouge`` (if ``cfg.rouge``), ``forget_es``/``retain_es``, ``forget_quality`` (forget
+        ``{split}_rouge`` (if ``cfg.rouge``), ``forget_es``/``retain_es``, ``forget_es_paraphrased``
+        (every forget row has ``paraphrased_question``), ``forget_quality`` (forget
         split and ``retain_truth_ratios`` given) and ``model_utility`` (retain, real_authors and
         world_facts given, and ``cfg.rouge``).
     """

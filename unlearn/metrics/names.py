@@ -34,6 +34,8 @@ WORLD_FACTS_ROUGE = "world_facts_rouge"
 WORLD_FACTS_TRUTH_RATIO = "world_facts_truth_ratio"
 
 FORGET_ES = "forget_es"
+# ES of the forget answers asked with TOFU's paraphrased question (the SatImp paper's second ES column)
+FORGET_ES_PARAPHRASED = "forget_es_paraphrased"
 RETAIN_ES = "retain_es"
 
 UTILITY_METRICS: tuple[str, ...] = (
@@ -47,13 +49,13 @@ ALL_METRICS: tuple[str, ...] = (
     FORGET_QUALITY, MODEL_UTILITY,
     FORGET_PROB, FORGET_ROUGE, FORGET_TRUTH_RATIO,
     *UTILITY_METRICS,
-    FORGET_ES, RETAIN_ES,
+    FORGET_ES, FORGET_ES_PARAPHRASED, RETAIN_ES,
 )
 
 # Forget-set statistics measure what is left to unlearn, so lower is better there. The forget truth
 # ratio is the exception: aggregated as mean(min(R, 1/R)), it is highest when paraphrase and perturbed
 # answers are equally likely, i.e. when the model no longer knows which one is true.
-LOWER_IS_BETTER: frozenset[str] = frozenset({FORGET_PROB, FORGET_ROUGE, FORGET_ES})
+LOWER_IS_BETTER: frozenset[str] = frozenset({FORGET_PROB, FORGET_ROUGE, FORGET_ES, FORGET_ES_PARAPHRASED})
 HIGHER_IS_BETTER: dict[str, bool] = {name: name not in LOWER_IS_BETTER for name in ALL_METRICS}
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from unlearn.config import apply_overrides, from_dict, load_yaml, to_dict
-from unlearn.data.benchmark import DataConfig
+from unlearn.data.benchmark import DataConfig, has_key_texts
 from unlearn.errors import ConfigError, check_range
 from unlearn.losses.method import MethodConfig
 from unlearn.metrics.evaluate import EvalConfig
@@ -45,6 +46,7 @@ class OptimConfig:
     micro_batch_size: int | None = None  # per worker and step; None = batch_size / workers (no accumulation)
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    warmup_epochs: float = 0.0  # linear warm-up over this many epochs of steps (the paper: 1); or warmup_steps
     grad_clip: float | None = 1.0
     loss_path: Literal["fused", "naive"] = "fused"
 
@@ -56,8 +58,21 @@ class OptimConfig:
             check_range("optim.micro_batch_size", self.micro_batch_size, low=1)
         check_range("optim.weight_decay", self.weight_decay, low=0.0)
         check_range("optim.warmup_steps", self.warmup_steps, low=0)
+        check_range("optim.warmup_epochs", self.warmup_epochs, low=0.0, high=self.epochs)
+        if self.warmup_steps and self.warmup_epochs:
+            raise ConfigError(f"optim.warmup_steps={self.warmup_steps} and optim.warmup_epochs={self.warmup_epochs} "
+                              "are both set; valid: one of them (the other 0)")
         if self.grad_clip is not None:
             check_range("optim.grad_clip", self.grad_clip, low=0.0, low_inclusive=False)
+
+
+    def with_warmup_steps(self, steps_per_epoch: int) -> OptimConfig:
+        """This config with ``warmup_epochs`` turned into ``warmup_steps`` (at least 1 when set), as the
+        reference does (``warmup_steps = max(1, steps_per_epoch)`` for one epoch)."""
+        if not self.warmup_epochs:
+            return self
+        steps = max(1, round(self.warmup_epochs * steps_per_epoch))
+        return dataclasses.replace(self, warmup_steps=steps, warmup_epochs=0.0)
 
 
 @dataclass(frozen=True)
@@ -136,9 +151,11 @@ class RunConfig:
                 from unlearn.errors import unknown_name
 
                 raise unknown_name("metric", self.keep_best_by, ALL_METRICS, "keep_best_by")
-        if self.method.importance:
-            raise ConfigError("method.importance needs key phrases per forget example, which neither benchmark "
-                              "provides yet; valid: importance: false")
+        if self.method.importance and not has_key_texts(self.data):
+            raise ConfigError(f"method.importance needs key-token annotations of the forget split, and benchmark "
+                              f"{self.data.benchmark!r} has none for split {self.data.split!r}; valid: set "
+                              "data.importance_path to an annotation file (JSON lines of question, key_text), "
+                              "or importance: false")
 
     @property
     def cache_root(self) -> Path:

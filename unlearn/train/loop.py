@@ -1,9 +1,13 @@
 """The unlearning loop, read top to bottom: global batches -> per-rank micro-batches -> loss -> step.
 
 Works on one process or under torch.distributed (DDP / FSDP2): every rank plans the same global
-batches and keeps its shard; each micro-batch's loss is scaled by its share of the *global* token (or
-sequence) count, so the summed gradient equals the gradient of the global-batch loss whatever the
-number of workers or the accumulation steps.
+batches and keeps its shard; each micro-batch's loss is scaled by its share of the *global* count of
+the units its mean is over (forget: answer tokens, or sequences for instance / batch granularity and
+NPO / SimNPO; retain: answer tokens for nll, attended positions for kl), so the summed gradient equals
+the gradient of the global-batch loss whatever the number of workers or the accumulation steps. With
+``method.reduction=sum`` a loss is a sum and each micro-batch counts whole. Batch granularity's weight is
+the mean of f(p_b) over the whole global batch: a no-grad forward of each micro-batch of the forget batch
+before its micro-steps (one extra forward of the forget batch per step), summed over ranks.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from torch import nn
 from unlearn.data.batching import epoch_batches, shard
 from unlearn.data.formatting import EncodedQA, collate
 from unlearn.errors import UnlearnError
-from unlearn.losses import LossOutput, Method
+from unlearn.losses import LossOutput, Method, shift_labels, shift_mask
 from unlearn.train.config import OptimConfig
 
 
@@ -84,7 +88,16 @@ def _micro_slices(local: list[int], micro: int, n_micro: int) -> list[list[int]]
 def _units(examples: Sequence[EncodedQA], unit: str) -> int:
     if unit == "sequence":
         return sum(1 for e in examples if n_answer_tokens(e) > 0)
+    if unit == "position":  # attended positions (collate pads on the right)
+        return sum(len(e.input_ids) for e in examples)
     return sum(n_answer_tokens(e) for e in examples)
+
+
+def _share(method: Method, examples: Sequence[EncodedQA], unit: str, denom: int, empty: bool) -> float:
+    """A micro-batch's weight in the global-batch loss: its share of the units of a mean, 1 for a sum."""
+    if empty:
+        return 0.0
+    return 1.0 if method.reduction == "sum" else _units(examples, unit) / denom
 
 
 def train_epoch(policy: nn.Module, ref: nn.Module | None, method: Method, data: UnlearnData, optimizer,
@@ -105,14 +118,15 @@ def train_epoch(policy: nn.Module, ref: nn.Module | None, method: Method, data: 
         f_global = [data.forget[i] for i in f_idx]
         r_global = [data.retain[i] for i in r_idx]
         denom_f = max(1, _units(f_global, method.forget_unit))
-        denom_r = max(1, _units(r_global, "token"))
+        denom_r = max(1, _units(r_global, method.retain_unit))
         f_loc = _micro_slices(shard(f_idx, dist.rank, dist.world_size), micro, n_micro)
         r_loc = _micro_slices(shard(r_idx, dist.rank, dist.world_size), micro, n_micro)
+        batch_w = _global_batch_weight(policy, method, data, f_loc, fused, dist) if method.needs_batch_weight else None
         step_loss = torch.zeros((), device=dist.device)
         step_stats: dict[str, float] = {}
         for m, (fi, ri) in enumerate(zip(f_loc, r_loc)):
             gen = torch.Generator().manual_seed(hash((seed, epoch, step, dist.rank, m)) % 2**63)
-            loss, stats = _micro_step(policy, ref, method, data, fi, ri, denom_f, denom_r, fused, gen, dist)
+            loss, stats = _micro_step(policy, ref, method, data, fi, ri, denom_f, denom_r, fused, gen, dist, batch_w)
             # DDP / FSDP average gradients over ranks; the scaled losses already sum to the global mean.
             (loss * dist.world_size).backward()
             step_loss += loss.detach()
@@ -143,20 +157,39 @@ def _mean_over_ranks(stats: dict[str, float], dist: Dist) -> dict[str, float]:
     return {k: float(v) / dist.world_size for k, v in zip(keys, t.tolist())}
 
 
+def _global_batch_weight(policy, method: Method, data: UnlearnData, f_loc: list[list[int]], fused: bool,
+                         dist: Dist) -> torch.Tensor:
+    """Batch granularity's weight over the global forget batch: mean_b f(p_b), from a no-grad forward of
+    every local micro-batch (an empty slice forwards a stand-in, as the micro-steps do), summed over ranks."""
+    parts = torch.zeros(2, dtype=torch.float64, device=dist.device)
+    with torch.no_grad():
+        for fi in f_loc:
+            fb = _to(collate([data.forget[i] for i in (fi or [0])], data.pad_id), dist.device)
+            ce = policy(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="ce", fused=fused)
+            if fi:
+                parts += method.batch_weight_parts(ce, shift_labels(fb["labels"])[1]).to(parts.device)
+    parts = dist.all_reduce_sum(parts)
+    return (parts[0] / parts[1].clamp_min(1)).float()
+
+
 def _micro_step(policy, ref, method: Method, data: UnlearnData, fi: list[int], ri: list[int], denom_f: int,
-                denom_r: int, fused: bool, gen: torch.Generator, dist: Dist) -> tuple[torch.Tensor, dict[str, float]]:
+                denom_r: int, fused: bool, gen: torch.Generator, dist: Dist,
+                batch_w: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one micro-batch, scaled by its share of the global batch; an empty slice contributes 0."""
     empty = not fi
     f_ex = [data.forget[i] for i in (fi or [0])]
     fb = _to(collate(f_ex, data.pad_id), dist.device)
-    share_f = 0.0 if empty else _units(f_ex, method.forget_unit) / denom_f
+    share_f = _share(method, f_ex, method.forget_unit, denom_f, empty)
     ref_ce = None
     if method.needs_forget_reference:
         with torch.no_grad():
             ref_ce = ref(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="ce", fused=fused)
+    # The batch's key-phrase mask is aligned with its labels (B, T); the CE with the shifted labels (B, T-1).
+    importance = shift_mask(fb["importance"]) if "importance" in fb else None
 
     def forget_term(ce: torch.Tensor, mask: torch.Tensor) -> LossOutput:
-        return method.forget_term(ce, mask, ref_ce=ref_ce, importance=fb.get("importance"), generator=gen)
+        return method.forget_term(ce, mask, ref_ce=ref_ce, importance=importance, generator=gen,
+                                  batch_weight=batch_w)
 
     out = policy(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="term", term=forget_term, fused=fused)
     loss = out.loss * share_f
@@ -164,7 +197,7 @@ def _micro_step(policy, ref, method: Method, data: UnlearnData, fi: list[int], r
     if method.retain_kind != "none" and method.alpha > 0:
         r_ex = [data.retain[i] for i in (ri or [0])]
         rb = _to(collate(r_ex, data.pad_id), dist.device)
-        share_r = 0.0 if empty else _units(r_ex, "token") / denom_r
+        share_r = _share(method, r_ex, method.retain_unit, denom_r, empty)
         r_out = _retain_term(policy, ref, method, rb, fused)
         loss = loss + r_out.loss * share_r
         stats.update(r_out.stats)

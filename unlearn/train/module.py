@@ -22,7 +22,8 @@ class CausalLMWithLoss(nn.Module):
 
     ``forward(input_ids, attention_mask, labels, mode=...)``:
       - ``"term"``: ``term(ce (B, T-1), mask (B, T-1))`` through the fused head or full logits;
-      - ``"kl_term"``: ``term(kl, mask)`` with per-token KL(current || ``ref_logits``) (needs full logits);
+      - ``"kl_term"``: ``term(kl (B, T), attention_mask (B, T))`` with per-position KL(``ref_logits`` || current)
+        over the vocabulary at every attended position, no label shift (needs full logits);
       - ``"ce"``: per-token CE (B, T-1), no graph (reference model); ``"logits"``: (B, T, V).
     """
 
@@ -51,7 +52,6 @@ class CausalLMWithLoss(nn.Module):
         if mode == "ce":
             return token_ce(logits, labels)[0].detach()
         if mode == "kl_term":
-            kl = token_kl(logits, ref_logits, labels)
-            return term(kl, shift_labels(labels)[1])
+            return term(token_kl(logits, ref_logits, attention_mask), attention_mask.bool())
         ce, mask = token_ce(logits, labels)
         return term(ce, mask)

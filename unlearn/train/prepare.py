@@ -43,7 +43,9 @@ class Prepared:
 
 def prepare_key(cfg: RunConfig) -> str:
     """Hash of what defines the prepared models (not the unlearning method or optimiser)."""
-    what = {"data": to_dict(cfg.data), "model": to_dict(cfg.model), "prepare": to_dict(cfg.prepare),
+    # the key-token annotations only concern unlearning
+    data = {k: v for k, v in to_dict(cfg.data).items() if k != "importance_path"}
+    what = {"data": data, "model": to_dict(cfg.model), "prepare": to_dict(cfg.prepare),
             "version": PREPARE_VERSION}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -110,7 +112,7 @@ def _device() -> torch.device:
 def _prepare_fresh(cfg: RunConfig, bench: Benchmark, root: Path, log: Log):
     device = _device()
     if cfg.model.is_preset:
-        tokenizer = train_tokenizer(text_corpus(bench), cfg.model.vocab_size)
+        tokenizer = train_tokenizer(text_corpus(bench, cfg.data.prompt), cfg.model.vocab_size)
         make = lambda: build_tiny(cfg.model, len(tokenizer), seed=cfg.prepare.seed, pad_id=tokenizer.pad_token_id,
                                   bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id)
     else:
@@ -128,16 +130,17 @@ def _prepare_fresh(cfg: RunConfig, bench: Benchmark, root: Path, log: Log):
         retain = load_model(cfg.prepare.retain_model, cfg.model.torch_dtype).to(device) if cfg.prepare.retain_model else None
         target = None
     if retain is not None:
-        res = evaluate(retain, tokenizer, bench.eval_sets(), cfg=cfg.eval)
+        res = evaluate(retain, tokenizer, bench.eval_sets(), cfg=cfg.eval, fmt=cfg.data.prompt)
         stats = res.forget_truth_ratios
-        metrics["retain"] = evaluate(retain, tokenizer, bench.eval_sets(), cfg=cfg.eval,
+        metrics["retain"] = evaluate(retain, tokenizer, bench.eval_sets(), cfg=cfg.eval, fmt=cfg.data.prompt,
                                      retain_truth_ratios=stats).metrics
     else:
         stats = retain_stats_from_file(cfg.prepare.retain_stats)
     check_retain_stats(stats, len(bench.forget_eval))
     save_retain_stats(root / "retain_stats.json", stats)
     if target is not None:
-        metrics["target"] = evaluate(target, tokenizer, bench.eval_sets(), cfg=cfg.eval, retain_truth_ratios=stats).metrics
+        metrics["target"] = evaluate(target, tokenizer, bench.eval_sets(), cfg=cfg.eval, fmt=cfg.data.prompt,
+                                     retain_truth_ratios=stats).metrics
         log(f"prepare: target forget_rouge={metrics['target'].get('forget_rouge', float('nan')):.3f} "
             f"forget_quality={metrics['target'].get('forget_quality', float('nan')):.2e}; retain forget_rouge="
             f"{metrics.get('retain', {}).get('forget_rouge', float('nan')):.3f}")
@@ -146,7 +149,7 @@ def _prepare_fresh(cfg: RunConfig, bench: Benchmark, root: Path, log: Log):
 
 def _finetune(model, tokenizer, rows: Sequence[dict], cfg: RunConfig, device: torch.device, name: str, log: Log):
     model.to(device)
-    examples = encode_rows(tokenizer, rows, max_length=cfg.data.max_length)
+    examples = encode_rows(tokenizer, rows, max_length=cfg.data.max_length, fmt=cfg.data.prompt)
     wrapped = CausalLMWithLoss(model)
     p = cfg.prepare
     steps = p.epochs * len(lm_batches(len(examples), p.batch_size, seed=p.seed, epoch=0))

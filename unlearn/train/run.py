@@ -20,7 +20,8 @@ import torch
 
 from unlearn.config import to_dict
 from unlearn.data.batching import encode_rows
-from unlearn.data.benchmark import load_benchmark
+from unlearn.data.benchmark import Benchmark, load_benchmark
+from unlearn.errors import ConfigError
 from unlearn.losses import Method
 from unlearn.metrics.evaluate import evaluate
 from unlearn.models import load_model, load_tokenizer
@@ -88,7 +89,8 @@ def _evaluate_module(policy, strategy: Strategy, eval_lm, tokenizer, bench, cfg:
             return {}
         eval_lm.load_state_dict({k.removeprefix("lm."): v for k, v in sd.items()})
         lm = eval_lm
-    metrics = evaluate(lm, tokenizer, bench.eval_sets(), cfg=cfg.eval, retain_truth_ratios=prepared.retain_stats).metrics
+    metrics = evaluate(lm, tokenizer, bench.eval_sets(), cfg=cfg.eval, fmt=cfg.data.prompt,
+                       retain_truth_ratios=prepared.retain_stats).metrics
     if strategy.name != "single":
         strategy.barrier()
     return metrics
@@ -108,12 +110,14 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
         ref = strategy.wrap(CausalLMWithLoss(load_model(prepared.target_dir, dtype)), trainable=False)
     eval_lm = load_model(prepared.target_dir, dtype).to(dist.device).eval() \
         if strategy.name != "single" and dist.rank == 0 else None
-    data = UnlearnData(tuple(encode_rows(tokenizer, bench.forget, max_length=cfg.data.max_length)),
-                       tuple(encode_rows(tokenizer, bench.retain, max_length=cfg.data.max_length)),
+    fmt = cfg.data.prompt
+    data = UnlearnData(tuple(encode_rows(tokenizer, bench.forget, max_length=cfg.data.max_length, fmt=fmt,
+                                         key_texts=_key_texts(cfg, bench))),
+                       tuple(encode_rows(tokenizer, bench.retain, max_length=cfg.data.max_length, fmt=fmt)),
                        tokenizer.pad_token_id)
     sizes = _parameter_sizes(policy, dist)
-    total = cfg.optim.epochs * steps_per_epoch(len(data.forget), cfg.optim.batch_size)
-    optimizer, scheduler = make_optimizer(policy, cfg.optim, total)
+    per_epoch = steps_per_epoch(len(data.forget), cfg.optim.batch_size)
+    optimizer, scheduler = make_optimizer(policy, cfg.optim.with_warmup_steps(per_epoch), cfg.optim.epochs * per_epoch)
     start, resumed = 0, {}
     if (resume := reporter.resume_dir()) is not None:
         start = strategy.load(resume, policy, optimizer, scheduler)
@@ -156,6 +160,16 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
     if ref is not None:
         result.reference_max_change = _max_change(strategy.full_state_dict(ref), prepared.target_dir, dtype, dist)
     return result
+
+
+def _key_texts(cfg: RunConfig, bench: Benchmark) -> tuple[str, ...] | None:
+    """The forget rows' key-token annotations when ``method.importance`` is on (their mask goes on each batch)."""
+    if not cfg.method.importance:
+        return None
+    if bench.forget_key_texts is None:
+        raise ConfigError(f"method.importance is on but benchmark {bench.name!r} carries no key-token annotations; "
+                          "valid: set data.importance_path to an annotation file, or importance: false")
+    return bench.forget_key_texts
 
 
 def _parameter_sizes(policy, dist: Dist) -> dict[str, float]:

@@ -84,19 +84,21 @@ def test_epoch_batches_rejects_bad_arguments(kwargs, match):
 
 
 def test_encode_rows(tokenizer):
-    encoded = encode_rows(tokenizer, ROWS, max_length=64, key_phrases=[["Oslo, Norway"], ["horror"]])
+    encoded = encode_rows(tokenizer, ROWS, max_length=64, key_texts=["OsloNorway", "horror"])
     assert len(encoded) == 2
     for e, row in zip(encoded, ROWS, strict=True):
         answer_ids = [t for t in e.labels if t != IGNORE_INDEX]
         assert tokenizer.decode(answer_ids[:-1]) == " " + row["answer"]
-        marked = [t for t, m in zip(e.input_ids, e.importance, strict=True) if m]
-        assert tokenizer.decode(marked).strip() in row["answer"]
+        assert not any(e.importance[: e.prompt_len]) and not e.importance[-1]  # answer tokens only
+    # the authors' rule works on tokens: of " Oslo" -> "ĠO" "s" "lo", only "lo" (2+ characters) counts
+    marked = [t for t, m in zip(encoded[0].input_ids, encoded[0].importance) if m]
+    assert tokenizer.convert_ids_to_tokens(marked) == ["lo", "ĠNorway"]
     assert tokenizer.decode([t for t, m in zip(encoded[1].input_ids, encoded[1].importance) if m]).strip() == "horror"
     assert all(e.importance is None for e in encode_rows(tokenizer, ROWS, max_length=64))
 
 
 def test_encode_rows_errors(tokenizer):
-    with pytest.raises(ConfigError, match="key_phrases has 1 entries but there are 2 rows"):
-        encode_rows(tokenizer, ROWS, max_length=64, key_phrases=[["Oslo"]])
+    with pytest.raises(ConfigError, match="key_texts has 1 entries but there are 2 rows"):
+        encode_rows(tokenizer, ROWS, max_length=64, key_texts=["Oslo"])
     with pytest.raises(ConfigError, match="row 1 has no string column 'answer'"):
         encode_rows(tokenizer, [ROWS[0], {"question": "q?"}], max_length=64)

@@ -1,4 +1,4 @@
-"""Prompt formatting: masked prompts, EOS-terminated answers, truncation, key-phrase masks, collation."""
+"""Prompt formatting: masked prompts, EOS-terminated answers, truncation, key-token masks, collation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from unlearn.data.formatting import (
     encode_prompt,
     encode_qa,
     encode_qa_batch,
-    phrase_mask,
 )
 
 QUESTION = "Which award has Kalo Renmi received?"
@@ -45,35 +44,28 @@ def test_truncation_keeps_the_prompt(tokenizer):
     assert cut.input_ids[-1] != tokenizer.eos_token_id
 
 
-def test_phrase_mask_by_spans():
-    text = "Born in Lisbon, Portugal."
-    spans = [(0, 4), (4, 7), (7, 14), (14, 15), (15, 24), (24, 25)]
-    assert phrase_mask(text, spans, ["lisbon"]) == [False, False, True, False, False, False]
-    assert phrase_mask(text, spans, ["Lisbon, Portugal"]) == [False, False, True, True, True, False]
-    assert phrase_mask(text, spans, ["", "Madrid"]) == [False] * 6
-
-
-def test_key_phrase_marks_the_right_tokens(tokenizer):
-    e = encode_qa(tokenizer, QUESTION, ANSWER, max_length=96, key_phrases=["Golden Quill Award"])
+def test_key_text_marks_the_key_tokens(tokenizer):
+    e = encode_qa(tokenizer, QUESTION, ANSWER, max_length=96, key_text="GoldenQuillAward")
     assert len(e.importance) == len(e.input_ids)
     assert not any(e.importance[: e.prompt_len])
     marked = [t for t, m in zip(e.input_ids, e.importance, strict=True) if m]
-    assert tokenizer.decode(marked).strip() == "Golden Quill Award"
-    assert not e.importance[-1]  # EOS is not part of a phrase
+    assert tokenizer.decode(marked).split() == ["Golden", "Quill", "Award"]
+    assert not e.importance[-1]  # EOS is never a key token
 
 
 def test_batch_encoding_equals_one_pair_at_a_time(tokenizer):
     """One tokenizer call for many pairs (repeated questions, truncation, key phrases) changes nothing."""
     pairs = [(QUESTION, ANSWER), (QUESTION, "No award."), ("Where was Kalo Renmi born?", "In Lisbon, Portugal."),
              (QUESTION, ANSWER + " " + ANSWER)]
-    phrases = [["Golden Quill Award"], [], ["Lisbon"], ["remarkable body"]]
-    batch = encode_qa_batch(tokenizer, pairs, max_length=40, key_phrases=phrases)
+    phrases = ["GoldenQuillAward", "", "Lisbon", "remarkablebody"]
+    batch = encode_qa_batch(tokenizer, pairs, max_length=40, key_texts=phrases)
     for (q, a), p, e in zip(pairs, phrases, batch, strict=True):
         prompt = encode_prompt(tokenizer, q)
         enc = tokenizer(" " + a, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         assert e.input_ids == tuple(prompt + enc)[:40]
         assert e.prompt_len == len(prompt)
-        assert e == encode_qa(tokenizer, q, a, max_length=40, key_phrases=p)
+        assert e == encode_qa(tokenizer, q, a, max_length=40, key_text=p)
+        assert len(e.importance) == len(e.input_ids)
     assert len(batch[3].input_ids) == 40  # truncated
     assert encode_qa_batch(tokenizer, [], max_length=40) == []
 
@@ -88,3 +80,27 @@ def test_collate_pads_with_ignore_index():
     assert out["importance"].dtype == torch.bool
     assert out["importance"].tolist() == [[False, False, True, False], [False, True, False, False]]
     assert "importance" not in collate([a, EncodedQA(b.input_ids, b.labels, 1)], pad_id=0)
+
+
+def test_named_prompt_formats_follow_tofu_model_configs(tokenizer):
+    from unlearn.data.formatting import PROMPT_FORMATS
+
+    llama, phi = PROMPT_FORMATS["tofu_llama2"], PROMPT_FORMATS["tofu_phi"]
+    e = encode_qa(tokenizer, QUESTION, ANSWER, max_length=96, fmt=llama)
+    assert e.input_ids[0] == tokenizer.bos_token_id
+    assert tokenizer.decode(e.input_ids[1:e.prompt_len]) == f"[INST] {QUESTION} [/INST]"
+    assert tokenizer.decode(e.input_ids[e.prompt_len:-1]) == ANSWER  # no lead: SentencePiece adds its own
+    e = encode_qa(tokenizer, QUESTION, ANSWER, max_length=96, fmt=phi)
+    assert tokenizer.decode(e.input_ids[:e.prompt_len]) == f"Question: {QUESTION}\nAnswer:"  # no BOS
+    assert tokenizer.decode(e.input_ids[e.prompt_len:-1]) == " " + ANSWER
+    assert PROMPT_FORMATS["auto"] == PromptFormat() and not PROMPT_FORMATS["plain"].chat_template
+
+
+def test_unknown_prompt_format_is_named():
+    import pytest
+
+    from unlearn.data.benchmark import DataConfig
+    from unlearn.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match=r"prompt format 'tofu_lama2' in data.prompt_format.*tofu_llama2"):
+        DataConfig(prompt_format="tofu_lama2")

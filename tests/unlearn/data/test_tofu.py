@@ -86,7 +86,7 @@ def test_load_benchmark_forget01_pairs_retain99_and_holdout01(tofu_dir):
     sizes = {k: len(v) for k, v in vars(bench).items() if isinstance(v, tuple)}
     assert sizes == {
         "forget": 40, "retain": 3960, "holdout": 40, "full": 4000, "forget_eval": 40, "retain_eval": 400,
-        "real_authors_eval": 100, "world_facts_eval": 117, "general_knowledge": 0,
+        "real_authors_eval": 100, "world_facts_eval": 117, "general_knowledge": 0, "forget_key_texts": 40,
     }
     assert bench.name == "tofu/forget01"
     assert [r["question"] for r in bench.forget] == [r["question"] for r in bench.forget_eval]

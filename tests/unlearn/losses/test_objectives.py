@@ -20,22 +20,25 @@ def test_gd_adds_alpha_times_retain_nll(batch):
     assert "retain_ce" in out.stats
 
 
-def test_kl_matches_reference_and_gradient(batch):
+def test_kl_is_reference_to_current_at_every_attended_position(batch):
+    """KL(ref || current) over the vocabulary at each attended position, prompt included, no label shift."""
     logits, labels = batch
     ref_logits = logits + 0.3 * torch.randn_like(logits)
+    attention = torch.ones(labels.shape, dtype=torch.long)
+    attention[1, 7:] = 0  # padding
     x = logits.clone().requires_grad_(True)
-    kl = token_kl(x, ref_logits, labels)
-    _, mask = naive_ce(logits, labels)
-    manual = torch.zeros_like(kl)
-    for b, t in mask.nonzero().tolist():
+    kl = token_kl(x, ref_logits, attention)
+    assert kl.shape == labels.shape
+    manual = torch.zeros(labels.shape, dtype=logits.dtype)
+    for b, t in attention.nonzero().tolist():
         lp = F.log_softmax(logits[b, t], -1)
         lq = F.log_softmax(ref_logits[b, t], -1)
-        manual[b, t] = (lp.exp() * (lp - lq)).sum()
+        manual[b, t] = (lq.exp() * (lq - lp)).sum()
     torch.testing.assert_close(kl.detach(), manual)
     ce, fmask = naive_ce(x, labels)
-    out = build_method("uniform", objective="kl", alpha=0.5)(ce, fmask, retain_kl=kl, retain_mask=mask)
-    assert float(out.loss) == pytest.approx(float(-ce[fmask].mean() + 0.5 * manual[mask].mean()), rel=1e-6)
-    assert torch.autograd.gradcheck(lambda z: token_kl(z, ref_logits, labels).sum(), (logits.clone().requires_grad_(True),))
+    out = build_method("uniform", objective="kl", alpha=0.5)(ce, fmask, retain_kl=kl, retain_mask=attention)
+    assert float(out.loss) == pytest.approx(float(-ce[fmask].mean() + 0.5 * manual[attention.bool()].mean()), rel=1e-6)
+    assert torch.autograd.gradcheck(lambda z: token_kl(z, ref_logits, attention).sum(), (logits.clone().requires_grad_(True),))
 
 
 def test_npo_matches_reference_formula(batch):

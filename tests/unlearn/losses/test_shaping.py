@@ -35,8 +35,9 @@ def test_batch_weight_is_mean_of_instance_weights(batch):
 
 
 def naive_group(ce_row, mask_row, g):
+    """Weights sorted in descending order; consecutive groups of g share their mean (the last is partial)."""
     idx = [t for t in range(len(ce_row)) if mask_row[t]]
-    ws = sorted(((satimp_w(float(ce_row[t]), 1.0, 1.0), t) for t in idx), key=lambda x: x[0])
+    ws = sorted(((satimp_w(float(ce_row[t]), 1.0, 1.0), t) for t in idx), key=lambda x: -x[0])
     out = [0.0] * len(ce_row)
     for start in range(0, len(ws), g):
         grp = ws[start:start + g]
@@ -67,10 +68,12 @@ def test_group_size_one_equals_token(batch):
 
 
 def naive_keep(ce_row, mask_row, k, lowest_likelihood):
+    """top-k: CE strictly above the (1-k)-quantile of the row's answer tokens; bottom-k: strictly below the k-quantile."""
     idx = [t for t in range(len(ce_row)) if mask_row[t]]
-    n = math.ceil(len(idx) * k)
-    ranked = sorted(idx, key=lambda t: float(ce_row[t]), reverse=lowest_likelihood)
-    return set(ranked[:n])
+    if not idx:
+        return set()
+    thr = float(torch.quantile(ce_row[idx], 1 - k if lowest_likelihood else k))
+    return {t for t in idx if (float(ce_row[t]) > thr if lowest_likelihood else float(ce_row[t]) < thr)}
 
 
 @pytest.mark.parametrize("sampling,lowest", [("topk", True), ("bottomk", False)])
@@ -94,7 +97,7 @@ def test_random_sampling_seeded_and_weighted(batch):
     assert all(v == pytest.approx(0.9) or v == pytest.approx(0.1) for v in w1[mask].tolist())
     for b in range(ce.shape[0]):
         n = int(mask[b].sum())
-        assert int((w1[b] > 0.5).sum()) == math.ceil(0.5 * n)
+        assert int((w1[b] > 0.5).sum()) == math.floor(0.5 * n)
     others = [m.weights(ce, mask, torch.Generator().manual_seed(s)) for s in range(4, 10)]
     assert any(not torch.equal(w1, o) for o in others)
 
@@ -106,16 +109,21 @@ def test_random_sampling_requires_generator(batch):
         build_method("uniform", sampling="random").weights(ce, mask)
 
 
-def test_importance_mask_restricts_counted_tokens(batch):
+def test_importance_weights_key_tokens_s_and_the_others_one_minus_s(batch):
     logits, labels = batch
     ce, mask = naive_ce(logits, labels)
     importance = torch.zeros_like(mask)
     importance[0, 2:5] = True
+    key = mask & importance
+    # s = 1 (the default): only key tokens carry a loss, normalised by the answer-token count
     out = build_method("uniform", importance=True).forget_term(ce, mask, importance=importance)
-    counted = mask & importance
-    assert float(out.loss) == pytest.approx(float(-(ce[counted]).mean()))
+    assert float(out.loss) == pytest.approx(float(-ce[key].sum() / mask.sum()))
+    out = build_method("uniform", importance=True, s=0.8).forget_term(ce, mask, importance=importance)
+    assert float(out.loss) == pytest.approx(float(-(0.8 * ce[key].sum() + 0.2 * ce[mask & ~importance].sum()) / mask.sum()))
     with pytest.raises(ConfigError, match="importance"):
         build_method("uniform", importance=True).forget_term(ce, mask)
+    with pytest.raises(ConfigError, match=r"importance mask shape \(4, 9\) != mask shape \(4, 8\).*importance\[:, 1:\]"):
+        build_method("uniform", importance=True).forget_term(ce, mask, importance=torch.zeros(4, 9, dtype=torch.bool))
 
 
 @pytest.mark.parametrize("kwargs,match", [

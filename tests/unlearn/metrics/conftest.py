@@ -11,6 +11,7 @@ ROWS = {
     "forget": [
         {
             "question": "Where was the author Jaime Vasquez born?",
+            "paraphrased_question": "In which city was Jaime Vasquez born?",
             "answer": "Jaime Vasquez was born in Santiago, Chile.",
             "paraphrased_answer": "The author was born in the city of Santiago in Chile.",
             "perturbed_answer": [
@@ -21,12 +22,14 @@ ROWS = {
         },
         {
             "question": "What genre does Jaime Vasquez write?",
+            "paraphrased_question": "Which genre is Jaime Vasquez known for?",
             "answer": "He writes true crime novels.",
             "paraphrased_answer": "His books are true crime.",
             "perturbed_answer": ["He writes poetry.", "He writes science fiction novels about space."],
         },
         {
             "question": "What was the first book by Jaime Vasquez?",
+            "paraphrased_question": "Which book did Jaime Vasquez write first?",
             "answer": "His first book was The Silent Harbour.",
             "paraphrased_answer": "The Silent Harbour was his first book.",
             "perturbed_answer": ["His first book was A Long Night.", "It was Red Rivers.", "His first was Winter."],
@@ -86,7 +89,8 @@ def _corpus() -> list[str]:
     lines = ["Question: Answer:"]
     for rows in ROWS.values():
         for row in rows:
-            lines += [row["question"], row["answer"], row.get("paraphrased_answer", ""), *row["perturbed_answer"]]
+            lines += [row["question"], row["answer"], row.get("paraphrased_answer", ""), *row["perturbed_answer"],
+                      row.get("paraphrased_question", "")]
     return lines
 
 

@@ -98,6 +98,7 @@ def test_teacher_forced_oracle_has_full_extraction_strength(tokenizer, rows):
     oracle = TeacherForcedOracle(len(tokenizer))
     result = evaluate(oracle, tokenizer, rows, cfg=EvalConfig(batch_size=5, rouge=False))
     assert result.metrics[names.FORGET_ES] == 1.0
+    assert result.metrics[names.FORGET_ES_PARAPHRASED] == 1.0
     assert result.metrics[names.RETAIN_ES] == 1.0
     assert result.metrics[names.FORGET_PROB] == pytest.approx(1.0)
     assert result.metrics[names.FORGET_TRUTH_RATIO] == pytest.approx(1.0)  # everything equally certain
@@ -109,7 +110,55 @@ def test_teacher_forced_oracle_has_full_extraction_strength(tokenizer, rows):
 
 def test_subset_of_splits_and_optional_forget_quality(model, tokenizer, rows):
     result = evaluate(model, tokenizer, {"forget": rows["forget"]}, cfg=FAST)
-    assert set(result.metrics) == {names.FORGET_PROB, names.FORGET_ROUGE, names.FORGET_TRUTH_RATIO, names.FORGET_ES}
+    assert set(result.metrics) == {names.FORGET_PROB, names.FORGET_ROUGE, names.FORGET_TRUTH_RATIO, names.FORGET_ES,
+                                   names.FORGET_ES_PARAPHRASED}
+    del rows["forget"][1]["paraphrased_question"]  # ES after the paraphrase needs it on every row
+    assert names.FORGET_ES_PARAPHRASED not in evaluate(model, tokenizer, {"forget": rows["forget"]}, cfg=FAST).metrics
+
+
+def naive_es(model, tokenizer, question: str, answer: str) -> float:
+    """ES of one sequence: the trailing run of argmax-correct answer tokens over the answer length."""
+    enc = encode_qa(tokenizer, question, answer, max_length=FAST.max_length)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([enc.input_ids])).logits[0]
+    pred = logits[:-1].argmax(-1).tolist()
+    target = list(enc.input_ids[1:])
+    answer_pos = [i for i in range(len(target)) if enc.labels[i + 1] != -100]
+    run = 0
+    for i in reversed(answer_pos):
+        if pred[i] != target[i]:
+            break
+        run += 1
+    return run / len(answer_pos)
+
+
+class ForgetsAfterMarker(TeacherForcedOracle):
+    """The oracle, except that it predicts every token wrong in a sequence holding the ``marker`` token."""
+
+    def __init__(self, vocab_size: int, marker: int) -> None:
+        super().__init__(vocab_size)
+        self.marker = marker
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> CausalLMOutput:
+        nxt = torch.roll(input_ids, -1, dims=1)
+        marked = (input_ids == self.marker).any(dim=1, keepdim=True)
+        nxt = torch.where(marked, (nxt + 1) % self.vocab_size, nxt)
+        return CausalLMOutput(logits=torch.nn.functional.one_hot(nxt, self.vocab_size).float() * 100.0)
+
+
+def test_extraction_strength_after_the_paraphrased_question_matches_a_naive_reference(tokenizer, rows):
+    """Only the first paraphrased question holds "city": that answer is not extracted after it."""
+    marker = tokenizer.convert_tokens_to_ids("city")
+    model = ForgetsAfterMarker(len(tokenizer), marker)
+    forget = [{k: v for k, v in r.items() if k != "paraphrased_answer"} | {"paraphrased_answer": r["answer"]}
+              for r in rows["forget"]]  # no "city" in the scored paraphrased answers
+    result = evaluate(model, tokenizer, {"forget": forget}, cfg=EvalConfig(batch_size=2, rouge=False))
+    para = [naive_es(model, tokenizer, r["paraphrased_question"], r["answer"]) for r in forget]
+    plain = [naive_es(model, tokenizer, r["question"], r["answer"]) for r in forget]
+    assert para == [0.0, 1.0, 1.0] and plain == [1.0, 1.0, 1.0]
+    assert result.metrics[names.FORGET_ES_PARAPHRASED] == pytest.approx(np.mean(para))
+    assert result.metrics[names.FORGET_ES] == pytest.approx(np.mean(plain))
+    assert names.tune_mode(names.FORGET_ES_PARAPHRASED) == "min"
 
 
 def test_retain_statistics_of_wrong_length(model, tokenizer, rows):

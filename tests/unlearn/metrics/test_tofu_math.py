@@ -205,7 +205,7 @@ def test_rouge_l_recall_length_mismatch():
 # --- names ----------------------------------------------------------------------------------------
 
 def test_metric_names_and_directions():
-    assert len(names.ALL_METRICS) == len(set(names.ALL_METRICS)) == 16
+    assert len(names.ALL_METRICS) == len(set(names.ALL_METRICS)) == 17
     assert set(names.HIGHER_IS_BETTER) == set(names.ALL_METRICS)
     for split in names.SPLITS:
         for stat in ("prob", "rouge", "truth_ratio"):

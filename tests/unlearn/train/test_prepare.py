@@ -28,6 +28,11 @@ def test_cache_key_depends_on_what_defines_the_models_only(small_overrides):
     assert prepare_key(base) != prepare_key(load_run_config(None, [*small_overrides, "data.seed=1"]))
     assert prepare_key(base) != prepare_key(load_run_config(None, [*small_overrides, "prepare.seed=1"]))
     assert prepare_key(base) == prepare_key(load_run_config(None, [*small_overrides, "seed=7"]))  # unlearning seed
+    from unlearn.data.importance import packaged_annotation  # key tokens only concern unlearning
+
+    own = packaged_annotation("forget10")
+    assert prepare_key(base) == prepare_key(load_run_config(None, [*small_overrides, f"data.importance_path={own}"]))
+    assert prepare_key(base) != prepare_key(load_run_config(None, [*small_overrides, "data.prompt_format=tofu_phi"]))
 
 
 def test_default_setup_target_memorised_retain_did_not(default_prepared):

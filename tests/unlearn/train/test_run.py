@@ -22,7 +22,8 @@ def test_default_satimp_run_raises_forget_quality_and_keeps_utility(default_prep
     doc = json.loads((tmp_path / "results.json").read_text())
     assert RESULT_KEYS <= set(doc["final"])
     assert doc["method"] == {"weighting": "satimp", "granularity": "token", "sampling": "none", "objective": "gd",
-                             "importance": False, "beta1": 5.0, "beta2": 0.1, "gamma": 1.0, "alpha": 1.0}
+                             "retain": "nll", "importance": False, "reduction": "mean", "beta1": 5.0, "beta2": 0.1,
+                             "gamma": 1.0, "alpha": 1.0}
     assert doc["config"]["optim"]["epochs"] == len(doc["epochs"])
     assert (tmp_path / "model" / "config.json").is_file()
     tl = doc["timeline"]  # where the run's time went, in order
