@@ -196,10 +196,9 @@ def test_tune_reports_from_a_thread_keep_order_and_raise_in_the_run():
         got.append(metrics["epoch"])
 
     reports = TuneReportThread(slow_report)
-    t0 = time.perf_counter()
     for epoch in range(1, 6):
         reports.put({"epoch": epoch})
-    assert time.perf_counter() - t0 < 1.0 and got == []
+    assert got == []  # every put returned while the first report still waits at the gate (no timing)
     gate.set()
     reports.close()  # waits for every report: the trial's last result reaches Tune before it returns
     assert got == [1, 2, 3, 4, 5]

@@ -213,7 +213,7 @@ def num_forget_authors(num_authors: int, percent: int) -> int:
     return max(1, int(num_authors * percent / 100 + 0.5))
 
 
-def generate_benchmark(num_authors: int = 20, qa_per_author: int = 8, seed: int = 0) -> dict[str, list[dict]]:
+def generate_benchmark(num_authors: int = 40, qa_per_author: int = 10, seed: int = 0) -> dict[str, list[dict]]:
     """Build every configuration of the generated benchmark, keyed by TOFU's configuration names.
 
     The rows of ``generate_benchmark_and_key_texts`` with the same arguments, without the key facts.

@@ -21,7 +21,9 @@ from unlearn.config import to_dict
 from unlearn.data.batching import encode_rows, lm_batches
 from unlearn.data.benchmark import Benchmark, load_benchmark, text_corpus
 from unlearn.errors import ConfigError
+from unlearn.metrics import names
 from unlearn.metrics.evaluate import check_retain_stats, evaluate, retain_stats_from_file, save_retain_stats
+from unlearn.metrics.tofu import forget_quality
 from unlearn.models import build_tiny, check_model_source, load_model, load_tokenizer, save_model, train_tokenizer
 from unlearn.train.config import RunConfig
 from unlearn.train.loop import finetune_epoch, make_optimizer
@@ -132,8 +134,8 @@ def _prepare_fresh(cfg: RunConfig, bench: Benchmark, root: Path, log: Log):
     if retain is not None:
         res = evaluate(retain, tokenizer, bench.eval_sets(), cfg=cfg.eval, fmt=cfg.data.prompt)
         stats = res.forget_truth_ratios
-        metrics["retain"] = evaluate(retain, tokenizer, bench.eval_sets(), cfg=cfg.eval, fmt=cfg.data.prompt,
-                                     retain_truth_ratios=stats).metrics
+        # The retain model against its own statistics: one evaluation, forget quality from the same ratios.
+        metrics["retain"] = {**res.metrics, names.FORGET_QUALITY: forget_quality(stats, stats)}
     else:
         stats = retain_stats_from_file(cfg.prepare.retain_stats)
     check_retain_stats(stats, len(bench.forget_eval))

@@ -39,10 +39,19 @@ def test_default_setup_target_memorised_retain_did_not(default_prepared):
     cfg, prepared = default_prepared
     info = json.loads((prepared.root / "prepared.json").read_text())
     target, retain = info["metrics"]["target"], info["metrics"]["retain"]
-    assert target["forget_rouge"] >= 0.9
-    assert retain["forget_rouge"] < target["forget_rouge"] - 0.2
-    assert target["forget_quality"] < 0.01  # the target's forget truth ratios differ from the retain model's
-    assert retain["forget_quality"] == pytest.approx(1.0)
+    assert len(cfg_forget_questions(cfg)) >= 40  # forget quality with a useful resolution (as TOFU forget01)
+    assert target["forget_rouge"] >= 0.9  # memorised (1.0 and 0.99 measured on two machines)
+    assert retain["forget_rouge"] < target["forget_rouge"] - 0.2  # never saw them (0.6 measured)
+    assert retain["forget_quality"] == pytest.approx(1.0)  # the retain model against itself
+    # The target's forget truth ratios differ from the retain model's, by far: ~1e-7 measured (KS statistic
+    # ~0.6 over 40 questions); 0.01 is ~10 KS steps above that, so this holds wherever training lands.
+    assert target["forget_quality"] < 0.01
+
+
+def cfg_forget_questions(cfg) -> tuple[dict, ...]:
+    from unlearn.data.benchmark import load_benchmark
+
+    return load_benchmark(cfg.data).forget_eval
 
 
 def _hf_target(tmp_path, small_overrides):

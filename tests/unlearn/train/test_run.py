@@ -30,8 +30,15 @@ def test_default_satimp_run_raises_forget_quality_and_keeps_utility(default_prep
     assert tl["setup_start"] <= tl["loop_start"] <= tl["loop_end"] <= tl["finish_end"]
     busy = sum(e["train/seconds"] + e.get("eval/seconds", 0.0) for e in doc["epochs"])
     assert 0 <= tl["checkpoint_report_s"] and busy <= tl["loop_end"] - tl["loop_start"]
-    target = json.loads((prepared.root / "prepared.json").read_text())["metrics"]["target"]
+    models = json.loads((prepared.root / "prepared.json").read_text())["metrics"]
+    target, retain = models["target"], models["retain"]
+    # Orderings with margin, not values (trained models move between machines): forget quality rose by
+    # orders of magnitude (1e-7 -> 1e-3..3e-2 measured over two seeds: a KS statistic ~0.6 -> ~0.4, 10x is
+    # ~5 KS steps below the lowest), the forget truth ratios moved towards the retain model's, and the
+    # model kept most of its utility (0.93 of the target's measured).
     assert result.metrics["forget_quality"] > 10 * target["forget_quality"]
+    tr = "forget_truth_ratio"
+    assert abs(result.metrics[tr] - retain[tr]) < abs(target[tr] - retain[tr])
     assert result.metrics["model_utility"] >= 0.8 * target["model_utility"]
 
 
