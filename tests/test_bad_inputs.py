@@ -104,7 +104,7 @@ CASES = [
     ("model path not found", lambda t, d: __import__("unlearn.models", fromlist=["x"]).check_model_source(_cfg("model.name=./no-model").model), r"model path './no-model' not found"),
     ("TOFU directory not found", lambda t, d: __import__("unlearn.data.benchmark", fromlist=["x"]).load_benchmark(_cfg("data.benchmark=tofu", f"data.path={t / 'none'}").data), r"none"),
     ("TOFU file missing a column", lambda t, d: _tofu_missing_column(t, d), r"forget01_perturbed.*paraphrased_answer"),
-    ("retain statistics of the wrong length", lambda t, d: _retain_stats(t, '{"forget_truth_ratios": [0.5, 0.6]}'), r"hold 2 truth ratios but the forget split has 16"),
+    ("retain statistics of the wrong length", lambda t, d: _retain_stats(t, '{"forget_truth_ratios": [0.5, 0.6]}'), r"hold 2 truth ratios but the forget split has 40"),
     ("retain statistics file not JSON", lambda t, d: _retain_stats(t, "{oops"), r"stats.json"),
     ("search space: unknown distribution", lambda t, d: _space(t, **{"parameters/method.beta1": {"distribution": "normal", "low": 0, "high": 1}}), r"space.yaml.*distribution.*'normal'.*uniform, loguniform, int, categorical, fixed"),
     ("search space: low >= high", lambda t, d: _space(t, **{"parameters/method.beta1": {"distribution": "uniform", "low": 2, "high": 1}}), r"space.yaml.*method.beta1.*low"),

@@ -31,6 +31,8 @@ def test_paper_space_follows_the_protocol_and_every_trial_resolves(path: Path):
     assert (base.optim.epochs, base.optim.batch_size, base.optim.warmup_epochs, base.optim.weight_decay) == (5, 16, 1, 0)
     assert (base.scaling.use_gpu, base.scaling.resolved_strategy) == (True, "fsdp")
     assert (space.metric_names, space.directions) == (("forget_es",), ("minimize",))
+    # the reference's hard-sampling runs sum the kept tokens' CE (no division); the others take means
+    assert base.method.reduction == ("sum" if path.stem.startswith("hardsampling") else "mean")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for point in space.initial_points:
         study.enqueue_trial(dict(point))

@@ -83,13 +83,13 @@ def test_satimp_space() -> None:
     assert not space.is_multi_objective
     assert (space.tune_metric, space.tune_mode, space.directions) == ("forget_quality", "max", ("maximize",))
     assert space.initial_points == ({"method.beta1": 5.0, "method.beta2": 0.1, "method.alpha": 1.0,
-                                     "optim.lr": 3.0e-3, "optim.epochs": 10},)
+                                     "optim.lr": 2.0e-3, "optim.epochs": 8},)
     assert (space.budget.num_samples, space.budget.max_concurrent, space.budget.seed) == (16, 2, 0)
     cfg = trial_run_config(space, space.initial_points[0], seed=0)
     m = cfg.method.resolved()
     assert (m["weighting"], m["objective"], m["beta1"], m["beta2"], m["alpha"]) == ("satimp", "gd", 5.0, 0.1, 1.0)
-    assert (cfg.optim.lr, cfg.optim.epochs) == (3e-3, 10)
-    assert space.max_epochs == 12
+    assert (cfg.optim.lr, cfg.optim.epochs) == (2e-3, 8)
+    assert space.max_epochs == 10
 
 
 def test_reweighting_space_is_multi_objective(reweighting: SearchSpace) -> None:

@@ -12,7 +12,7 @@ from unlearn.errors import ConfigError, UnknownNameError
 def test_defaults_load_the_generated_forget10():
     bench = load_benchmark(DataConfig())
     assert bench.name == "generated/forget10"
-    assert (len(bench.forget), len(bench.retain), len(bench.holdout), len(bench.full)) == (16, 144, 16, 160)
+    assert (len(bench.forget), len(bench.retain), len(bench.holdout), len(bench.full)) == (40, 360, 40, 400)
     assert len(bench.general_knowledge) == 60
     assert list(bench.eval_sets()) == list(EVAL_SET_NAMES)
     assert bench.eval_sets()["forget"] == bench.forget_eval
