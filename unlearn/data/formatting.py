@@ -87,23 +87,26 @@ def _chat_prompt(tokenizer, question: str) -> list[int]:
 
 def encode_answer(tokenizer, answer: str, fmt: PromptFormat = PromptFormat()) -> tuple[list[int], list[tuple[int, int]]]:
     """Answer token ids (EOS appended) and each token's character span within ``answer``."""
-    return _encode_answers(tokenizer, [answer], fmt)[0]
+    ids = _encode_answers(tokenizer, [answer], fmt)[0]
+    lead = _answer_lead(tokenizer, fmt)
+    offsets = tokenizer(lead + answer, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    spans = [(max(0, a - len(lead)), max(0, b - len(lead))) for a, b in offsets]
+    if tokenizer.eos_token_id is not None:
+        spans.append((len(answer), len(answer)))
+    return ids, spans
 
 
-def _encode_answers(tokenizer, answers: Sequence[str],
-                    fmt: PromptFormat) -> list[tuple[list[int], list[tuple[int, int]]]]:
-    lead = "" if _uses_chat(tokenizer, fmt) else fmt.answer_lead
+def _answer_lead(tokenizer, fmt: PromptFormat) -> str:
+    return "" if _uses_chat(tokenizer, fmt) else fmt.answer_lead
+
+
+def _encode_answers(tokenizer, answers: Sequence[str], fmt: PromptFormat) -> list[list[int]]:
+    """Answer token ids of each answer, EOS appended (when the tokenizer has one)."""
+    lead = _answer_lead(tokenizer, fmt)
     # one call for the whole list: the tokenizer's per-call overhead dominates short answers
-    enc = tokenizer([lead + a for a in answers], add_special_tokens=False, return_offsets_mapping=True)
-    out = []
-    for answer, ids, offsets in zip(answers, enc["input_ids"], enc["offset_mapping"]):
-        spans = [(max(0, a - len(lead)), max(0, b - len(lead))) for a, b in offsets]
-        ids = list(ids)
-        if tokenizer.eos_token_id is not None:
-            ids.append(tokenizer.eos_token_id)
-            spans.append((len(answer), len(answer)))
-        out.append((ids, spans))
-    return out
+    enc = tokenizer([lead + a for a in answers], add_special_tokens=False)
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    return [list(ids) + eos for ids in enc["input_ids"]]
 
 
 def encode_qa(
@@ -139,7 +142,7 @@ def encode_qa_batch(
     prompts = _encode_prompts(tokenizer, [q for q, _ in pairs], fmt)
     answers = _encode_answers(tokenizer, [a for _, a in pairs], fmt)
     out = []
-    for i, ((question, _answer), (ans, _spans)) in enumerate(zip(pairs, answers)):
+    for i, ((question, _), ans) in enumerate(zip(pairs, answers)):
         prompt = prompts[question]
         if len(prompt) >= max_length:
             prompt = prompt[: max_length - 1]

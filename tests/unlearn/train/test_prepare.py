@@ -81,9 +81,7 @@ def test_retain_statistics_of_the_wrong_shape_fail_before_training(tmp_path, sma
 def test_hf_model_with_open_unlearning_retain_log(tmp_path, small_overrides):
     target = _hf_target(tmp_path, small_overrides)
     log = tmp_path / "TOFU_EVAL.json"
-    from unlearn.data.benchmark import load_benchmark
-
-    n = len(load_benchmark(load_run_config(None, small_overrides).data).forget_eval)
+    n = len(cfg_forget_questions(load_run_config(None, small_overrides)))
     log.write_text(json.dumps({"forget_truth_ratio": {"agg_value": 0.6, "value_by_index": {
         str(i): {"score": 0.5 + i / 100} for i in range(n)}}}))
     cfg = load_run_config(None, [*small_overrides, f"model.name={target}", "prepare.finetune=false",
