@@ -20,7 +20,9 @@ from pathlib import Path
 import torch
 
 from unlearn.data.batching import encode_rows
-from unlearn.data.benchmark import DataConfig, load_benchmark, text_corpus
+from unlearn.benchmarks import load_benchmark
+from unlearn.benchmarks.config import DataConfig
+from unlearn.benchmarks.tofu.sets import text_corpus
 from unlearn.losses import build_method
 from unlearn.models import ModelConfig, build_tiny, train_tokenizer
 from unlearn.train.config import OptimConfig

@@ -33,16 +33,13 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from sweeps.train import run_unlearning
-    from unlearn.data.benchmark import load_benchmark
     from unlearn.train.prepare import check_prepare_inputs
 
     cfg = _run_config(args)
-    check_prepare_inputs(cfg, load_benchmark(cfg.data))  # bad paths / statistics fail before Ray starts
+    check_prepare_inputs(cfg, cfg.benchmark.load(cfg.data))  # bad paths / statistics fail before Ray starts
     result = run_unlearning(cfg, args.out, address=args.address, storage_path=args.storage_path)
     m = result.metrics if result else {}
-    keys = ("forget_quality", "model_utility", "forget_truth_ratio", "forget_rouge", "forget_es", "forget_es_paraphrased",
-            "retain_es")
-    print("\n".join(f"{k:>20}: {m[k]:.4g}" for k in keys if k in m))
+    print("\n".join(f"{k:>20}: {m[k]:.4g}" for k in cfg.benchmark.metrics.shown if k in m))
     print(f"results: {Path(args.out).resolve() / 'results.json'}\nmodel:   {Path(args.out).resolve() / 'model'}")
     return 0
 

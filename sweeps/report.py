@@ -60,12 +60,14 @@ def pick_best(space: SearchSpace, trials: list[dict[str, Any]]) -> tuple[dict[st
         for o in done)]
     # Ties on the first objective (forget quality moves in coarse steps) go to the better model utility:
     # of two equally forgetful models, the one that kept more is the one to export.
-    best = max(pareto, key=lambda t: (scores[t["trial_id"]][0], _utility(t)))
+    utility = space.base_config.benchmark.metrics.utility_metric
+    best = max(pareto, key=lambda t: (scores[t["trial_id"]][0], _utility(t, utility)))
     return best, pareto if space.is_multi_objective else [best]
 
 
-def _utility(trial: dict[str, Any]) -> float:
-    value = trial["metrics"].get("model_utility")
+def _utility(trial: dict[str, Any], name: str | None) -> float:
+    """The trial's value of the benchmark's utility metric (-inf when missing)."""
+    value = trial["metrics"].get(name) if name is not None else None
     return value if isinstance(value, (int, float)) and not math.isnan(value) else -math.inf
 
 
@@ -86,9 +88,8 @@ def format_report(root: Path, space: SearchSpace) -> str:
     if not trials:
         return f"{root}: no trial has started yet"
     names = sorted({k for t in trials for k in t["params"]})
-    metrics = list(space.metric_names) + [m for m in ("model_utility", "forget_quality", "forget_es",
-                                                      "forget_es_paraphrased")
-                                          if m not in space.metric_names]
+    table = space.base_config.benchmark.metrics
+    metrics = list(space.metric_names) + [m for m in table.shown if m not in space.metric_names]
     header = ["trial", "status", *names, *metrics]
     rows = [[t["trial_id"], t["status"], *[_fmt(t["params"].get(n)) for n in names],
              *[_fmt(t["metrics"].get(m)) for m in metrics]] for t in trials]

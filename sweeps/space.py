@@ -40,8 +40,9 @@ Rules:
       whose own condition failed counts as not sampled.
     * ``fixed`` parameters are constants returned by the define-by-run function (Ray merges them
       into the trial config); they are not part of ``trial.params``.
-    * ``direction`` / ``mode`` must agree with the metric (``unlearn.metrics.names.HIGHER_IS_BETTER``).
-      ``model_utility`` and ``*_rouge`` metrics need ``eval.rouge: true``.
+    * objective and early-stopping metrics are the base benchmark's (its ``MetricTable``), and
+      ``direction`` / ``mode`` must agree with the metric's goal there.
+      metrics that need generation (the table's ``needs_generation``: ROUGE, model utility) need ``eval.rouge: true``.
     * An initial point sets sampled parameters only; the ones it leaves out are sampled. Each key must
       apply to the point (its ``when`` holds given the point's values).
     * ``budget.num_samples`` counts the initial points too.
@@ -72,7 +73,6 @@ import yaml
 
 from unlearn.config import apply_overrides, from_dict, load_yaml, parse_override, to_dict
 from unlearn.errors import ConfigError, check_range, close_matches, unknown_name
-from unlearn.metrics.names import ALL_METRICS, MODEL_UTILITY, optuna_direction, tune_mode
 from unlearn.train.config import RunConfig, run_config_from_dict
 
 if TYPE_CHECKING:
@@ -276,17 +276,11 @@ class Param:
 
 @dataclass(frozen=True)
 class Objective:
-    """A metric to optimise; ``direction`` must agree with the metric's (see ``HIGHER_IS_BETTER``)."""
+    """A metric to optimise; ``direction`` must agree with the metric's goal in the benchmark's table
+    (checked with the space, which knows the benchmark)."""
 
     metric: str
     direction: Literal["maximize", "minimize"]
-
-    def __post_init__(self) -> None:
-        if self.metric not in ALL_METRICS:
-            raise unknown_name("metric", self.metric, ALL_METRICS)
-        natural = optuna_direction(self.metric)
-        if self.direction != natural:
-            raise ConfigError(f"direction={self.direction!r} does not suit {self.metric!r}; valid: {natural}")
 
 
 @dataclass(frozen=True)
@@ -299,11 +293,6 @@ class EarlyStopping:
     reduction_factor: int = 2
 
     def __post_init__(self) -> None:
-        if self.metric not in ALL_METRICS:
-            raise unknown_name("metric", self.metric, ALL_METRICS)
-        natural = tune_mode(self.metric)
-        if self.mode != natural:
-            raise ConfigError(f"mode={self.mode!r} does not suit {self.metric!r}; valid: {natural}")
         check_range("grace_period", self.grace_period, low=1)
         check_range("reduction_factor", self.reduction_factor, low=2)
 
@@ -715,24 +704,27 @@ def _check_condition(p: Param, key: str, values: tuple[Any, ...], earlier: Mappi
             raise ConfigError(f"{where}.{key}: {v!r} is not a value of {key}; valid: {q.describe()}")
 
 
-def _needs_rouge(metric: str) -> bool:
-    return metric == MODEL_UTILITY or metric.endswith("_rouge")
-
-
 def _check_objectives(space: SearchSpace) -> None:
     if not space.objectives:
         raise ConfigError("objectives: at least one objective is needed")
+    if "data.benchmark" in space.param_map:
+        raise ConfigError("data.benchmark is a parameter: every trial of a sweep must report the same metrics; "
+                          "valid: set data.benchmark in base, one sweep per benchmark")
+    table = space.base_config.benchmark.metrics
     seen: set[str] = set()
     for i, o in enumerate(space.objectives):
         if o.metric in seen:
             raise ConfigError(f"objectives[{i}]: metric {o.metric!r} is listed twice")
         seen.add(o.metric)
+        natural = table.optuna_direction(o.metric, f"objectives[{i}] of benchmark {space.base_config.data.benchmark!r}")
+        if o.direction != natural:
+            raise ConfigError(f"objectives[{i}]: direction={o.direction!r} does not suit {o.metric!r}; valid: {natural}")
         _check_produced(space, o.metric, f"objectives[{i}].metric")
 
 
 def _check_produced(space: SearchSpace, metric: str, where: str) -> None:
-    """ROUGE-based metrics exist only when generation is on in every trial."""
-    if not _needs_rouge(metric):
+    """Metrics that need generation exist only when generation is on in every trial."""
+    if not space.base_config.benchmark.metrics.get(metric).needs_generation:
         return
     rouge = space.param_map.get("eval.rouge")
     if not space.base_config.eval.rouge:
@@ -748,6 +740,10 @@ def _check_early_stopping(space: SearchSpace) -> None:
     if not space.base_config.epoch_eval or "epoch_eval" in space.param_map:
         raise ConfigError("early_stopping needs base epoch_eval: true (a metric after every epoch), "
                           "and epoch_eval out of the parameters")
+    table = space.base_config.benchmark.metrics
+    natural = table.tune_mode(es.metric, f"early_stopping of benchmark {space.base_config.data.benchmark!r}")
+    if es.mode != natural:
+        raise ConfigError(f"early_stopping: mode={es.mode!r} does not suit {es.metric!r}; valid: {natural}")
     _check_produced(space, es.metric, "early_stopping.metric")
     if es.grace_period >= space.max_epochs:
         raise ConfigError(f"early_stopping.grace_period={es.grace_period} leaves nothing to stop: trials run "

@@ -50,7 +50,9 @@ def tofu_dir() -> Path:
 @pytest.fixture(scope="session")
 def tokenizer():
     """A byte-level BPE trained on the default generated benchmark's text."""
-    from unlearn.data.benchmark import DataConfig, load_benchmark, text_corpus
+    from unlearn.benchmarks import load_benchmark
+    from unlearn.benchmarks.config import DataConfig
+    from unlearn.benchmarks.tofu.sets import text_corpus
     from unlearn.models.tokenizer import train_tokenizer
 
     return train_tokenizer(text_corpus(load_benchmark(DataConfig())))

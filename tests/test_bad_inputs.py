@@ -44,7 +44,8 @@ def _space(tmp: Path, **changes) -> Path:
 
 
 def _tofu_missing_column(tmp: Path, tofu: Path):
-    from unlearn.data.benchmark import DataConfig, load_benchmark
+    from unlearn.benchmarks import load_benchmark
+    from unlearn.benchmarks.config import DataConfig
 
     d = tmp / "tofu"
     shutil.copytree(tofu, d)
@@ -55,7 +56,7 @@ def _tofu_missing_column(tmp: Path, tofu: Path):
 
 
 def _retain_stats(tmp: Path, content: str):
-    from unlearn.data.benchmark import load_benchmark
+    from unlearn.benchmarks import load_benchmark
     from unlearn.train.prepare import check_prepare_inputs
 
     (tmp / "model").mkdir()
@@ -95,14 +96,14 @@ CASES = [
     ("sampling fraction outside (0, 1]", lambda t, d: _cfg("method.sampling=topk", "method.k=1.5"), r"k=1.5 is out of range; valid: \(0.0, 1.0\]"),
     ("group size < 1", lambda t, d: _cfg("method.granularity=group", "method.group_size=0"), r"group_size=0 is out of range; valid: an integer >= 1"),
     ("unknown objective", lambda t, d: _cfg("method.objective=dpo"), r"unknown objective 'dpo'.*ga, gd, kl, npo, simnpo"),
-    ("unknown benchmark", lambda t, d: _cfg("data.benchmark=mmlu"), r"'mmlu'.*generated, tofu"),
+    ("unknown benchmark", lambda t, d: _cfg("data.benchmark=mmlu"), r"'mmlu' in data.benchmark.*generated, muse, tofu"),
     ("unknown split", lambda t, d: _cfg("data.split=forget02"), r"'forget02'.*forget01, forget05, forget10"),
     ("keep_best_by without per-epoch evaluation", lambda t, d: _cfg("keep_best_by=forget_quality"), r"keep_best_by needs epoch_eval"),
     ("unknown metric for keep_best_by", lambda t, d: _cfg("epoch_eval=true", "keep_best_by=fq"), r"unknown metric 'fq'"),
     ("unknown scaling strategy", lambda t, d: _cfg("scaling.strategy=zero3"), r"'zero3'.*auto, fsdp, ddp, single"),
     ("zero workers", lambda t, d: _cfg("scaling.workers=0"), r"scaling.workers=0 is out of range"),
     ("model path not found", lambda t, d: __import__("unlearn.models", fromlist=["x"]).check_model_source(_cfg("model.name=./no-model").model), r"model path './no-model' not found"),
-    ("TOFU directory not found", lambda t, d: __import__("unlearn.data.benchmark", fromlist=["x"]).load_benchmark(_cfg("data.benchmark=tofu", f"data.path={t / 'none'}").data), r"none"),
+    ("TOFU directory not found", lambda t, d: __import__("unlearn.benchmarks", fromlist=["x"]).load_benchmark(_cfg("data.benchmark=tofu", f"data.path={t / 'none'}").data), r"none"),
     ("TOFU file missing a column", lambda t, d: _tofu_missing_column(t, d), r"forget01_perturbed.*paraphrased_answer"),
     ("retain statistics of the wrong length", lambda t, d: _retain_stats(t, '{"forget_truth_ratios": [0.5, 0.6]}'), r"hold 2 truth ratios but the forget split has 40"),
     ("retain statistics file not JSON", lambda t, d: _retain_stats(t, "{oops"), r"stats.json"),

@@ -53,7 +53,9 @@ SMALL = ["model.dtype=float32", "model.trust_remote_code=false", "data.split=for
 
 
 def _local_tiny_target(tofu_dir: Path, out: Path) -> Path:
-    from unlearn.data.benchmark import DataConfig, load_benchmark, text_corpus
+    from unlearn.benchmarks import load_benchmark
+    from unlearn.benchmarks.config import DataConfig
+    from unlearn.benchmarks.tofu.sets import text_corpus
     from unlearn.models import build_tiny, save_model, train_tokenizer
     from unlearn.models.load import ModelConfig
 
@@ -67,7 +69,7 @@ def _local_tiny_target(tofu_dir: Path, out: Path) -> Path:
 @pytest.mark.slow
 def test_importance_preset_runs_end_to_end_on_local_tofu_with_a_tiny_model(tofu_dir, cache_dir, tmp_path):
     """The att_ variant (uniform weights, key tokens only) in the Llama-2 prompt format, shrunk to CPU size."""
-    from unlearn.metrics.evaluate import save_retain_stats
+    from unlearn.benchmarks.tofu.reference import save_retain_stats
     from unlearn.train.run import run_local
 
     space = load_space("paper/importance_llama2")

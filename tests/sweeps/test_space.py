@@ -22,7 +22,7 @@ from sweeps.space import (
     trial_run_config,
 )
 from unlearn.errors import ConfigError
-from unlearn.metrics.names import ALL_METRICS
+from unlearn.benchmarks.tofu.names import ALL_METRICS
 
 SHIPPED = sorted(SPACES_DIR.glob("*.yaml"))
 

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from unlearn.config import apply_overrides, from_dict, load_yaml, to_dict
-from unlearn.data.benchmark import DataConfig, has_key_texts
+from unlearn.benchmarks import get_benchmark
+from unlearn.benchmarks.config import DataConfig, EvalConfig
 from unlearn.errors import ConfigError, check_range
 from unlearn.losses.method import MethodConfig
-from unlearn.metrics.evaluate import EvalConfig
-from unlearn.metrics.names import ALL_METRICS
 from unlearn.models.load import ModelConfig
 
 
@@ -135,7 +134,7 @@ class RunConfig:
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     seed: int = 0
     epoch_eval: bool = False  # evaluate after every epoch (reported with its epoch)
-    keep_best_by: str | None = None  # with epoch_eval: keep the epoch best by this metric (higher is better)
+    keep_best_by: str | None = None  # with epoch_eval: keep the epoch best by this metric (in its direction)
     # A resumable checkpoint every N epochs (0: none; an interrupted run starts over), none after the last
     # epoch (the model and results are written then). Every epoch is reported all the same; a restarted
     # run resumes from the latest checkpoint.
@@ -147,15 +146,17 @@ class RunConfig:
         if self.keep_best_by is not None:
             if not self.epoch_eval:
                 raise ConfigError("keep_best_by needs epoch_eval: true (the best epoch is chosen among evaluated ones)")
-            if self.keep_best_by not in ALL_METRICS:
-                from unlearn.errors import unknown_name
-
-                raise unknown_name("metric", self.keep_best_by, ALL_METRICS, "keep_best_by")
-        if self.method.importance and not has_key_texts(self.data):
+            self.benchmark.metrics.higher_is_better(self.keep_best_by, "keep_best_by")
+        if self.method.importance and not self.benchmark.has_key_texts(self.data):
             raise ConfigError(f"method.importance needs key-token annotations of the forget split, and benchmark "
                               f"{self.data.benchmark!r} has none for split {self.data.split!r}; valid: set "
                               "data.importance_path to an annotation file (JSON lines of question, key_text), "
                               "or importance: false")
+
+    @property
+    def benchmark(self):
+        """The benchmark plug-in ``data.benchmark`` names (``unlearn.benchmarks.base.Benchmark``)."""
+        return get_benchmark(self.data.benchmark)
 
     @property
     def cache_root(self) -> Path:

@@ -1,5 +1,6 @@
-"""Prepare (the TOFU protocol): a target model fine-tuned on the full set, a retain (oracle) model on
-the retain split only, and the retain model's forget truth ratios, which forget quality needs.
+"""Prepare: a target model fine-tuned on forget + retain data, a retain (oracle) model on the retain data
+only (the TOFU and MUSE protocols), and the retain model's reference statistics, which the benchmark's
+relative metrics need (TOFU: forget truth ratios for forget quality; MUSE: the privleak AUC).
 
 Results are cached on disk under a hash of everything that defines them, so a sweep prepares once.
 """
@@ -14,22 +15,20 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from unlearn.config import to_dict
-from unlearn.data.batching import encode_rows, lm_batches
-from unlearn.data.benchmark import Benchmark, load_benchmark, text_corpus
+from unlearn.data.batching import lm_batches
+from unlearn.data.formatting import EncodedQA
 from unlearn.errors import ConfigError
-from unlearn.metrics import names
-from unlearn.metrics.evaluate import check_retain_stats, evaluate, retain_stats_from_file, save_retain_stats
-from unlearn.metrics.tofu import forget_quality
 from unlearn.models import build_tiny, check_model_source, load_model, load_tokenizer, save_model, train_tokenizer
 from unlearn.train.config import RunConfig
 from unlearn.train.loop import finetune_epoch, make_optimizer
 from unlearn.train.module import CausalLMWithLoss
 
-PREPARE_VERSION = 1  # bump when the preparation procedure changes: old caches are then not reused
+PREPARE_VERSION = 2  # bump when the preparation procedure changes: old caches are then not reused
 Log = Callable[[str], None]
 
 
@@ -39,7 +38,7 @@ class Prepared:
 
     root: Path
     target_dir: Path
-    retain_stats: tuple[float, ...]
+    reference: dict[str, Any]  # the retain model's statistics (the benchmark's ``reference``)
     trained: bool  # False when everything came from the cache
 
 
@@ -52,20 +51,21 @@ def prepare_key(cfg: RunConfig) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def check_prepare_inputs(cfg: RunConfig, bench: Benchmark) -> None:
-    """Everything that can be checked before training: model source, retain statistics."""
+def check_prepare_inputs(cfg: RunConfig, data: Any) -> None:
+    """Everything that can be checked before training: model source, retain statistics (``data``: the
+    benchmark's loaded rows)."""
     check_model_source(cfg.model)
     if cfg.model.is_preset or cfg.prepare.finetune:
         return
     if cfg.prepare.retain_stats:
-        check_retain_stats(retain_stats_from_file(cfg.prepare.retain_stats), len(bench.forget_eval))
+        cfg.benchmark.check_reference(cfg.benchmark.reference_from_file(cfg.prepare.retain_stats), data)
     elif cfg.prepare.retain_model:
         check_model_source(type(cfg.model)(name=cfg.prepare.retain_model))
     else:
         raise ConfigError(
             f"model {cfg.model.name!r} is used as the target as it is (prepare.finetune=false); forget quality needs "
-            "the retain model's statistics: set prepare.retain_stats (TOFU_EVAL.json or this project's "
-            "retain_stats.json) or prepare.retain_model, or set prepare.finetune=true"
+            "the retain model's statistics: set prepare.retain_stats ({cfg.benchmark.reference_doc}) "
+            "or prepare.retain_model, or set prepare.finetune=true"
         )
 
 
@@ -80,14 +80,14 @@ def _locked(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def prepare(cfg: RunConfig, *, log: Log = print, bench: Benchmark | None = None, announce_cached: bool = True) -> Prepared:
+def prepare(cfg: RunConfig, *, log: Log = print, data: Any = None, announce_cached: bool = True) -> Prepared:
     """Prepare (or reuse from the cache) the target model and the retain statistics.
 
     ``announce_cached=False``: no log line when the cache has it (a sweep's trials, whose driver prepared
     and announced it once).
     """
-    bench = bench or load_benchmark(cfg.data)
-    check_prepare_inputs(cfg, bench)
+    data = data if data is not None else cfg.benchmark.load(cfg.data)
+    check_prepare_inputs(cfg, data)
     root = cfg.cache_root / "prepared" / prepare_key(cfg)
     with _locked(root.parent / f"{root.name}.lock"):
         done = root / "prepared.json"
@@ -95,26 +95,27 @@ def prepare(cfg: RunConfig, *, log: Log = print, bench: Benchmark | None = None,
             info = json.loads(done.read_text())
             if announce_cached:
                 log(f"prepare: cached at {root}")
-            return Prepared(root, Path(info["target_dir"]), tuple(info["retain_stats"]), trained=False)
+            return Prepared(root, Path(info["target_dir"]), info["reference"], trained=False)
         t0 = time.perf_counter()
-        target_dir, stats, metrics = _prepare_fresh(cfg, bench, root, log)
-        info = {"target_dir": str(target_dir), "retain_stats": list(stats), "metrics": metrics,
+        target_dir, reference, metrics = _prepare_fresh(cfg, data, root, log)
+        info = {"target_dir": str(target_dir), "reference": reference, "metrics": metrics,
                 "seconds": time.perf_counter() - t0, "config": to_dict(cfg)}
         tmp = done.with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=1))
         tmp.replace(done)  # the marker appears only once everything is written
         log(f"prepare: done in {info['seconds']:.0f} s -> {root}")
-        return Prepared(root, target_dir, tuple(stats), trained=True)
+        return Prepared(root, target_dir, reference, trained=True)
 
 
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _prepare_fresh(cfg: RunConfig, bench: Benchmark, root: Path, log: Log):
+def _prepare_fresh(cfg: RunConfig, data: Any, root: Path, log: Log):
     device = _device()
+    bench = cfg.benchmark
     if cfg.model.is_preset:
-        tokenizer = train_tokenizer(text_corpus(bench, cfg.data.prompt), cfg.model.vocab_size)
+        tokenizer = train_tokenizer(bench.tokenizer_corpus(data, cfg.data), cfg.model.vocab_size)
         make = lambda: build_tiny(cfg.model, len(tokenizer), seed=cfg.prepare.seed, pad_id=tokenizer.pad_token_id,
                                   bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id)
     else:
@@ -122,36 +123,38 @@ def _prepare_fresh(cfg: RunConfig, bench: Benchmark, root: Path, log: Log):
         make = lambda: load_model(cfg.model.name, cfg.model.torch_dtype, trust_remote_code=cfg.model.trust_remote_code)
     metrics: dict[str, dict[str, float]] = {}
     if cfg.model.is_preset or cfg.prepare.finetune:
-        general = list(bench.general_knowledge)
-        target = _finetune(make(), tokenizer, list(bench.full) + general, cfg, device, "target", log)
+        examples = bench.finetune_examples(tokenizer, data, cfg.data, "target")
+        target = _finetune(make(), examples, cfg, device, "target", log, tokenizer.pad_token_id)
         target_dir = save_model(target, tokenizer, root / "target")
-        retain = _finetune(make(), tokenizer, list(bench.retain) + general, cfg, device, "retain", log)
+        examples = bench.finetune_examples(tokenizer, data, cfg.data, "retain")
+        retain = _finetune(make(), examples, cfg, device, "retain", log, tokenizer.pad_token_id)
         save_model(retain, tokenizer, root / "retain")
     else:
         target_dir = Path(cfg.model.name)
         retain = load_model(cfg.prepare.retain_model, cfg.model.torch_dtype).to(device) if cfg.prepare.retain_model else None
         target = None
     if retain is not None:
-        res = evaluate(retain, tokenizer, bench.eval_sets(), cfg=cfg.eval, fmt=cfg.data.prompt)
-        stats = res.forget_truth_ratios
-        # The retain model against its own statistics: one evaluation, forget quality from the same ratios.
-        metrics["retain"] = {**res.metrics, names.FORGET_QUALITY: forget_quality(stats, stats)}
+        # The retain model against its own statistics: one evaluation gives both.
+        out = bench.evaluate(retain, tokenizer, data, cfg.data, cfg.eval, "self")
+        reference = out.reference
+        metrics["retain"] = out.metrics
     else:
-        stats = retain_stats_from_file(cfg.prepare.retain_stats)
-    check_retain_stats(stats, len(bench.forget_eval))
-    save_retain_stats(root / "retain_stats.json", stats)
+        reference = bench.reference_from_file(cfg.prepare.retain_stats)
+    bench.check_reference(reference, data)
+    bench.save_reference(root / "retain_stats.json", reference)
     if target is not None:
-        metrics["target"] = evaluate(target, tokenizer, bench.eval_sets(), cfg=cfg.eval, fmt=cfg.data.prompt,
-                                     retain_truth_ratios=stats).metrics
-        log(f"prepare: target forget_rouge={metrics['target'].get('forget_rouge', float('nan')):.3f} "
-            f"forget_quality={metrics['target'].get('forget_quality', float('nan')):.2e}; retain forget_rouge="
-            f"{metrics.get('retain', {}).get('forget_rouge', float('nan')):.3f}")
-    return target_dir, stats, metrics
+        metrics["target"] = bench.evaluate(target, tokenizer, data, cfg.data, cfg.eval, reference).metrics
+        log("prepare: target " + _summary(bench, metrics["target"]) + "; retain " + _summary(bench, metrics.get("retain", {})))
+    return target_dir, reference, metrics
 
 
-def _finetune(model, tokenizer, rows: Sequence[dict], cfg: RunConfig, device: torch.device, name: str, log: Log):
+def _summary(bench, metrics: dict[str, float]) -> str:
+    return " ".join(f"{k}={metrics[k]:.3g}" for k in bench.metrics.shown[:3] if k in metrics)
+
+
+def _finetune(model, examples: Sequence[EncodedQA], cfg: RunConfig, device: torch.device, name: str, log: Log,
+              pad_id: int):
     model.to(device)
-    examples = encode_rows(tokenizer, rows, max_length=cfg.data.max_length, fmt=cfg.data.prompt)
     wrapped = CausalLMWithLoss(model)
     p = cfg.prepare
     steps = p.epochs * len(lm_batches(len(examples), p.batch_size, seed=p.seed, epoch=0))
@@ -162,7 +165,7 @@ def _finetune(model, tokenizer, rows: Sequence[dict], cfg: RunConfig, device: to
     t0 = time.perf_counter()
     for epoch in range(p.epochs):
         order = lm_batches(len(examples), p.batch_size, seed=p.seed, epoch=epoch)
-        loss = finetune_epoch(wrapped, examples, order, opt, sched, tokenizer.pad_token_id, device)
+        loss = finetune_epoch(wrapped, examples, order, opt, sched, pad_id, device)
         if epoch == p.epochs - 1 or (epoch + 1) % 10 == 0:
             log(f"prepare[{name}]: epoch {epoch + 1}/{p.epochs} loss {loss:.4f} ({time.perf_counter() - t0:.0f} s)")
     model.eval()

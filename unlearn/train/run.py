@@ -19,11 +19,7 @@ from typing import Any, Protocol
 import torch
 
 from unlearn.config import to_dict
-from unlearn.data.batching import encode_rows
-from unlearn.data.benchmark import Benchmark, load_benchmark
-from unlearn.errors import ConfigError
 from unlearn.losses import Method
-from unlearn.metrics.evaluate import evaluate
 from unlearn.models import load_model, load_tokenizer
 from unlearn.train.config import RunConfig
 from unlearn.train.loop import Dist, UnlearnData, make_optimizer, steps_per_epoch, train_epoch
@@ -77,7 +73,7 @@ class WorkerResult:
     timeline: dict[str, float] = field(default_factory=dict)
 
 
-def _evaluate_module(policy, strategy: Strategy, eval_lm, tokenizer, bench, cfg: RunConfig,
+def _evaluate_module(policy, strategy: Strategy, eval_lm, tokenizer, data, cfg: RunConfig,
                      prepared: Prepared, dist: Dist) -> dict[str, float]:
     """Evaluate on rank 0 with the full state dict (unsharded); every rank takes part in the gather."""
     if strategy.name == "single":
@@ -89,8 +85,7 @@ def _evaluate_module(policy, strategy: Strategy, eval_lm, tokenizer, bench, cfg:
             return {}
         eval_lm.load_state_dict({k.removeprefix("lm."): v for k, v in sd.items()})
         lm = eval_lm
-    metrics = evaluate(lm, tokenizer, bench.eval_sets(), cfg=cfg.eval, fmt=cfg.data.prompt,
-                       retain_truth_ratios=prepared.retain_stats).metrics
+    metrics = cfg.benchmark.evaluate(lm, tokenizer, data, cfg.data, cfg.eval, prepared.reference).metrics
     if strategy.name != "single":
         strategy.barrier()
     return metrics
@@ -100,7 +95,7 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
                    out_dir: Path | None, log: Callable[[str], None] = print) -> WorkerResult:
     """Unlearn ``prepared.target_dir`` with ``cfg.method``; rank 0 writes the model to ``out_dir/model``."""
     timeline = {"setup_start": time.time(), "checkpoint_report_s": 0.0}
-    bench = load_benchmark(cfg.data)
+    data = cfg.benchmark.load(cfg.data)
     tokenizer = load_tokenizer(prepared.target_dir)
     method = Method(cfg.method)
     dtype = cfg.model.torch_dtype
@@ -110,13 +105,10 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
         ref = strategy.wrap(CausalLMWithLoss(load_model(prepared.target_dir, dtype)), trainable=False)
     eval_lm = load_model(prepared.target_dir, dtype).to(dist.device).eval() \
         if strategy.name != "single" and dist.rank == 0 else None
-    fmt = cfg.data.prompt
-    data = UnlearnData(tuple(encode_rows(tokenizer, bench.forget, max_length=cfg.data.max_length, fmt=fmt,
-                                         key_texts=_key_texts(cfg, bench))),
-                       tuple(encode_rows(tokenizer, bench.retain, max_length=cfg.data.max_length, fmt=fmt)),
-                       tokenizer.pad_token_id)
+    forget, retain = cfg.benchmark.unlearn_examples(tokenizer, data, cfg.data, key_texts=cfg.method.importance)
+    examples = UnlearnData(tuple(forget), tuple(retain), tokenizer.pad_token_id)
     sizes = _parameter_sizes(policy, dist)
-    per_epoch = steps_per_epoch(len(data.forget), cfg.optim.batch_size)
+    per_epoch = steps_per_epoch(len(examples.forget), cfg.optim.batch_size)
     optimizer, scheduler = make_optimizer(policy, cfg.optim.with_warmup_steps(per_epoch), cfg.optim.epochs * per_epoch)
     start, resumed = 0, {}
     if (resume := reporter.resume_dir()) is not None:
@@ -128,7 +120,7 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
     timeline["loop_start"] = time.time()
     for epoch in range(start, cfg.optim.epochs):
         t0 = time.perf_counter()
-        stats = train_epoch(policy, ref, method, data, optimizer, scheduler, cfg.optim, seed=cfg.seed,
+        stats = train_epoch(policy, ref, method, examples, optimizer, scheduler, cfg.optim, seed=cfg.seed,
                             epoch=epoch, dist=dist)
         metrics: dict[str, float] = {f"train/{k}": v for k, v in stats.items()}
         metrics["train/seconds"] = time.perf_counter() - t0
@@ -138,10 +130,11 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
         last = epoch == cfg.optim.epochs - 1
         if cfg.epoch_eval or last:
             t1 = time.perf_counter()
-            metrics.update(_evaluate_module(policy, strategy, eval_lm, tokenizer, bench, cfg, prepared, dist))
+            metrics.update(_evaluate_module(policy, strategy, eval_lm, tokenizer, data, cfg, prepared, dist))
             metrics["eval/seconds"] = time.perf_counter() - t1
         if cfg.keep_best_by and dist.rank == 0:
-            score = metrics.get(cfg.keep_best_by, -math.inf)
+            sign = 1.0 if cfg.benchmark.metrics.higher_is_better(cfg.keep_best_by) else -1.0
+            score = sign * metrics.get(cfg.keep_best_by, -sign * math.inf)
             if best is None or score > best[0]:
                 best = (score, epoch + 1, {k: v.clone() for k, v in strategy.full_state_dict(policy).items()})
         elif cfg.keep_best_by:
@@ -160,16 +153,6 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
     if ref is not None:
         result.reference_max_change = _max_change(strategy.full_state_dict(ref), prepared.target_dir, dtype, dist)
     return result
-
-
-def _key_texts(cfg: RunConfig, bench: Benchmark) -> tuple[str, ...] | None:
-    """The forget rows' key-token annotations when ``method.importance`` is on (their mask goes on each batch)."""
-    if not cfg.method.importance:
-        return None
-    if bench.forget_key_texts is None:
-        raise ConfigError(f"method.importance is on but benchmark {bench.name!r} carries no key-token annotations; "
-                          "valid: set data.importance_path to an annotation file, or importance: false")
-    return bench.forget_key_texts
 
 
 def _parameter_sizes(policy, dist: Dist) -> dict[str, float]:

@@ -99,7 +99,7 @@ def test_named_prompt_formats_follow_tofu_model_configs(tokenizer):
 def test_unknown_prompt_format_is_named():
     import pytest
 
-    from unlearn.data.benchmark import DataConfig
+    from unlearn.benchmarks.config import DataConfig
     from unlearn.errors import UnknownNameError
 
     with pytest.raises(UnknownNameError, match=r"prompt format 'tofu_lama2' in data.prompt_format.*tofu_llama2"):

@@ -12,9 +12,11 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from unlearn.data.batching import encode_rows
-from unlearn.data.benchmark import ANNOTATED_SPLITS, DataConfig, load_benchmark
+from unlearn.benchmarks import load_benchmark
+from unlearn.benchmarks.config import DataConfig
+from unlearn.benchmarks.tofu import TOFU
 from unlearn.data.formatting import IGNORE_INDEX, PromptFormat
-from unlearn.data.generated import TEMPLATES, generate_benchmark, generate_benchmark_and_key_texts
+from unlearn.benchmarks.generated.data import TEMPLATES, generate_benchmark, generate_benchmark_and_key_texts
 from unlearn.data.importance import ANNOTATED_TOFU_SPLITS, is_key_token, load_key_texts, packaged_annotation
 from unlearn.errors import ConfigError, UnknownNameError
 from unlearn.models.tokenizer import train_tokenizer
@@ -163,7 +165,7 @@ def test_importance_runs_where_annotations_exist_and_is_refused_elsewhere(tofu_d
         cfg = load_run_config(None, ["data.benchmark=tofu", f"data.split={split}", "method.importance=true"])
         assert cfg.method.importance
     assert load_run_config(None, ["method.importance=true"]).method.importance  # generated
-    monkeypatch.setitem(ANNOTATED_SPLITS, "tofu", ())
+    monkeypatch.setattr(TOFU, "_annotated", ())
     with pytest.raises(ConfigError, match=r"benchmark 'tofu' has none for split 'forget01'.*data.importance_path"):
         load_run_config(None, ["data.benchmark=tofu", "data.split=forget01", "method.importance=true"])
     own = packaged_annotation("forget01")

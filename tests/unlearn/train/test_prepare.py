@@ -5,7 +5,7 @@ import json
 import pytest
 
 from unlearn.errors import ConfigError
-from unlearn.metrics.evaluate import save_retain_stats
+from unlearn.benchmarks.tofu.reference import save_retain_stats
 from unlearn.train.config import load_run_config
 from unlearn.train.prepare import prepare, prepare_key
 
@@ -17,7 +17,7 @@ def test_second_prepare_trains_nothing(small_overrides):
     second = prepare(cfg, log=lambda s: None)
     assert second.trained is False
     assert second.target_dir == first.target_dir
-    assert second.retain_stats == first.retain_stats
+    assert second.reference == first.reference
     assert (second.target_dir / "model.safetensors").stat().st_mtime_ns == mtime
 
 
@@ -49,7 +49,7 @@ def test_default_setup_target_memorised_retain_did_not(default_prepared):
 
 
 def cfg_forget_questions(cfg) -> tuple[dict, ...]:
-    from unlearn.data.benchmark import load_benchmark
+    from unlearn.benchmarks import load_benchmark
 
     return load_benchmark(cfg.data).forget_eval
 
@@ -88,7 +88,7 @@ def test_hf_model_with_open_unlearning_retain_log(tmp_path, small_overrides):
                                  f"prepare.retain_stats={log}", f"cache_dir={tmp_path / 'c'}"])
     prepared = prepare(cfg, log=lambda s: None)
     assert prepared.target_dir == target
-    assert prepared.retain_stats == tuple(0.5 + i / 100 for i in range(n))
+    assert prepared.reference["forget_truth_ratios"] == [0.5 + i / 100 for i in range(n)]
 
 
 def test_model_path_not_found(small_overrides):

@@ -92,7 +92,7 @@ def test_tofu_forget01_end_to_end(tofu_dir, cache_dir, tmp_path):
 
 @pytest.mark.parametrize("override,match", [
     ("optim.lrr=1", r"unknown key 'optim.lrr' \(did you mean 'lr'\?\)"),
-    ("data.benchmark=mmlu", r"data.benchmark='mmlu'.*generated, tofu"),
+    ("data.benchmark=mmlu", r"'mmlu' in data.benchmark.*generated, muse, tofu"),
     ("data.split=forget02", r"forget01, forget05, forget10"),
     ("keep_best_by=forget_quality", r"keep_best_by needs epoch_eval"),
     ("checkpoint_every=-1", r"checkpoint_every"),

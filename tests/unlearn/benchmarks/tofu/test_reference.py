@@ -7,7 +7,7 @@ import json
 import pytest
 
 from unlearn.errors import ConfigError
-from unlearn.metrics.evaluate import check_retain_stats, retain_stats_from_file, save_retain_stats
+from unlearn.benchmarks.tofu.reference import check_retain_stats, retain_stats_from_file, save_retain_stats
 
 
 def test_open_unlearning_format_is_ordered_by_integer_index(tmp_path):

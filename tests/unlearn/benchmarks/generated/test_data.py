@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from unlearn.data.generated import (
+from unlearn.benchmarks.generated.data import (
     TEMPLATES,
     general_knowledge_rows,
     generate_benchmark,
     num_forget_authors,
 )
-from unlearn.data.tofu import CONFIG_NAMES, required_columns
+from unlearn.benchmarks.tofu.data import CONFIG_NAMES, required_columns
 from unlearn.errors import ConfigError
 
 

@@ -12,9 +12,11 @@ from transformers.modeling_outputs import CausalLMOutput
 from unlearn.config import from_dict
 from unlearn.data.formatting import encode_qa
 from unlearn.errors import ConfigError, UnknownNameError
-from unlearn.metrics import names
-from unlearn.metrics.evaluate import EvalConfig, evaluate
-from unlearn.metrics.tofu import answer_logprob_stats, rouge_l_recall, truth_ratio_closer_to_one
+from unlearn.benchmarks.tofu import names
+from unlearn.benchmarks.config import EvalConfig
+from unlearn.benchmarks.tofu.evaluate import evaluate
+from unlearn.benchmarks.tofu.maths import rouge_l_recall, truth_ratio_closer_to_one
+from unlearn.metrics.scoring import answer_logprob_stats
 
 FAST = EvalConfig(batch_size=4, max_new_tokens=8, max_length=48)
 
@@ -158,7 +160,7 @@ def test_extraction_strength_after_the_paraphrased_question_matches_a_naive_refe
     assert para == [0.0, 1.0, 1.0] and plain == [1.0, 1.0, 1.0]
     assert result.metrics[names.FORGET_ES_PARAPHRASED] == pytest.approx(np.mean(para))
     assert result.metrics[names.FORGET_ES] == pytest.approx(np.mean(plain))
-    assert names.tune_mode(names.FORGET_ES_PARAPHRASED) == "min"
+    assert names.TABLE.tune_mode(names.FORGET_ES_PARAPHRASED) == "min"
 
 
 def test_retain_statistics_of_wrong_length(model, tokenizer, rows):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from unlearn.config import from_dict
-from unlearn.data.benchmark import BENCHMARKS, EVAL_SET_NAMES, DataConfig, load_benchmark, split_configs, text_corpus
+from unlearn.benchmarks import BENCHMARKS, load_benchmark
+from unlearn.benchmarks.config import DataConfig
+from unlearn.benchmarks.tofu.sets import EVAL_SET_NAMES, split_configs, text_corpus
 from unlearn.errors import ConfigError, UnknownNameError
 
 
@@ -29,14 +31,18 @@ def test_split_configs_pairs():
 
 
 def test_registry_lists_benchmarks():
-    assert BENCHMARKS.names() == ["generated", "tofu"]
-    with pytest.raises(UnknownNameError, match="generated, tofu"):
-        BENCHMARKS.get("muse")
+    assert BENCHMARKS.names() == ["generated", "muse", "tofu"]
+    with pytest.raises(UnknownNameError, match="generated, muse, tofu"):
+        BENCHMARKS.get("wmdp")
 
 
 @pytest.mark.parametrize(("values", "match"), [
-    ({"benchmark": "muse"}, "benchmark.*'muse'.*generated, tofu"),
+    ({"benchmark": "muzе"}, "benchmark.*'muzе'.*generated, muse, tofu"),
     ({"split": "forget20"}, "forget01, forget05, forget10"),
+    ({"benchmark": "muse", "split": "forget10"}, "muse split 'forget10'.*valid: forget"),
+    ({"benchmark": "muse", "corpus": "bookz"}, "MUSE corpus 'bookz'.*books, news"),
+    ({"corpus": "news"}, "data.corpus='news' does not apply to benchmark 'generated'"),
+    ({"benchmark": "muse", "max_articles": 0}, r"max_articles=0"),
     ({"num_authors": 1}, r"num_authors=1.*\[2"),
     ({"qa_per_author": 11}, r"qa_per_author=11.*\[1, 10\]"),
     ({"max_length": 4}, "max_length=4"),

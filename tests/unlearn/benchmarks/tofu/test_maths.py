@@ -1,4 +1,4 @@
-"""Hand-computed checks of the TOFU maths in unlearn.metrics.tofu and the metric names."""
+"""Hand-computed checks of the TOFU maths (unlearn.benchmarks.tofu.maths, unlearn.metrics.scoring) and the metric table."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ import scipy.stats
 import torch
 
 from unlearn.errors import ConfigError, UnknownNameError
-from unlearn.metrics import names
-from unlearn.metrics.tofu import (
+from unlearn.benchmarks.tofu import names
+from unlearn.metrics.scoring import (
     answer_logprob_stats,
     extraction_strength,
     extraction_strength_batch,
     extraction_strength_masked,
+    normalised_prob,
+)
+from unlearn.benchmarks.tofu.maths import (
     forget_quality,
     model_utility,
-    normalised_prob,
     option_probability,
     rouge_l_recall,
     truth_ratio,
@@ -206,18 +208,18 @@ def test_rouge_l_recall_length_mismatch():
 
 def test_metric_names_and_directions():
     assert len(names.ALL_METRICS) == len(set(names.ALL_METRICS)) == 17
-    assert set(names.HIGHER_IS_BETTER) == set(names.ALL_METRICS)
+    assert set(names.TABLE.names) == set(names.ALL_METRICS)
     for split in names.SPLITS:
         for stat in ("prob", "rouge", "truth_ratio"):
             assert names.split_metric(split, stat) in names.ALL_METRICS
-    assert names.tune_mode(names.FORGET_QUALITY) == "max"
-    assert names.tune_mode(names.FORGET_ES) == "min"
-    assert names.optuna_direction(names.MODEL_UTILITY) == "maximize"
-    assert names.optuna_direction(names.FORGET_ROUGE) == "minimize"
+    assert names.TABLE.tune_mode(names.FORGET_QUALITY) == "max"
+    assert names.TABLE.tune_mode(names.FORGET_ES) == "min"
+    assert names.TABLE.optuna_direction(names.MODEL_UTILITY) == "maximize"
+    assert names.TABLE.optuna_direction(names.FORGET_ROUGE) == "minimize"
 
 
 def test_unknown_metric_name_lists_valid_ones():
     with pytest.raises(UnknownNameError, match="forget_quality"):
-        names.tune_mode("forget_qualty")
+        names.TABLE.tune_mode("forget_qualty")
     with pytest.raises(UnknownNameError, match="real_authors_es"):
         names.split_metric("real_authors", "es")

@@ -2,46 +2,30 @@
 
 ``evaluate`` scores every answer sequence (answer, paraphrase, perturbed answers, and each forget answer
 after its paraphrased question) of every split in one flat, length-sorted batched pass, generates greedy answers for ROUGE in a second batched pass, and
-leaves the maths to ``unlearn.metrics.tofu``. Rows follow TOFU's ``*_perturbed`` schema.
+leaves the maths to ``unlearn.benchmarks.tofu.maths``. Rows follow TOFU's ``*_perturbed`` schema.
 
 The retain model's per-question forget truth ratios (needed for forget quality) are read by
-``retain_stats_from_file`` from open-unlearning's ``TOFU_EVAL.json`` or this project's own JSON.
+``unlearn.benchmarks.tofu.reference`` from open-unlearning's ``TOFU_EVAL.json`` or this project's JSON.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from unlearn.data.formatting import EncodedQA, PromptFormat, collate, encode_prompt, encode_qa_batch
-from unlearn.errors import ConfigError, check_range, unknown_name
-from unlearn.metrics import names
-from unlearn.metrics import tofu
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Evaluation knobs.
-
-    ``rouge=False`` skips generation, so the ``*_rouge`` metrics and ``model_utility`` are left out.
-    """
-
-    batch_size: int = 32
-    max_new_tokens: int = 40
-    max_length: int = 96  # prompt + answer tokens of a scored sequence; longer answers are truncated
-    rouge: bool = True
-
-    def __post_init__(self) -> None:
-        check_range("batch_size", self.batch_size, low=1)
-        check_range("max_new_tokens", self.max_new_tokens, low=1)
-        check_range("max_length", self.max_length, low=2)
+from unlearn.errors import ConfigError, unknown_name
+from unlearn.benchmarks.config import EvalConfig
+from unlearn.benchmarks.tofu import maths as tofu
+from unlearn.benchmarks.tofu import names
+from unlearn.benchmarks.tofu.reference import check_retain_stats
+from unlearn.metrics.generation import greedy_generate, length_batches, pad_id
+from unlearn.metrics.scoring import answer_token_stats, extraction_strength_masked
 
 
 @dataclass(frozen=True)
@@ -135,21 +119,8 @@ def _plan(rows: dict[str, list[_Row]]) -> _Plan:
     return plan
 
 
-def _pad_id(tokenizer) -> int:
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad is None:
-        raise ConfigError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
-    return int(pad)
-
-
-def _length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (longest first), to keep padding small."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 def _score(
-    model, encoded: list[EncodedQA], pad_id: int, batch_size: int, device: torch.device
+    model, encoded: list[EncodedQA], pad: int, batch_size: int, device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
     """Teacher-forced pass over all sequences.
 
@@ -158,26 +129,15 @@ def _score(
     """
     avg_logp = torch.empty(len(encoded), dtype=torch.float32, device=device)
     es = torch.empty(len(encoded), dtype=torch.float32, device=device)
-    for idx in _length_batches([len(e.input_ids) for e in encoded], batch_size):
-        batch = collate([encoded[i] for i in idx], pad_id)
+    for idx in length_batches([len(e.input_ids) for e in encoded], batch_size):
+        batch = collate([encoded[i] for i in idx], pad)
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         logits = model(input_ids=ids, attention_mask=mask).logits
-        logp, correct, valid = tofu.answer_token_stats(logits, batch["labels"].to(device))
+        logp, correct, valid = answer_token_stats(logits, batch["labels"].to(device))
         where = torch.tensor(idx, device=device)
         avg_logp[where] = logp.sum(dim=1) / valid.sum(dim=1).clamp(min=1)
-        es[where] = tofu.extraction_strength_masked(correct, valid)
+        es[where] = extraction_strength_masked(correct, valid)
     return avg_logp.double().cpu().numpy(), es.double().cpu().numpy()
-
-
-def _left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T) ``input_ids`` and ``attention_mask`` with padding on the left, as generation needs."""
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-        mask[i, width - len(p) :] = 1
-    return ids, mask
 
 
 def _generate(
@@ -185,16 +145,8 @@ def _generate(
 ) -> list[str]:
     """Greedy answers to ``questions``, decoded from the new tokens only."""
     prompts = [encode_prompt(tokenizer, q, fmt) for q in questions]
-    pad_id = _pad_id(tokenizer)
-    out: list[str] = [""] * len(prompts)
-    for idx in _length_batches([len(p) for p in prompts], cfg.batch_size):
-        ids, mask = _left_pad([prompts[i] for i in idx], pad_id)
-        gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                             max_new_tokens=cfg.max_new_tokens, pad_token_id=pad_id)
-        texts = tokenizer.batch_decode(gen[:, ids.shape[1] :].cpu(), skip_special_tokens=True)
-        for i, text in zip(idx, texts):
-            out[i] = text.strip()
-    return out
+    return greedy_generate(model, tokenizer, prompts, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
+                           device=device)
 
 
 def _split_metrics(
@@ -256,7 +208,7 @@ def evaluate(
     try:
         with torch.no_grad():
             encoded = encode_qa_batch(tokenizer, plan.texts, max_length=cfg.max_length, fmt=fmt)
-            avg_logp, es = _score(model, encoded, _pad_id(tokenizer), cfg.batch_size, device)
+            avg_logp, es = _score(model, encoded, pad_id(tokenizer), cfg.batch_size, device)
             questions = [r.question for split_rows in rows.values() for r in split_rows]
             generated = _generate(model, tokenizer, questions, cfg, fmt, device) if cfg.rouge else []
     finally:
@@ -287,88 +239,3 @@ def _assemble(rows: dict[str, list[_Row]], plan: _Plan, avg_logp: np.ndarray, es
         metrics[names.MODEL_UTILITY] = tofu.model_utility(metrics)
     ordered = {k: metrics[k] for k in names.ALL_METRICS if k in metrics}
     return EvalResult(ordered, forget_ratios, generations)
-
-
-# --- the retain model's forget truth ratios, needed for forget quality --------------------------------
-
-_OWN_KEY = "forget_truth_ratios"
-_OU_KEY = "forget_truth_ratio"
-_EXPECTED = (f'{{"{_OWN_KEY}": [numbers]}} or open-unlearning\'s TOFU_EVAL.json with '
-             f'{{"{_OU_KEY}": {{"value_by_index": {{"0": {{"score": number}}, ...}}}}}}')
-
-
-def _numbers(values: Sequence[Any], path: Path, where: str) -> list[float]:
-    out = []
-    for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ConfigError(f"{path}: {where}[{i}]={v!r} is not a number; expected {_EXPECTED}")
-        out.append(float(v))
-    if not out:
-        raise ConfigError(f"{path}: {where} is empty; expected one truth ratio per forget question")
-    return out
-
-
-def _from_open_unlearning(block: Any, path: Path) -> list[float]:
-    by_index = block.get("value_by_index") if isinstance(block, Mapping) else None
-    if not isinstance(by_index, Mapping):
-        raise ConfigError(f"{path}: {_OU_KEY!r} has no 'value_by_index' mapping; expected {_EXPECTED}")
-    try:
-        keys = sorted(by_index, key=int)
-    except ValueError:
-        raise ConfigError(
-            f"{path}: {_OU_KEY}.value_by_index keys must be integers, got {sorted(by_index)[:5]}"
-        ) from None
-    scores = []
-    for k in keys:
-        entry = by_index[k]
-        if not isinstance(entry, Mapping) or "score" not in entry:
-            raise ConfigError(
-                f"{path}: {_OU_KEY}.value_by_index[{k!r}]={entry!r} lacks 'score'; expected {_EXPECTED}"
-            )
-        scores.append(entry["score"])
-    return _numbers(scores, path, f"{_OU_KEY}.value_by_index")
-
-
-def retain_stats_from_file(path: str | Path) -> list[float]:
-    """Read the retain model's per-question forget truth ratios, in forget-set order.
-
-    Accepts open-unlearning's ``TOFU_EVAL.json`` (``forget_truth_ratio.value_by_index``, ordered by
-    integer index) or this project's ``{"forget_truth_ratios": [...]}``.
-
-    Raises:
-        ConfigError: naming the path and the expected layout, if the file is missing or malformed.
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"retain statistics file {str(path)!r} not found; expected {_EXPECTED}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(
-            f"{path}: cannot read retain statistics as JSON ({e}); expected {_EXPECTED}"
-        ) from None
-    if isinstance(data, Mapping) and _OWN_KEY in data:
-        values = data[_OWN_KEY]
-        if not isinstance(values, list):
-            raise ConfigError(f"{path}: {_OWN_KEY!r} must be a list, got {type(values).__name__}")
-        return _numbers(values, path, _OWN_KEY)
-    if isinstance(data, Mapping) and _OU_KEY in data:
-        return _from_open_unlearning(data[_OU_KEY], path)
-    found = sorted(data)[:8] if isinstance(data, Mapping) else type(data).__name__
-    raise ConfigError(f"{path}: no retain statistics found (got {found}); expected {_EXPECTED}")
-
-
-def save_retain_stats(path: str | Path, values: Sequence[float]) -> None:
-    """Write ``values`` (a retain model's raw forget truth ratios) as ``{"forget_truth_ratios": [...]}``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({_OWN_KEY: [float(v) for v in values]}, indent=1) + "\n")
-
-
-def check_retain_stats(values: Sequence[float], n_forget: int) -> None:
-    """Raise ConfigError unless there is exactly one retain truth ratio per forget question."""
-    if len(values) != n_forget:
-        raise ConfigError(
-            f"retain statistics hold {len(values)} truth ratios but the forget split has {n_forget} "
-            "questions; use the retain model's statistics computed on this same forget split"
-        )

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from unlearn.data.benchmark import DataConfig, load_benchmark
-from unlearn.data.tofu import CONFIG_NAMES, load_tofu_config, required_columns
+from unlearn.benchmarks import load_benchmark
+from unlearn.benchmarks.config import DataConfig
+from unlearn.benchmarks.tofu.data import CONFIG_NAMES, load_tofu_config, required_columns
 from unlearn.errors import ConfigError, UnknownNameError
 
 

@@ -1,14 +1,13 @@
-"""Metric names shared by the Tune ``metric``, the Optuna objective and the MLflow keys.
+"""TOFU's metric names and its metric table (direction, utility, shown, needs generation).
 
-Every metric the evaluation suite reports is a constant here, with its direction in
-``HIGHER_IS_BETTER``. ``tune_mode`` and ``optuna_direction`` translate a direction for each library.
+The rest of the project reads ``TABLE`` through the benchmark plug-in; only this package names them.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from unlearn.errors import unknown_name
+from unlearn.benchmarks.base import Metric, MetricTable
 
 FORGET = "forget"
 RETAIN = "retain"
@@ -45,18 +44,25 @@ UTILITY_METRICS: tuple[str, ...] = (
 )
 """The nine statistics whose harmonic mean is the model utility."""
 
-ALL_METRICS: tuple[str, ...] = (
-    FORGET_QUALITY, MODEL_UTILITY,
-    FORGET_PROB, FORGET_ROUGE, FORGET_TRUTH_RATIO,
-    *UTILITY_METRICS,
-    FORGET_ES, FORGET_ES_PARAPHRASED, RETAIN_ES,
-)
+
+def _m(name: str, goal: str, **kw) -> Metric:
+    return Metric(name, goal, utility=name in UTILITY_METRICS or name == MODEL_UTILITY,
+                  needs_generation=name.endswith("_rouge") or name == MODEL_UTILITY, **kw)
+
 
 # Forget-set statistics measure what is left to unlearn, so lower is better there. The forget truth
 # ratio is the exception: aggregated as mean(min(R, 1/R)), it is highest when paraphrase and perturbed
 # answers are equally likely, i.e. when the model no longer knows which one is true.
-LOWER_IS_BETTER: frozenset[str] = frozenset({FORGET_PROB, FORGET_ROUGE, FORGET_ES, FORGET_ES_PARAPHRASED})
-HIGHER_IS_BETTER: dict[str, bool] = {name: name not in LOWER_IS_BETTER for name in ALL_METRICS}
+TABLE = MetricTable((
+    _m(FORGET_QUALITY, "max", shown=True, doc="KS-test p-value of forget truth ratios vs the retain model's"),
+    _m(MODEL_UTILITY, "max", shown=True, doc="harmonic mean of the nine utility statistics"),
+    _m(FORGET_PROB, "min"), _m(FORGET_ROUGE, "min", shown=True), _m(FORGET_TRUTH_RATIO, "max", shown=True),
+    *(_m(n, "max") for n in UTILITY_METRICS),
+    _m(FORGET_ES, "min", shown=True), _m(FORGET_ES_PARAPHRASED, "min", shown=True), _m(RETAIN_ES, "max"),
+), utility_metric=MODEL_UTILITY)
+"""TOFU's metric table (also the generated benchmark's)."""
+
+ALL_METRICS: tuple[str, ...] = TABLE.names
 
 
 def split_metric(split: str, stat: Literal["prob", "rouge", "truth_ratio", "es"]) -> str:
@@ -66,23 +72,5 @@ def split_metric(split: str, stat: Literal["prob", "rouge", "truth_ratio", "es"]
         UnknownNameError: if the combination is not a reported metric.
     """
     name = f"{split}_{stat}"
-    if name not in HIGHER_IS_BETTER:
-        raise unknown_name("metric", name, ALL_METRICS)
+    TABLE.get(name)
     return name
-
-
-def _direction(name: str) -> bool:
-    try:
-        return HIGHER_IS_BETTER[name]
-    except KeyError:
-        raise unknown_name("metric", name, ALL_METRICS) from None
-
-
-def tune_mode(name: str) -> Literal["max", "min"]:
-    """Ray Tune ``mode`` for metric ``name``."""
-    return "max" if _direction(name) else "min"
-
-
-def optuna_direction(name: str) -> Literal["maximize", "minimize"]:
-    """Optuna study ``direction`` for metric ``name``."""
-    return "maximize" if _direction(name) else "minimize"

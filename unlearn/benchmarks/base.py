@@ -1,0 +1,174 @@
+"""What a benchmark plug-in provides, and the metric table the rest of the project asks.
+
+A benchmark package (``unlearn.benchmarks.tofu``, ``.generated``, ``.muse``) subclasses ``Benchmark``
+and registers one instance in ``unlearn.benchmarks.BENCHMARKS``. The train loop, prepare, sweeps,
+report and tracking never name a benchmark's metrics: they read its ``MetricTable`` (names, goals,
+which are utility, which the report shows, which need generation) and call its methods.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from unlearn.errors import ConfigError, unknown_name
+
+if TYPE_CHECKING:  # the configs import this module's registry lazily; no import cycle at run time
+    from unlearn.benchmarks.config import DataConfig, EvalConfig
+    from unlearn.data.formatting import EncodedQA
+
+Goal = Literal["max", "min", "zero"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One reported metric.
+
+    ``goal``: ``max`` / ``min``, or ``zero`` for a signed score that is best at 0 (MUSE's privleak;
+    a space minimises its ``abs_`` twin). ``utility``: it measures what the model should keep.
+    ``shown``: in the report's and the CLI's summary. ``needs_generation``: produced only with
+    ``eval.rouge: true`` (greedy generation).
+    """
+
+    name: str
+    goal: Goal
+    utility: bool = False
+    shown: bool = False
+    needs_generation: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class MetricTable:
+    """A benchmark's metrics, in report order, and the one that summarises utility (report tie-breaks)."""
+
+    metrics: tuple[Metric, ...]
+    utility_metric: str | None = None
+
+    def __post_init__(self) -> None:
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"metric table lists a name twice: {names}")
+        if self.utility_metric is not None and self.utility_metric not in names:
+            raise ConfigError(f"utility_metric {self.utility_metric!r} is not in the table")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.metrics)
+
+    @property
+    def shown(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.metrics if m.shown)
+
+    def get(self, name: str, where: str = "") -> Metric:
+        """The metric ``name``; an unknown one raises an error listing the valid names."""
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise unknown_name("metric", name, self.names, where)
+
+    def higher_is_better(self, name: str, where: str = "") -> bool:
+        """Direction of ``name``; a ``zero``-goal metric has none and is refused with its ``abs_`` twin."""
+        m = self.get(name, where)
+        if m.goal == "zero":
+            twin = f"abs_{name}"
+            hint = f"; minimise {twin!r} instead" if twin in self.names else ""
+            raise ConfigError(f"metric {name!r}{' in ' + where if where else ''} is best at 0, not at a "
+                              f"maximum or minimum{hint}")
+        return m.goal == "max"
+
+    def tune_mode(self, name: str, where: str = "") -> Literal["max", "min"]:
+        """Ray Tune ``mode`` for metric ``name``."""
+        return "max" if self.higher_is_better(name, where) else "min"
+
+    def optuna_direction(self, name: str, where: str = "") -> Literal["maximize", "minimize"]:
+        """Optuna study ``direction`` for metric ``name``."""
+        return "maximize" if self.higher_is_better(name, where) else "minimize"
+
+    def order(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """``metrics`` in table order (names outside the table dropped)."""
+        return {k: metrics[k] for k in self.names if k in metrics}
+
+
+@dataclass(frozen=True)
+class EvalOutput:
+    """An evaluation: metrics by name, and the statistics this model gives as a retain (reference) model."""
+
+    metrics: dict[str, float]
+    reference: dict[str, Any]
+    generations: dict[str, list[str]] = field(default_factory=dict)
+
+
+class Benchmark(ABC):
+    """A benchmark plug-in. ``data`` is whatever ``load`` returns (the package's own sets type).
+
+    The retain model's statistics (``reference``) are a JSON-able mapping: what this benchmark's
+    relative metrics need (TOFU: forget truth ratios for forget quality; MUSE: the privleak AUC).
+    """
+
+    name: str
+    metrics: MetricTable
+    splits: tuple[str, ...]
+    default_split: str
+    reference_doc: str  # what the reference statistics are, for messages
+
+    # --- configuration -------------------------------------------------------------------------------
+    def check_config(self, cfg: DataConfig) -> None:
+        """Benchmark-specific checks of ``cfg`` (split already checked against ``splits``); cheap, no I/O
+        beyond stat calls."""
+
+    def has_key_texts(self, cfg: DataConfig) -> bool:
+        """Whether the forget split carries key-token annotations (``method.importance``)."""
+        return cfg.importance_path is not None
+
+    # --- data ----------------------------------------------------------------------------------------
+    @abstractmethod
+    def load(self, cfg: DataConfig) -> Any:
+        """Load and validate every row the benchmark needs (raises ConfigError before any model loads)."""
+
+    @abstractmethod
+    def tokenizer_corpus(self, data: Any, cfg: DataConfig) -> list[str]:
+        """Text a tiny model's tokenizer is trained on."""
+
+    @abstractmethod
+    def finetune_examples(self, tokenizer, data: Any, cfg: DataConfig, model: Literal["target", "retain"]
+                          ) -> list[EncodedQA]:
+        """What prepare fine-tunes the target (forget + retain) or the retain model (retain only) on."""
+
+    @abstractmethod
+    def unlearn_examples(self, tokenizer, data: Any, cfg: DataConfig, *, key_texts: bool
+                         ) -> tuple[list[EncodedQA], list[EncodedQA]]:
+        """Forget and retain training examples; ``key_texts``: forget examples carry importance masks."""
+
+    def forget_key_texts(self, data: Any) -> tuple[str, ...] | None:
+        """One key-token annotation per forget row, or None."""
+        return None
+
+    # --- evaluation ----------------------------------------------------------------------------------
+    @abstractmethod
+    def evaluate(self, model, tokenizer, data: Any, cfg: DataConfig, eval_cfg: EvalConfig,
+                 reference: Mapping[str, Any] | None) -> EvalOutput:
+        """Every metric of the table the model, ``eval_cfg`` and ``reference`` allow."""
+
+    @abstractmethod
+    def reference_from_file(self, path: str | Path) -> dict[str, Any]:
+        """The retain model's statistics from a file (open-unlearning's or this project's format)."""
+
+    def check_reference(self, reference: Mapping[str, Any], data: Any) -> None:
+        """Raise ConfigError if ``reference`` does not fit ``data`` (e.g. one ratio per forget question)."""
+
+    def save_reference(self, path: str | Path, reference: Mapping[str, Any]) -> None:
+        """Write ``reference`` as this project's JSON (what ``reference_from_file`` reads back)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dict(reference), indent=1, default=float) + "\n")
+
+
+def check_rows(rows: Sequence[Any], what: str) -> None:
+    """Raise ConfigError naming ``what`` when it has no rows."""
+    if len(rows) == 0:
+        raise ConfigError(f"{what} has no rows")

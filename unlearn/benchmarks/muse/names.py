@@ -1,0 +1,27 @@
+"""MUSE's metric names and table (open-unlearning's ``configs/eval/muse.yaml`` metrics)."""
+
+from __future__ import annotations
+
+from unlearn.benchmarks.base import Metric, MetricTable
+
+FORGET_VERBMEM_ROUGE = "forget_verbmem_rouge"
+FORGET_KNOWMEM_ROUGE = "forget_knowmem_rouge"
+RETAIN_KNOWMEM_ROUGE = "retain_knowmem_rouge"
+PRIVLEAK = "privleak"
+ABS_PRIVLEAK = "abs_privleak"
+PRIVLEAK_AUC = "privleak_auc"
+FORGET_ES = "forget_es"
+
+TABLE = MetricTable((
+    Metric(FORGET_VERBMEM_ROUGE, "min", shown=True, needs_generation=True,
+           doc="ROUGE-L F1 of the greedy continuation of each verbmem forget prompt"),
+    Metric(FORGET_KNOWMEM_ROUGE, "min", shown=True, needs_generation=True,
+           doc="ROUGE-L F1 of greedy answers to the forget knowmem questions (few-shot)"),
+    Metric(RETAIN_KNOWMEM_ROUGE, "max", utility=True, shown=True, needs_generation=True,
+           doc="ROUGE-L F1 of greedy answers to the retain knowmem questions (few-shot)"),
+    Metric(PRIVLEAK, "zero", shown=True,
+           doc="min-k% (k=0.4) AUC of privleak forget vs holdout, relative to the retain model's (0: like it)"),
+    Metric(ABS_PRIVLEAK, "min", doc="|privleak|: what a space minimises"),
+    Metric(PRIVLEAK_AUC, "zero", doc="the raw min-k% AUC of forget vs holdout (0.5: indistinguishable)"),
+    Metric(FORGET_ES, "min", shown=True, doc="extraction strength of the verbmem forget continuations"),
+), utility_metric=RETAIN_KNOWMEM_ROUGE)

@@ -1,0 +1,105 @@
+"""MUSE's plug-in: text corpora cut into ``data.max_length``-token chunks (loss on every token), the
+MUSE evaluator, and the retain model's privleak AUC as reference statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from unlearn.benchmarks.base import Benchmark, EvalOutput
+from unlearn.benchmarks.config import DataConfig, EvalConfig
+from unlearn.benchmarks.muse import names
+from unlearn.data.formatting import EncodedQA
+from unlearn.errors import ConfigError, unknown_name
+
+CORPORA = ("news", "books")
+REFERENCE_KEY = "privleak_auc"
+_TOFU_FIELDS = {"importance_path": None}
+
+
+class MuseBenchmark(Benchmark):
+    """MUSE news or books: forget a corpus of articles, keep the retain corpus's knowledge."""
+
+    name = "muse"
+    metrics = names.TABLE
+    splits = ("forget",)
+    default_split = "forget"
+    reference_doc = ("the retain model's privleak AUC (open-unlearning's MUSE_EVAL.json or this project's "
+                     '{"privleak_auc": x})')
+
+    def check_config(self, cfg: DataConfig) -> None:
+        if cfg.corpus is not None and cfg.corpus not in CORPORA:
+            raise unknown_name("MUSE corpus", cfg.corpus, CORPORA, "data.corpus")
+        for field, default in _TOFU_FIELDS.items():
+            if getattr(cfg, field) != default:
+                raise ConfigError(f"data.{field}={getattr(cfg, field)!r} does not apply to MUSE (its forget set is "
+                                  f"text, not annotated questions); valid: {default!r}")
+
+    def has_key_texts(self, cfg: DataConfig) -> bool:
+        return False
+
+    def load(self, cfg: DataConfig):
+        from unlearn.benchmarks.muse.data import load_muse
+
+        return load_muse(cfg.corpus or "news", cfg.path, retain_split=cfg.retain_split,
+                         max_articles=cfg.max_articles, max_questions=cfg.max_questions)
+
+    def tokenizer_corpus(self, data, cfg: DataConfig) -> list[str]:
+        seen: dict[str, None] = {}
+        for text in (*data.forget_texts, *data.retain_texts, *data.privleak_forget, *data.privleak_holdout):
+            seen.setdefault(text)
+        for row in data.verbmem:
+            seen.setdefault(row["prompt"])
+            seen.setdefault(row["gt"])
+        for rows in (data.knowmem_forget, data.knowmem_forget_icl, data.knowmem_retain, data.knowmem_retain_icl):
+            for row in rows:
+                seen.setdefault(f"Question: {row['question']}\nAnswer: {row['answer']}")
+        return list(seen)
+
+    def finetune_examples(self, tokenizer, data, cfg: DataConfig, model: Literal["target", "retain"]
+                          ) -> list[EncodedQA]:
+        from unlearn.benchmarks.muse.data import chunk_texts
+
+        texts = (*data.forget_texts, *data.retain_texts) if model == "target" else data.retain_texts
+        return chunk_texts(tokenizer, list(texts), cfg.max_length)
+
+    def unlearn_examples(self, tokenizer, data, cfg: DataConfig, *, key_texts: bool
+                         ) -> tuple[list[EncodedQA], list[EncodedQA]]:
+        from unlearn.benchmarks.muse.data import chunk_texts
+
+        if key_texts:
+            raise ConfigError("method.importance needs key-token annotations, which MUSE's text corpora do not "
+                              "have; valid: importance: false")
+        return (chunk_texts(tokenizer, list(data.forget_texts), cfg.max_length),
+                chunk_texts(tokenizer, list(data.retain_texts), cfg.max_length))
+
+    def evaluate(self, model, tokenizer, data, cfg: DataConfig, eval_cfg: EvalConfig,
+                 reference: Mapping[str, Any] | Literal["self"] | None) -> EvalOutput:
+        """MUSE's evaluation; ``reference="self"``: privleak against the model's own AUC (0)."""
+        from unlearn.benchmarks.muse.evaluate import MuseEvalConfig, evaluate_muse
+
+        muse_cfg = MuseEvalConfig(batch_size=eval_cfg.batch_size, max_length=max(eval_cfg.max_length, cfg.max_length),
+                                  generate=eval_cfg.rouge)
+        retain_auc = None if reference in (None, "self") else float(reference[REFERENCE_KEY])
+        res = evaluate_muse(model, tokenizer, data, muse_cfg, retain_auc=retain_auc)
+        metrics = dict(res.metrics)
+        if reference == "self":
+            from unlearn.metrics.mia import privleak
+
+            metrics[names.PRIVLEAK] = privleak(res.privleak_auc, res.privleak_auc)
+        metrics[names.PRIVLEAK_AUC] = res.privleak_auc
+        if names.PRIVLEAK in metrics:
+            metrics[names.ABS_PRIVLEAK] = abs(metrics[names.PRIVLEAK])
+        return EvalOutput(names.TABLE.order(metrics), {REFERENCE_KEY: res.privleak_auc}, res.generations)
+
+    def reference_from_file(self, path: str | Path) -> dict[str, Any]:
+        from unlearn.benchmarks.muse.evaluate import retain_auc_from_file
+
+        return {REFERENCE_KEY: retain_auc_from_file(path)}
+
+    def check_reference(self, reference: Mapping[str, Any], data) -> None:
+        value = reference.get(REFERENCE_KEY)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+            raise ConfigError(f"retain statistics hold {REFERENCE_KEY}={value!r}; expected a ROC AUC in (0, 1]: "
+                              f"{self.reference_doc}")

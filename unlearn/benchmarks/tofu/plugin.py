@@ -1,0 +1,97 @@
+"""The TOFU family's plug-in: question-answer rows, the TOFU evaluator and metric table, and the retain
+model's forget truth ratios as reference statistics. TOFU and the generated benchmark are two instances
+that differ in how they load their rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from unlearn.benchmarks.base import Benchmark, EvalOutput
+from unlearn.benchmarks.config import DataConfig, EvalConfig
+from unlearn.benchmarks.tofu import evaluate as tofu_eval
+from unlearn.benchmarks.tofu import maths, names
+from unlearn.benchmarks.tofu.reference import REFERENCE_KEY, check_retain_stats, retain_stats_from_file
+from unlearn.benchmarks.tofu.sets import FORGET_SPLITS, QASets, text_corpus
+from unlearn.data.batching import encode_rows
+from unlearn.data.formatting import EncodedQA
+from unlearn.errors import ConfigError
+
+Reference = Mapping[str, Any] | Literal["self"] | None
+
+
+class TofuFamily(Benchmark):
+    """A TOFU-style benchmark: fictitious authors' question-answer pairs, forget quality and model utility."""
+
+    metrics = names.TABLE
+    splits = FORGET_SPLITS
+    default_split = "forget10"
+    reference_doc = "the retain model's forget truth ratios (TOFU_EVAL.json or this project's retain_stats.json)"
+
+    def __init__(self, name: str, load: Callable[[DataConfig], QASets],
+                 annotated_splits: tuple[str, ...], check: Callable[[DataConfig], None] | None = None) -> None:
+        self.name = name
+        self._load = load
+        self._annotated = annotated_splits
+        self._check = check
+
+    def check_config(self, cfg: DataConfig) -> None:
+        for field in ("corpus", "retain_split", "max_articles", "max_questions"):
+            if getattr(cfg, field) is not None:
+                raise ConfigError(f"data.{field}={getattr(cfg, field)!r} does not apply to benchmark {self.name!r} "
+                                  "(it is MUSE's); valid: null")
+        if self._check is not None:
+            self._check(cfg)
+
+    def has_key_texts(self, cfg: DataConfig) -> bool:
+        return cfg.importance_path is not None or cfg.split in self._annotated
+
+    def load(self, cfg: DataConfig) -> QASets:
+        return self._load(cfg)
+
+    def tokenizer_corpus(self, data: QASets, cfg: DataConfig) -> list[str]:
+        return text_corpus(data, cfg.prompt)
+
+    def finetune_examples(self, tokenizer, data: QASets, cfg: DataConfig,
+                          model: Literal["target", "retain"]) -> list[EncodedQA]:
+        rows = data.full if model == "target" else data.retain
+        return encode_rows(tokenizer, list(rows) + list(data.general_knowledge), max_length=cfg.max_length,
+                           fmt=cfg.prompt)
+
+    def unlearn_examples(self, tokenizer, data: QASets, cfg: DataConfig, *, key_texts: bool
+                         ) -> tuple[list[EncodedQA], list[EncodedQA]]:
+        keys = None
+        if key_texts:
+            if data.forget_key_texts is None:
+                raise ConfigError(f"method.importance is on but benchmark {data.name!r} carries no key-token "
+                                  "annotations; valid: set data.importance_path to an annotation file, or "
+                                  "importance: false")
+            keys = data.forget_key_texts
+        forget = encode_rows(tokenizer, data.forget, max_length=cfg.max_length, fmt=cfg.prompt, key_texts=keys)
+        retain = encode_rows(tokenizer, data.retain, max_length=cfg.max_length, fmt=cfg.prompt)
+        return forget, retain
+
+    def forget_key_texts(self, data: QASets) -> tuple[str, ...] | None:
+        return data.forget_key_texts
+
+    def evaluate(self, model, tokenizer, data: QASets, cfg: DataConfig, eval_cfg: EvalConfig,
+                 reference: Reference) -> EvalOutput:
+        """TOFU's evaluation; ``reference="self"``: relative metrics against the model's own statistics
+        (the retain model in prepare: forget quality 1)."""
+        ratios = None if reference in (None, "self") else reference[REFERENCE_KEY]
+        res = tofu_eval.evaluate(model, tokenizer, data.eval_sets(), cfg=eval_cfg, fmt=cfg.prompt,
+                                 retain_truth_ratios=ratios)
+        metrics = dict(res.metrics)
+        if reference == "self":
+            metrics[names.FORGET_QUALITY] = maths.forget_quality(res.forget_truth_ratios, res.forget_truth_ratios)
+            metrics = names.TABLE.order(metrics)
+        return EvalOutput(metrics, {REFERENCE_KEY: list(res.forget_truth_ratios)}, res.generations)
+
+    def reference_from_file(self, path: str | Path) -> dict[str, Any]:
+        return {REFERENCE_KEY: retain_stats_from_file(path)}
+
+    def check_reference(self, reference: Mapping[str, Any], data: QASets) -> None:
+        if REFERENCE_KEY not in reference:
+            raise ConfigError(f"retain statistics lack {REFERENCE_KEY!r}; expected {self.reference_doc}")
+        check_retain_stats(reference[REFERENCE_KEY], len(data.forget_eval))
