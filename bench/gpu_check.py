@@ -65,15 +65,16 @@ def sync(device: torch.device) -> None:
 
 
 def run(path: str, module, opt, method, batches, device) -> dict:
-    fused = path == "fused"
+    loss_path = "chunked" if path == "fused" else "naive"
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times, losses = [], []
     for i, (fb, rb) in enumerate(batches):
         sync(device)
         t0 = time.perf_counter()
-        f = module(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="term", term=method.forget_term, fused=fused)
-        r = module(rb["input_ids"], rb["attention_mask"], rb["labels"], mode="term", fused=fused,
+        f = module(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="term", term=method.forget_term,
+                   loss_path=loss_path)
+        r = module(rb["input_ids"], rb["attention_mask"], rb["labels"], mode="term", loss_path=loss_path,
                    term=lambda ce, m: method.retain_term(ce=ce, mask=m))
         loss = f.loss + r.loss
         loss.backward()

@@ -21,15 +21,16 @@ if TYPE_CHECKING:  # the configs import this module's registry lazily; no import
     from unlearn.benchmarks.config import DataConfig, EvalConfig
     from unlearn.data.formatting import EncodedQA
 
-Goal = Literal["max", "min", "zero"]
+Goal = Literal["max", "min", "zero", "none"]
 
 
 @dataclass(frozen=True)
 class Metric:
     """One reported metric.
 
-    ``goal``: ``max`` / ``min``, or ``zero`` for a signed score that is best at 0 (MUSE's privleak;
-    a space minimises its ``abs_`` twin). ``utility``: it measures what the model should keep.
+    ``goal``: ``max`` / ``min``; ``zero`` for a signed score that is best at 0 (privleak; a space
+    minimises its ``abs_`` twin); ``none`` for a statistic reported but not optimised (a membership
+    attack's AUC, best where the retain model's is). ``utility``: it measures what the model should keep.
     ``shown``: in the report's and the CLI's summary. ``needs_generation``: produced only with
     ``eval.rouge: true`` (greedy generation).
     """
@@ -74,6 +75,10 @@ class MetricTable:
     def higher_is_better(self, name: str, where: str = "") -> bool:
         """Direction of ``name``; a ``zero``-goal metric has none and is refused with its ``abs_`` twin."""
         m = self.get(name, where)
+        if m.goal == "none":
+            raise ConfigError(f"metric {name!r}{' in ' + where if where else ''} is reported, not optimised (it is "
+                              "best where the retain model's is); valid: a metric with a direction, e.g. "
+                              + ", ".join(x.name for x in self.metrics if x.goal in ("max", "min"))[:200])
         if m.goal == "zero":
             twin = f"abs_{name}"
             hint = f"; minimise {twin!r} instead" if twin in self.names else ""
@@ -101,6 +106,7 @@ class EvalOutput:
     metrics: dict[str, float]
     reference: dict[str, Any]
     generations: dict[str, list[str]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each evaluation phase (bench/)
 
 
 class Benchmark(ABC):

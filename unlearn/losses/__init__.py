@@ -9,6 +9,7 @@ import torch
 
 from unlearn.losses.ce import check_shapes, shift_labels, shift_mask, token_ce, token_kl
 from unlearn.losses.fused import chunked_ce, fused_lm_term, fused_weighted_lm_loss
+from unlearn.losses.head import LOSS_PATHS, head_ce, head_lm_term, head_token_ce, resolve_loss_path
 from unlearn.losses.method import COMPONENTS, PARAM_NAMES, REDUCTIONS, LossOutput, Method, MethodConfig, build_method
 from unlearn.losses.objectives import OBJECTIVES, RETAINS
 from unlearn.losses.shaping import GRANULARITIES, SAMPLERS
@@ -30,7 +31,8 @@ def satimp_loss(logits: torch.Tensor, labels: torch.Tensor, *, beta1: float = 5.
 
 
 __all__ = [
-    "COMPONENTS", "GRANULARITIES", "OBJECTIVES", "PARAM_NAMES", "REDUCTIONS", "RETAINS", "SAMPLERS", "WEIGHTINGS",
-    "LossOutput", "Method", "MethodConfig", "build_method", "check_shapes", "chunked_ce", "fused_lm_term",
-    "fused_weighted_lm_loss", "satimp_loss", "shift_labels", "shift_mask", "token_ce", "token_kl",
+    "COMPONENTS", "GRANULARITIES", "LOSS_PATHS", "OBJECTIVES", "PARAM_NAMES", "REDUCTIONS", "RETAINS", "SAMPLERS",
+    "WEIGHTINGS", "LossOutput", "Method", "MethodConfig", "build_method", "check_shapes", "chunked_ce",
+    "fused_lm_term", "fused_weighted_lm_loss", "head_ce", "head_lm_term", "head_token_ce", "resolve_loss_path",
+    "satimp_loss", "shift_labels", "shift_mask", "token_ce", "token_kl",
 ]

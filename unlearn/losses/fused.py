@@ -11,7 +11,8 @@ vocabulary chunk, so at most ``N x chunk`` logits exist at once:
 3. pass B: the gradients w.r.t. the hidden states and the head weight, chunk by chunk, in the forward
    pass; backward only scales them by the incoming scalar.
 
-Pure PyTorch, CPU and GPU. GEMMs run in the inputs' dtype, log-sum-exp and softmax in fp32.
+Pure PyTorch, CPU and GPU. GEMMs run in the inputs' dtype, log-sum-exp and softmax in fp32. This is
+``optim.loss_path: chunked`` (``unlearn.losses.head`` dispatches between it and the CUDA kernels).
 """
 
 from __future__ import annotations
@@ -126,6 +127,16 @@ class _AttachGrads(torch.autograd.Function):
         return gh, gw, None, None, None
 
 
+def check_head_shapes(hidden: torch.Tensor, head_weight: torch.Tensor, labels: torch.Tensor) -> None:
+    """Raise ConfigError naming the three shapes unless hidden is (B, T, H), head weight (V, H), labels (B, T)."""
+    if hidden.dim() != 3 or labels.shape != hidden.shape[:2] or head_weight.dim() != 2 \
+            or head_weight.shape[1] != hidden.shape[2]:
+        raise ConfigError(
+            f"hidden shape {tuple(hidden.shape)}, head weight shape {tuple(head_weight.shape)} and labels shape "
+            f"{tuple(labels.shape)} do not fit; expected hidden (B, T, H), head weight (V, H), labels (B, T)"
+        )
+
+
 def fused_lm_term(hidden: torch.Tensor, head_weight: torch.Tensor, labels: torch.Tensor, term: TermFn, *,
                   chunk_elements: int | None = None) -> LossOutput:
     """Apply ``term(ce (B, T-1), mask (B, T-1)) -> LossOutput`` to the CE of ``hidden @ head_weight.T``.
@@ -139,12 +150,7 @@ def fused_lm_term(hidden: torch.Tensor, head_weight: torch.Tensor, labels: torch
     Returns:
         LossOutput whose loss is differentiable w.r.t. hidden and head_weight.
     """
-    if hidden.dim() != 3 or labels.shape != hidden.shape[:2] or head_weight.dim() != 2 \
-            or head_weight.shape[1] != hidden.shape[2]:
-        raise ConfigError(
-            f"hidden shape {tuple(hidden.shape)}, head weight shape {tuple(head_weight.shape)} and labels shape "
-            f"{tuple(labels.shape)} do not fit; expected hidden (B, T, H), head weight (V, H), labels (B, T)"
-        )
+    check_head_shapes(hidden, head_weight, labels)
     target, mask = shift_labels(labels)
     h = hidden.detach()[:, :-1][mask]  # (N, H): only the rows that carry a loss
     w = head_weight.detach()

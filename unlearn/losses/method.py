@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,11 @@ class MethodConfig:
     def __post_init__(self) -> None:
         if self.reduction not in REDUCTIONS:
             raise ConfigError(f"reduction={self.reduction!r} is not valid; valid: {', '.join(REDUCTIONS)}")
+        for name in PARAM_NAMES:  # inf / nan pass a range like [0, inf) and turn the loss into NaN
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{name}={value!r} is not a finite number; valid: a finite value in "
+                                  "its range (`unlearn-sweep losses` lists them)")
         self.component_params()  # validates names, applicability and ranges
 
     @property

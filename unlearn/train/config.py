@@ -11,6 +11,7 @@ from unlearn.config import apply_overrides, from_dict, load_yaml, to_dict
 from unlearn.benchmarks import get_benchmark
 from unlearn.benchmarks.config import DataConfig, EvalConfig
 from unlearn.errors import ConfigError, check_range
+from unlearn.losses.head import check_loss_path
 from unlearn.losses.method import MethodConfig
 from unlearn.models.load import ModelConfig
 
@@ -47,9 +48,14 @@ class OptimConfig:
     warmup_steps: int = 0
     warmup_epochs: float = 0.0  # linear warm-up over this many epochs of steps (the paper: 1); or warmup_steps
     grad_clip: float | None = 1.0
-    loss_path: Literal["fused", "naive"] = "fused"
+    # The LM head + per-token CE (unlearn.losses.head): auto = a CUDA kernel (cce, then liger) on CUDA where the
+    # gpu extra is installed, else chunked (vocabulary chunks, never all logits); naive = full logits. "fused"
+    # is the old name of chunked, stored as chunked.
+    loss_path: Literal["auto", "chunked", "naive", "cce", "liger", "fused"] = "auto"
 
     def __post_init__(self) -> None:
+        # a forced kernel must be installed (checked here); whether it can run is known on the device (train_epoch)
+        object.__setattr__(self, "loss_path", check_loss_path(self.loss_path))
         check_range("optim.epochs", self.epochs, low=1)
         check_range("optim.lr", self.lr, low=0.0, low_inclusive=False)
         check_range("optim.batch_size", self.batch_size, low=1)

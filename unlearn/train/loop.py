@@ -23,7 +23,7 @@ from torch import nn
 from unlearn.data.batching import epoch_batches, shard
 from unlearn.data.formatting import EncodedQA, collate
 from unlearn.errors import UnlearnError
-from unlearn.losses import LossOutput, Method, shift_labels, shift_mask
+from unlearn.losses import LossOutput, Method, resolve_loss_path, shift_labels, shift_mask
 from unlearn.train.config import OptimConfig
 
 
@@ -106,9 +106,11 @@ def train_epoch(policy: nn.Module, ref: nn.Module | None, method: Method, data: 
 
     Raises:
         DivergedError: at the first step whose loss is not finite (every rank raises together).
+        ConfigError: ``optim.loss_path`` forces a kernel that cannot run on ``dist.device`` (before any step).
     """
+    resolve_loss_path(optim.loss_path, dist.device)  # a kernel that cannot run here fails now, not mid-epoch
+    loss_path = optim.loss_path  # auto is resolved by the module, which knows the hidden states' dtype
     policy.train()
-    fused = optim.loss_path == "fused"
     micro = optim.micro_batch_size or math.ceil(optim.batch_size / dist.world_size)
     totals: dict[str, float] = {}
     batches = epoch_batches(len(data.forget), len(data.retain), optim.batch_size, seed=seed, epoch=epoch)
@@ -121,12 +123,14 @@ def train_epoch(policy: nn.Module, ref: nn.Module | None, method: Method, data: 
         denom_r = max(1, _units(r_global, method.retain_unit))
         f_loc = _micro_slices(shard(f_idx, dist.rank, dist.world_size), micro, n_micro)
         r_loc = _micro_slices(shard(r_idx, dist.rank, dist.world_size), micro, n_micro)
-        batch_w = _global_batch_weight(policy, method, data, f_loc, fused, dist) if method.needs_batch_weight else None
+        batch_w = _global_batch_weight(policy, method, data, f_loc, loss_path, dist) \
+            if method.needs_batch_weight else None
         step_loss = torch.zeros((), device=dist.device)
         step_stats: dict[str, float] = {}
         for m, (fi, ri) in enumerate(zip(f_loc, r_loc)):
             gen = torch.Generator().manual_seed(hash((seed, epoch, step, dist.rank, m)) % 2**63)
-            loss, stats = _micro_step(policy, ref, method, data, fi, ri, denom_f, denom_r, fused, gen, dist, batch_w)
+            loss, stats = _micro_step(policy, ref, method, data, fi, ri, denom_f, denom_r, loss_path, gen, dist,
+                                      batch_w)
             # DDP / FSDP average gradients over ranks; the scaled losses already sum to the global mean.
             (loss * dist.world_size).backward()
             step_loss += loss.detach()
@@ -157,7 +161,7 @@ def _mean_over_ranks(stats: dict[str, float], dist: Dist) -> dict[str, float]:
     return {k: float(v) / dist.world_size for k, v in zip(keys, t.tolist())}
 
 
-def _global_batch_weight(policy, method: Method, data: UnlearnData, f_loc: list[list[int]], fused: bool,
+def _global_batch_weight(policy, method: Method, data: UnlearnData, f_loc: list[list[int]], loss_path: str,
                          dist: Dist) -> torch.Tensor:
     """Batch granularity's weight over the global forget batch: mean_b f(p_b), from a no-grad forward of
     every local micro-batch (an empty slice forwards a stand-in, as the micro-steps do), summed over ranks."""
@@ -165,7 +169,7 @@ def _global_batch_weight(policy, method: Method, data: UnlearnData, f_loc: list[
     with torch.no_grad():
         for fi in f_loc:
             fb = _to(collate([data.forget[i] for i in (fi or [0])], data.pad_id), dist.device)
-            ce = policy(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="ce", fused=fused)
+            ce = policy(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="ce", loss_path=loss_path)
             if fi:
                 parts += method.batch_weight_parts(ce, shift_labels(fb["labels"])[1]).to(parts.device)
     parts = dist.all_reduce_sum(parts)
@@ -173,7 +177,7 @@ def _global_batch_weight(policy, method: Method, data: UnlearnData, f_loc: list[
 
 
 def _micro_step(policy, ref, method: Method, data: UnlearnData, fi: list[int], ri: list[int], denom_f: int,
-                denom_r: int, fused: bool, gen: torch.Generator, dist: Dist,
+                denom_r: int, loss_path: str, gen: torch.Generator, dist: Dist,
                 batch_w: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one micro-batch, scaled by its share of the global batch; an empty slice contributes 0."""
     empty = not fi
@@ -183,7 +187,7 @@ def _micro_step(policy, ref, method: Method, data: UnlearnData, fi: list[int], r
     ref_ce = None
     if method.needs_forget_reference:
         with torch.no_grad():
-            ref_ce = ref(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="ce", fused=fused)
+            ref_ce = ref(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="ce", loss_path=loss_path)
     # The batch's key-phrase mask is aligned with its labels (B, T); the CE with the shifted labels (B, T-1).
     importance = shift_mask(fb["importance"]) if "importance" in fb else None
 
@@ -191,31 +195,32 @@ def _micro_step(policy, ref, method: Method, data: UnlearnData, fi: list[int], r
         return method.forget_term(ce, mask, ref_ce=ref_ce, importance=importance, generator=gen,
                                   batch_weight=batch_w)
 
-    out = policy(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="term", term=forget_term, fused=fused)
+    out = policy(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="term", term=forget_term,
+                 loss_path=loss_path)
     loss = out.loss * share_f
     stats = dict(out.stats)
     if method.retain_kind != "none" and method.alpha > 0:
         r_ex = [data.retain[i] for i in (ri or [0])]
         rb = _to(collate(r_ex, data.pad_id), dist.device)
         share_r = _share(method, r_ex, method.retain_unit, denom_r, empty)
-        r_out = _retain_term(policy, ref, method, rb, fused)
+        r_out = _retain_term(policy, ref, method, rb, loss_path)
         loss = loss + r_out.loss * share_r
         stats.update(r_out.stats)
     return loss, stats
 
 
-def _retain_term(policy, ref, method: Method, rb: dict[str, torch.Tensor], fused: bool) -> LossOutput:
+def _retain_term(policy, ref, method: Method, rb: dict[str, torch.Tensor], loss_path: str) -> LossOutput:
     if method.retain_kind == "kl":
         with torch.no_grad():
             ref_logits = ref(rb["input_ids"], rb["attention_mask"], rb["labels"], mode="logits")
         return policy(rb["input_ids"], rb["attention_mask"], rb["labels"], mode="kl_term",
                       term=lambda kl, mask: method.retain_term(kl=kl, mask=mask), ref_logits=ref_logits)
-    return policy(rb["input_ids"], rb["attention_mask"], rb["labels"], mode="term", fused=fused,
+    return policy(rb["input_ids"], rb["attention_mask"], rb["labels"], mode="term", loss_path=loss_path,
                   term=lambda ce, mask: method.retain_term(ce=ce, mask=mask))
 
 
 def finetune_epoch(model: nn.Module, examples: Sequence[EncodedQA], order: list[list[int]], optimizer, scheduler,
-                   pad_id: int, device: torch.device, fused: bool = True) -> float:
+                   pad_id: int, device: torch.device, loss_path: str = "chunked") -> float:
     """One epoch of plain NLL fine-tuning (prepare); returns the mean loss."""
     from unlearn.losses.objectives import retain_nll
 
@@ -223,7 +228,7 @@ def finetune_epoch(model: nn.Module, examples: Sequence[EncodedQA], order: list[
     total = 0.0
     for idx in order:
         b = _to(collate([examples[i] for i in idx], pad_id), device)
-        out = model(b["input_ids"], b["attention_mask"], b["labels"], mode="term", fused=fused,
+        out = model(b["input_ids"], b["attention_mask"], b["labels"], mode="term", loss_path=loss_path,
                     term=lambda ce, mask: LossOutput(retain_nll(ce, mask), {}))
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

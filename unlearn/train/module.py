@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from unlearn.losses import LossOutput, chunked_ce, fused_lm_term, shift_labels, token_ce, token_kl
+from unlearn.losses import LossOutput, head_ce, head_lm_term, resolve_loss_path, token_ce, token_kl
 
 Term = Callable[[torch.Tensor, torch.Tensor], LossOutput]
 
@@ -21,7 +21,8 @@ class CausalLMWithLoss(nn.Module):
     """Wraps an HF causal LM (``.model`` backbone + ``.lm_head``).
 
     ``forward(input_ids, attention_mask, labels, mode=...)``:
-      - ``"term"``: ``term(ce (B, T-1), mask (B, T-1))`` through the fused head or full logits;
+      - ``"term"``: ``term(ce (B, T-1), mask (B, T-1))`` through the LM-head path ``loss_path`` (``chunked``,
+        ``cce``, ``liger``; ``auto`` resolved for the hidden states' device and dtype) or full logits (``naive``);
       - ``"kl_term"``: ``term(kl (B, T), attention_mask (B, T))`` with per-position KL(``ref_logits`` || current)
         over the vocabulary at every attended position, no label shift (needs full logits);
       - ``"ce"``: per-token CE (B, T-1), no graph (reference model); ``"logits"``: (B, T, V).
@@ -37,15 +38,14 @@ class CausalLMWithLoss(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor, *,
                 mode: Literal["term", "kl_term", "ce", "logits"] = "term", term: Term | None = None,
-                fused: bool = True, ref_logits: torch.Tensor | None = None):
+                loss_path: str = "chunked", ref_logits: torch.Tensor | None = None):
         head = self.lm.get_output_embeddings()
-        if mode == "term" and fused:
-            return fused_lm_term(self._hidden(input_ids, attention_mask), head.weight, labels, term)
-        if mode == "ce" and fused:
-            target, mask = shift_labels(labels)
-            hidden = self._hidden(input_ids, attention_mask)[:, :-1][mask]
-            ce_rows, _ = chunked_ce(hidden.detach(), head.weight.detach(), target[mask])
-            return torch.zeros(mask.shape, dtype=ce_rows.dtype, device=ce_rows.device).masked_scatter(mask, ce_rows)
+        if mode in ("term", "ce") and loss_path != "naive":
+            hidden = self._hidden(input_ids, attention_mask)
+            path = resolve_loss_path(loss_path, hidden.device, hidden.dtype)
+            if mode == "term":
+                return head_lm_term(hidden, head.weight, labels, term, path)
+            return head_ce(hidden, head.weight, labels, path)
         logits = self.lm(input_ids=input_ids, attention_mask=attention_mask).logits
         if mode == "logits":
             return logits

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import torch
 
 from unlearn.config import to_dict
-from unlearn.losses import Method
+from unlearn.losses import Method, resolve_loss_path
 from unlearn.models import load_model, load_tokenizer
 from unlearn.train.config import RunConfig
 from unlearn.train.loop import Dist, UnlearnData, make_optimizer, steps_per_epoch, train_epoch
@@ -95,6 +95,7 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
                    out_dir: Path | None, log: Callable[[str], None] = print) -> WorkerResult:
     """Unlearn ``prepared.target_dir`` with ``cfg.method``; rank 0 writes the model to ``out_dir/model``."""
     timeline = {"setup_start": time.time(), "checkpoint_report_s": 0.0}
+    resolve_loss_path(cfg.optim.loss_path, dist.device, cfg.model.torch_dtype)  # a kernel that cannot run here: now
     data = cfg.benchmark.load(cfg.data)
     tokenizer = load_tokenizer(prepared.target_dir)
     method = Method(cfg.method)

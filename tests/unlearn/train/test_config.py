@@ -22,3 +22,25 @@ def test_warmup_errors_name_the_fields():
         OptimConfig(warmup_steps=2, warmup_epochs=1.0)
     with pytest.raises(ConfigError, match=r"optim.warmup_epochs=6.0 is out of range; valid: \[0.0, 5\]"):
         OptimConfig(epochs=5, warmup_epochs=6.0)
+
+
+def test_loss_path_defaults_to_auto_and_fused_is_stored_as_chunked():
+    assert OptimConfig().loss_path == "auto"
+    assert OptimConfig(loss_path="fused") == OptimConfig(loss_path="chunked")  # existing YAML keeps working
+    assert load_run_config(None, ["optim.loss_path=fused"]).optim.loss_path == "chunked"
+    assert load_run_config(None, ["optim.loss_path=naive"]).optim.loss_path == "naive"
+
+
+@pytest.mark.parametrize("path", ["cce", "liger"])
+def test_forced_kernel_without_the_gpu_extra_is_refused_at_load(monkeypatch, path):
+    from unlearn.losses import head
+
+    monkeypatch.setattr(head, "kernel_installed", lambda name: False)
+    with pytest.raises(ConfigError, match=rf"optim.loss_path='{path}' needs the .* package .* not installed; valid: "
+                                          r"install the GPU extra \(pip install -e '\.\[gpu\]'\)"):
+        load_run_config(None, [f"optim.loss_path={path}"])
+
+
+def test_unknown_loss_path_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"optim.loss_path='cut'.*valid: auto, chunked, naive, cce, liger, fused"):
+        load_run_config(None, ["optim.loss_path=cut"])

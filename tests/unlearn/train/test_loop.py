@@ -101,7 +101,7 @@ class AveragedGrads:
 
 
 def run(variant: str, *, rank: int = 0, world_size: int = 1, micro: int | None = None,
-        loss_path: str = "fused") -> dict[str, torch.Tensor]:
+        loss_path: str = "auto") -> dict[str, torch.Tensor]:
     """One epoch (a batch of 4, then of 2) of one variant from the same initial model; the trained weights."""
     method = build_method(**VARIANTS[variant])
     data = make_data()
@@ -169,6 +169,29 @@ def test_naive_path_agrees_for_sequence_units(one_worker):
     assert_same_weights(one_worker["batch-gd"], run("batch-gd", loss_path="naive"), "batch-gd, naive path")
 
 
+@pytest.mark.parametrize("variant", ["batch-gd", "token-npo+kl"])
+def test_auto_on_cpu_is_the_chunked_head_of_before_to_the_bit(one_worker, variant):
+    """auto (the default) on CPU, chunked and its old name fused train the very same weights."""
+    for path in ("chunked", "fused"):
+        trained = run(variant, loss_path=path)
+        assert all(torch.equal(trained[k], one_worker[variant][k]) for k in trained), f"{variant}, {path}"
+
+
+def test_forced_kernel_on_cpu_stops_before_any_step(monkeypatch):
+    from unlearn.errors import ConfigError
+    from unlearn.losses import head
+
+    monkeypatch.setattr(head, "kernel_installed", lambda path: True)  # the extra installed: the config loads
+    optim = OptimConfig(batch_size=4, loss_path="cce")
+    policy = tiny_lm()
+    before = copy.deepcopy(policy.state_dict())
+    opt = torch.optim.SGD(policy.parameters(), lr=0.5)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    with pytest.raises(ConfigError, match=r"optim.loss_path='cce' runs only on CUDA .* device is 'cpu'"):
+        train_epoch(policy, None, build_method("satimp"), make_data(), opt, sched, optim, seed=0, epoch=0)
+    assert all(torch.equal(v, before[k]) for k, v in policy.state_dict().items())
+
+
 def test_micro_step_shifts_the_importance_mask():
     """The batch's importance (B, T) is aligned with its labels; the loss takes it shifted like them."""
     data = make_data()
@@ -176,7 +199,7 @@ def test_micro_step_shifts_the_importance_mask():
     method = build_method("uniform", importance=True, s=1.0)
     fi = [0, 1, 2]
     loss, _ = _micro_step(policy, None, method, data, fi, fi, denom_f=sum(_n(data.forget[i]) for i in fi),
-                          denom_r=1, fused=True, gen=torch.Generator().manual_seed(0), dist=Dist())
+                          denom_r=1, loss_path="chunked", gen=torch.Generator().manual_seed(0), dist=Dist())
     fb = collate([data.forget[i] for i in fi], data.pad_id)
     with torch.no_grad():
         ce = policy(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="ce")
@@ -195,7 +218,7 @@ def test_sum_reduction_is_not_divided():
     policy = tiny_lm()
     method = build_method("uniform", reduction="sum")
     fi = [0, 1]
-    loss, _ = _micro_step(policy, None, method, data, fi, fi, denom_f=1000, denom_r=1000, fused=True,
+    loss, _ = _micro_step(policy, None, method, data, fi, fi, denom_f=1000, denom_r=1000, loss_path="chunked",
                           gen=torch.Generator().manual_seed(0), dist=Dist())
     fb = collate([data.forget[i] for i in fi], data.pad_id)
     with torch.no_grad():

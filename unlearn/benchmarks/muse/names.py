@@ -22,6 +22,6 @@ TABLE = MetricTable((
     Metric(PRIVLEAK, "zero", shown=True,
            doc="min-k% (k=0.4) AUC of privleak forget vs holdout, relative to the retain model's (0: like it)"),
     Metric(ABS_PRIVLEAK, "min", doc="|privleak|: what a space minimises"),
-    Metric(PRIVLEAK_AUC, "zero", doc="the raw min-k% AUC of forget vs holdout (0.5: indistinguishable)"),
+    Metric(PRIVLEAK_AUC, "none", doc="the raw min-k% AUC of forget vs holdout (0.5: indistinguishable)"),
     Metric(FORGET_ES, "min", shown=True, doc="extraction strength of the verbmem forget continuations"),
 ), utility_metric=RETAIN_KNOWMEM_ROUGE)

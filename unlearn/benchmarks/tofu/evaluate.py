@@ -11,6 +11,7 @@ The retain model's per-question forget truth ratios (needed for forget quality) 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ class EvalResult:
     metrics: dict[str, float]
     forget_truth_ratios: list[float]
     generations: dict[str, list[str]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase (score, generate)
 
 
 @dataclass(frozen=True)
@@ -207,14 +209,18 @@ def evaluate(
     model.eval()
     try:
         with torch.no_grad():
+            t0 = time.perf_counter()
             encoded = encode_qa_batch(tokenizer, plan.texts, max_length=cfg.max_length, fmt=fmt)
             avg_logp, es = _score(model, encoded, pad_id(tokenizer), cfg.batch_size, device)
+            t1 = time.perf_counter()
             questions = [r.question for split_rows in rows.values() for r in split_rows]
             generated = _generate(model, tokenizer, questions, cfg, fmt, device) if cfg.rouge else []
+            t2 = time.perf_counter()
     finally:
         for module, training in modes:
             module.training = training
-    return _assemble(rows, plan, avg_logp, es, generated, retain_truth_ratios)
+    result = _assemble(rows, plan, avg_logp, es, generated, retain_truth_ratios)
+    return dataclasses.replace(result, seconds={"score": t1 - t0, "generate": t2 - t1})
 
 
 def _assemble(rows: dict[str, list[_Row]], plan: _Plan, avg_logp: np.ndarray, es: np.ndarray,

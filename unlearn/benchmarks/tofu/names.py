@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Literal
 
 from unlearn.benchmarks.base import Metric, MetricTable
+from unlearn.metrics.mia import MIA_LOSS, MIA_MIN_K, MIA_MIN_K_PLUS_PLUS, MIA_ZLIB
 
 FORGET = "forget"
 RETAIN = "retain"
@@ -37,6 +38,11 @@ FORGET_ES = "forget_es"
 FORGET_ES_PARAPHRASED = "forget_es_paraphrased"
 RETAIN_ES = "retain_es"
 
+# Membership inference on forget vs holdout answers (open-unlearning's TOFU mia_* and privleak metrics)
+PRIVLEAK = "privleak"
+ABS_PRIVLEAK = "abs_privleak"
+MIA_METRICS: tuple[str, ...] = (MIA_LOSS, MIA_ZLIB, MIA_MIN_K, MIA_MIN_K_PLUS_PLUS)
+
 UTILITY_METRICS: tuple[str, ...] = (
     RETAIN_PROB, RETAIN_ROUGE, RETAIN_TRUTH_RATIO,
     REAL_AUTHORS_PROB, REAL_AUTHORS_ROUGE, REAL_AUTHORS_TRUTH_RATIO,
@@ -59,6 +65,9 @@ TABLE = MetricTable((
     _m(FORGET_PROB, "min"), _m(FORGET_ROUGE, "min", shown=True), _m(FORGET_TRUTH_RATIO, "max", shown=True),
     *(_m(n, "max") for n in UTILITY_METRICS),
     _m(FORGET_ES, "min", shown=True), _m(FORGET_ES_PARAPHRASED, "min", shown=True), _m(RETAIN_ES, "max"),
+    _m(PRIVLEAK, "zero", doc="min-k% (k=0.4) AUC of forget vs holdout answers relative to the retain model's"),
+    _m(ABS_PRIVLEAK, "min", doc="|privleak|: what a space minimises"),
+    *(_m(n, "none", doc="membership-attack ROC AUC of forget vs holdout answers") for n in MIA_METRICS),
 ), utility_metric=MODEL_UTILITY)
 """TOFU's metric table (also the generated benchmark's)."""
 

@@ -4,6 +4,8 @@ that differ in how they load their rows."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -15,10 +17,13 @@ from unlearn.benchmarks.tofu import maths, names
 from unlearn.benchmarks.tofu.reference import REFERENCE_KEY, check_retain_stats, retain_stats_from_file
 from unlearn.benchmarks.tofu.sets import FORGET_SPLITS, QASets, text_corpus
 from unlearn.data.batching import encode_rows
-from unlearn.data.formatting import EncodedQA
+from unlearn.data.formatting import IGNORE_INDEX, EncodedQA
 from unlearn.errors import ConfigError
+from unlearn.metrics.generation import pad_id
+from unlearn.metrics.mia import DEFAULT_K, MIA_MIN_K, mia_metrics, privleak, score_examples
 
 Reference = Mapping[str, Any] | Literal["self"] | None
+PRIVLEAK_KEY = "privleak_auc"  # the retain model's min-k% AUC (forget vs holdout), privleak's reference
 
 
 class TofuFamily(Benchmark):
@@ -83,13 +88,43 @@ class TofuFamily(Benchmark):
         res = tofu_eval.evaluate(model, tokenizer, data.eval_sets(), cfg=eval_cfg, fmt=cfg.prompt,
                                  retain_truth_ratios=ratios)
         metrics = dict(res.metrics)
+        t0 = time.perf_counter()
+        metrics.update(self._membership(model, tokenizer, data, cfg, eval_cfg))
+        seconds = {**res.seconds, "membership": time.perf_counter() - t0}
+        own = {REFERENCE_KEY: list(res.forget_truth_ratios), PRIVLEAK_KEY: metrics[MIA_MIN_K]}
         if reference == "self":
             metrics[names.FORGET_QUALITY] = maths.forget_quality(res.forget_truth_ratios, res.forget_truth_ratios)
-            metrics = names.TABLE.order(metrics)
-        return EvalOutput(metrics, {REFERENCE_KEY: list(res.forget_truth_ratios)}, res.generations)
+            reference = own
+        if reference is not None and PRIVLEAK_KEY in reference:  # a retain_stats file may not carry it
+            metrics[names.PRIVLEAK] = privleak(metrics[MIA_MIN_K], float(reference[PRIVLEAK_KEY]))
+            metrics[names.ABS_PRIVLEAK] = abs(metrics[names.PRIVLEAK])
+        return EvalOutput(names.TABLE.order(metrics), own, res.generations, seconds)
+
+    def _membership(self, model, tokenizer, data: QASets, cfg: DataConfig, eval_cfg: EvalConfig) -> dict[str, float]:
+        """The membership attacks' AUCs on forget vs holdout answers (open-unlearning's TOFU ``mia_*``)."""
+        pad = pad_id(tokenizer)
+        stats, texts = [], []
+        for rows in (data.forget, data.holdout):
+            examples = encode_rows(tokenizer, rows, max_length=eval_cfg.max_length, fmt=cfg.prompt)
+            stats.append(score_examples(model, examples, pad, eval_cfg.batch_size))
+            # zlib's text is the scored tokens decoded, as open-unlearning's extract_target_texts_from_processed_data
+            texts.append([tokenizer.decode([t for t in e.labels if t != IGNORE_INDEX], skip_special_tokens=True)
+                          for e in examples])
+        return mia_metrics(stats[0], stats[1], texts[0], texts[1], k=DEFAULT_K)
 
     def reference_from_file(self, path: str | Path) -> dict[str, Any]:
-        return {REFERENCE_KEY: retain_stats_from_file(path)}
+        """Forget truth ratios, and privleak's retain AUC when the file has it (this project's
+        ``privleak_auc``, or open-unlearning's ``mia_min_k.agg_value`` in TOFU_EVAL.json)."""
+        out: dict[str, Any] = {REFERENCE_KEY: retain_stats_from_file(path)}
+        doc = json.loads(Path(path).read_text())  # readable: retain_stats_from_file checked it
+        auc = doc.get(PRIVLEAK_KEY)
+        if auc is None and isinstance(doc.get(MIA_MIN_K), Mapping):
+            auc = doc[MIA_MIN_K].get("agg_value")
+        if auc is not None:
+            if isinstance(auc, bool) or not isinstance(auc, (int, float)) or not 0.0 <= auc < 1.0:
+                raise ConfigError(f"{path}: privleak's retain AUC is {auc!r}; expected a number in [0, 1)")
+            out[PRIVLEAK_KEY] = float(auc)
+        return out
 
     def check_reference(self, reference: Mapping[str, Any], data: QASets) -> None:
         if REFERENCE_KEY not in reference:

@@ -207,7 +207,7 @@ def test_rouge_l_recall_length_mismatch():
 # --- names ----------------------------------------------------------------------------------------
 
 def test_metric_names_and_directions():
-    assert len(names.ALL_METRICS) == len(set(names.ALL_METRICS)) == 17
+    assert len(names.ALL_METRICS) == len(set(names.ALL_METRICS)) == 17 + 2 + 4  # + privleak, |privleak|, 4 attacks
     assert set(names.TABLE.names) == set(names.ALL_METRICS)
     for split in names.SPLITS:
         for stat in ("prob", "rouge", "truth_ratio"):
