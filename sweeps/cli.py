@@ -35,8 +35,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from sweeps.train import run_unlearning
     from unlearn.train.prepare import check_prepare_inputs
 
+    from sweeps.checks import check_model_dirs, check_storage_path, check_writable_dir
+    from sweeps.cluster import check_address
+
     cfg = _run_config(args)
-    check_prepare_inputs(cfg, cfg.benchmark.load(cfg.data))  # bad paths / statistics fail before Ray starts
+    # bad paths, addresses and statistics fail before anything is written or Ray starts
+    check_writable_dir(args.out, "--out", "a new directory, or one holding an interrupted run of this config")
+    check_storage_path(args.storage_path)
+    check_address(args.address)
+    check_model_dirs(cfg)
+    check_prepare_inputs(cfg, cfg.benchmark.load(cfg.data))
     result = run_unlearning(cfg, args.out, address=args.address, storage_path=args.storage_path)
     m = result.metrics if result else {}
     print("\n".join(f"{k:>20}: {m[k]:.4g}" for k in cfg.benchmark.metrics.shown if k in m))
@@ -65,20 +73,25 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     return _print_outcome(lambda: resume_sweep(args.dir, address=args.address, progress=not args.quiet))
 
 
-INTERRUPTED_EXIT = 130  # the shell's code for a command stopped by SIGINT
+INTERRUPTED_EXIT = 130  # the shell's code for a command stopped by SIGINT (128 + 2); SIGTERM: 143
+NO_TRIAL_EXIT = 1  # the sweep ran, but no trial finished
 
 
 def _print_outcome(sweep) -> int:
     from sweeps.report import format_report
     from sweeps.space import load_space
-    from sweeps.sweep import SPACE_FILE, SweepInterrupted
+    from sweeps.sweep import SPACE_FILE, NoTrialFinished, SweepInterrupted
 
     try:
         result = sweep()
     except SweepInterrupted as e:
         print(format_report(e.out_dir, load_space(e.out_dir / SPACE_FILE)))
         print(f"\nsweep {e}", file=sys.stderr)
-        return INTERRUPTED_EXIT
+        return 128 + e.signum
+    except NoTrialFinished as e:
+        print(format_report(e.result.out_dir, load_space(e.result.out_dir / SPACE_FILE)))
+        print(f"\nerror: {e}", file=sys.stderr)
+        return NO_TRIAL_EXIT
     print(format_report(result.out_dir, load_space(result.out_dir / SPACE_FILE)))
     if result.best is not None:
         import yaml
@@ -89,7 +102,10 @@ def _print_outcome(sweep) -> int:
         print("\nbest config (trial " + result.best["trial_id"] + "; in full in best_config.yaml):")
         print(yaml.safe_dump(shown, sort_keys=False, default_flow_style=None).rstrip())
     print(f"\nresults:   {result.out_dir}")
-    print(f"best:      {result.out_dir / 'best_config.yaml'}  (unlearn-sweep run it to reproduce)")
+    if result.best is not None:
+        print(f"best:      {result.out_dir / 'best_config.yaml'}  (unlearn-sweep run it to reproduce)")
+    else:
+        print("best:      none (no finished trial has all objective metrics)")
     uri = result.mlflow_uri
     browse = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"open {uri}"
     print(f"browse:    {browse}")
@@ -128,9 +144,12 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     from sweeps.sweep import load_sweep_meta
     from sweeps.tracking import sync_buffer
 
+    from sweeps.lock import sweep_lock
+
     root = Path(args.dir).expanduser().resolve()
     meta = load_sweep_meta(root)
-    n = sync_buffer(root, args.mlflow_uri or meta["tracking_uri"])
+    with sweep_lock(root, action="sync-mlflow"):  # a running driver replays the same buffer
+        n = sync_buffer(root, args.mlflow_uri or meta["tracking_uri"])
     print(f"replayed {n} buffered MLflow operation(s)")
     return 0
 
@@ -216,6 +235,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UnlearnError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        # the file system said no (a full disk, permissions, a path that changed under the command): what
+        # it said, in one line; the checks before write catch what can be known in advance
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         # a second Ctrl-C during a sweep (the first stops it gracefully), or one before it started; what a
         # sweep saved so far stays resumable (`unlearn-sweep resume DIR`)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from unlearn.errors import ConfigError
 from unlearn.train.config import ScalingConfig
@@ -32,6 +33,7 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> di
     import ray
 
     if not ray.is_initialized():
+        check_address(address)  # seconds, not Ray's minutes of retries against nothing
         address = address or os.environ.get("RAY_ADDRESS") or None
         # The dashboard (bound to loopback) also serves the state API that Ray Train's cleaner actors poll.
         kwargs: dict = {"include_dashboard": True, "dashboard_host": "127.0.0.1", "configure_logging": False,
@@ -54,6 +56,52 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> di
             raise ConfigError(f"cannot connect to the Ray cluster at --address {address!r}: {e}; valid: the address "
                               "printed by `ray start --head` (e.g. 127.0.0.1:6379), or none for a local cluster") from None
     return dict(ray.cluster_resources())
+
+
+_VALID_ADDRESSES = ("auto (the cluster `ray start --head` started on this machine), the host:port of a running "
+                    "head's GCS (printed by `ray start --head`, e.g. 127.0.0.1:6379), ray://host:10001 (Ray "
+                    "Client), or no --address for a local cluster")
+
+
+def check_address(address: str | None) -> None:
+    """Fail in seconds, naming the address, when nothing listens there (``--address``, else RAY_ADDRESS).
+
+    A TCP connect to the head's GCS port (or Ray Client's), with a short timeout, before ``ray.init``:
+    against a closed port Ray itself retries for minutes ("Failed to connect to GCS").
+
+    Raises:
+        ConfigError: the address is malformed, or nothing accepts a connection there.
+    """
+    from sweeps.checks import probe_tcp
+
+    flag = "--address"
+    if not address:
+        address, flag = os.environ.get("RAY_ADDRESS") or None, "RAY_ADDRESS"
+    if address in (None, "local"):
+        return
+    target = address
+    if address == "auto":
+        from ray._common.utils import get_ray_address_file
+
+        recorded = Path(get_ray_address_file(None))
+        target = os.environ.get("RAY_ADDRESS") or (recorded.read_text().strip() if recorded.is_file() else "")
+        if not target or target == "auto":
+            return  # Ray looks for a running head itself, and says at once when there is none
+    client = target.startswith("ray://")
+    hostport = target[len("ray://"):] if client else target
+    host, sep, port = hostport.rpartition(":")
+    if "://" in hostport or not sep or not host or not port.isdigit():
+        if client and "://" not in hostport and ":" not in hostport:
+            host, port = hostport, "10001"  # Ray Client's default port
+        else:
+            raise ConfigError(f"{flag} {address!r} is not a Ray cluster address; valid: {_VALID_ADDRESSES}")
+    why = probe_tcp(host.strip("[]"), int(port))
+    if why is not None:
+        seen = f" (resolved to {target}: a cluster stopped since?)" if address == "auto" else ""
+        raise ConfigError(f"cannot connect to the Ray cluster at {flag} {address!r}{seen}: nothing answers on "
+                          f"{host}:{port} ({why}); start it (`ray start --head "
+                          f"{'--ray-client-server-port' if client else '--port'} {port}`) or use another address; "
+                          f"valid: {_VALID_ADDRESSES}")
 
 
 def free_port() -> int:

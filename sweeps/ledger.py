@@ -32,13 +32,27 @@ def write_json_atomic(path: Path, doc: Any) -> None:
     tmp.replace(path)
 
 
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    """Read a JSON file; a truncated or invalid file raises ConfigError naming it and ``what``."""
+def read_json(path: Path, what: str, advice: str | None = None) -> dict[str, Any]:
+    """Read a JSON object; a truncated, invalid or non-object file raises ConfigError naming it, ``what``
+    and ``advice`` (what the user can do about it)."""
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} ({what}) is damaged: {e}; delete it and run `unlearn-sweep resume` to re-run "
-                          "that trial") from None
+        doc = json.loads(path.read_text())
+        problem = None if isinstance(doc, dict) else f"it holds a JSON {type(doc).__name__}, not an object"
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        problem = str(e)
+    if problem is not None:
+        raise ConfigError(f"{path} ({what}) is damaged: {problem}"
+                          + (f"; {advice}" if advice else " (it is written atomically: an outside crash or edit "
+                             "damaged it)"))
+    return doc
+
+
+def damaged_trial_advice(trial: Path) -> str:
+    """What works for a trial whose record or results are damaged: it counts as DAMAGED (never as best;
+    a resume does not re-run it), and its resolved config runs it again."""
+    rerun = (f"run it again with `unlearn-sweep run {trial / 'config.json'} --out NEW_DIR`"
+             if (trial / "config.json").is_file() else "its sampled parameters are in the sweep's MLflow run")
+    return f"the trial counts as DAMAGED (never as best; a resume does not re-run it); {rerun}"
 
 
 class LedgerCallback(Callback):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import yaml
 from unlearn.errors import ConfigError
 from unlearn.train.run import MODEL_DIR, RESULTS_FILE
 
-from sweeps.ledger import TRIAL_FILE, TRIALS_DIR, read_json
+from sweeps.ledger import TRIAL_FILE, TRIALS_DIR, damaged_trial_advice, read_json
 from sweeps.space import SearchSpace
 
 BEST_FILE = "best_config.yaml"
@@ -29,11 +30,11 @@ def collect_trials(root: Path) -> list[dict[str, Any]]:
                                "config": None, "dir": str(d)}
         try:
             if (d / TRIAL_FILE).is_file():
-                doc = read_json(d / TRIAL_FILE, f"record of trial {d.name}")
+                doc = read_json(d / TRIAL_FILE, f"record of trial {d.name}", damaged_trial_advice(d))
                 row.update(status=doc.get("status", "RUNNING"), params=doc.get("params", {}),
                            metrics=doc.get("last_metrics", {}), reason=doc.get("reason"))
             if (d / RESULTS_FILE).is_file():
-                res = read_json(d / RESULTS_FILE, f"results of trial {d.name}")
+                res = read_json(d / RESULTS_FILE, f"results of trial {d.name}", damaged_trial_advice(d))
                 row.update(metrics=res["final"], config=res["config"], has_model=(d / MODEL_DIR).is_dir())
         except ConfigError as e:
             row.update(status="DAMAGED", reason=str(e))
@@ -73,7 +74,7 @@ def _utility(trial: dict[str, Any], name: str | None) -> float:
 
 def write_best_config(root: Path, best: dict[str, Any]) -> Path:
     path = root / BEST_FILE
-    path.write_text(_config_yaml(best))
+    _write_text_atomic(path, _config_yaml(best))
     return path
 
 
@@ -99,7 +100,8 @@ def format_report(root: Path, space: SearchSpace) -> str:
     lines.append("trials: " + ", ".join(f"{v} {k.lower()}" for k, v in counts.items() if v))
     for t in trials:
         if t["status"] in ("FAILED", "DAMAGED") and t["reason"]:
-            lines.append(f"  {t['trial_id']} {t['status'].lower()}: {t['reason'].splitlines()[0][:200]}")
+            limit = 500 if t["status"] == "DAMAGED" else 200  # a damaged file's message ends with what to do
+            lines.append(f"  {t['trial_id']} {t['status'].lower()}: {t['reason'].splitlines()[0][:limit]}")
     best, pareto = pick_best(space, trials)
     if best is None:
         lines.append("best: none yet (no finished trial with all objective metrics)")
@@ -128,9 +130,53 @@ def _refuse_overwrite(path: Path, force: bool, what: str) -> None:
     raise ConfigError(f"{what} {path} already exists and is not empty; pass --force to overwrite it")
 
 
+def _check_export_paths(out_yaml: Path, model_dir: Path | None, force: bool) -> None:
+    """Both destinations usable, checked before either is written (no half export)."""
+    from sweeps.checks import check_writable_dir, check_writable_file
+
+    check_writable_file(out_yaml, "--out", "a YAML file path (new, or an existing file with --force)")
+    _refuse_overwrite(out_yaml, force, "--out")
+    if model_dir is None:
+        return
+    valid = "a new or empty directory, or with --force an existing directory to replace"
+    check_writable_dir(model_dir, "--model", valid)
+    _refuse_overwrite(model_dir, force, "--model")
+    if model_dir.resolve() == out_yaml.resolve() or out_yaml.resolve().is_relative_to(model_dir.resolve()):
+        raise ConfigError(f"--out {out_yaml} lies in --model {model_dir}, which the export replaces; valid: a YAML "
+                          "path outside the model directory")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _copy_dir_atomic(src: Path, dest: Path) -> None:
+    """Copy ``src`` to a temporary sibling of ``dest``, then rename it into place: a kill mid-copy leaves
+    the temporary directory (named ``.NAME.partial-PID``), never a truncated model under ``dest``."""
+    dest = dest.resolve()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.name}.partial-*"):  # left by an export that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+    shutil.copytree(src, tmp)
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    if dest.exists():
+        dest.rename(old)  # --force: the old one goes only once the new one is complete
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def export_best(root: Path, space: SearchSpace, out_yaml: Path, *, model_dir: Path | None = None,
                 register: str | None = None, trial_id: str | None = None, force: bool = False) -> dict[str, Any]:
-    """Write the best (or the named) trial's resolved run config; optionally copy / register its model."""
+    """Write the best (or the named) trial's resolved run config; optionally copy / register its model.
+
+    Both destinations are checked before either is written; the model is copied to a temporary
+    directory and renamed into place, the YAML replaced atomically.
+    """
+    _check_export_paths(out_yaml, model_dir, force)
     trials = collect_trials(root)
     if trial_id is not None:
         chosen = next((t for t in trials if t["trial_id"] == trial_id), None)
@@ -141,16 +187,13 @@ def export_best(root: Path, space: SearchSpace, out_yaml: Path, *, model_dir: Pa
         chosen, _ = pick_best(space, trials)
         if chosen is None:
             raise ConfigError(f"{root}: no finished trial has all objective metrics ({', '.join(space.metric_names)})")
-    _refuse_overwrite(out_yaml, force, "--out")
-    if model_dir is not None:
-        _refuse_overwrite(model_dir, force, "--model")
-    out_yaml.parent.mkdir(parents=True, exist_ok=True)
-    out_yaml.write_text(_config_yaml(chosen))
     src = Path(chosen["dir"]) / MODEL_DIR
     if model_dir is not None:
         if not src.is_dir():
-            raise ConfigError(f"trial {chosen['trial_id']} kept no model ({src} missing)")
-        shutil.copytree(src, model_dir, dirs_exist_ok=True)
+            raise ConfigError(f"trial {chosen['trial_id']} kept no model ({src} missing); valid: export without "
+                              "--model, or a trial that kept its model")
+        _copy_dir_atomic(src, model_dir)
+    _write_text_atomic(out_yaml, _config_yaml(chosen))
     if register:
         from sweeps.registry import register_model
 

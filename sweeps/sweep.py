@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearn.config import to_dict
-from unlearn.errors import ConfigError
+from unlearn.errors import ConfigError, UnlearnError
 from unlearn.train.config import RunConfig
 from unlearn.train.prepare import prepare
 
@@ -82,11 +82,24 @@ class SweepResult:
 
 
 class SweepInterrupted(Exception):
-    """Ctrl-C (SIGINT) stopped the sweep: its state is saved, ``unlearn-sweep resume DIR`` continues it."""
+    """Ctrl-C (SIGINT) or SIGTERM stopped the sweep: its state is saved, ``unlearn-sweep resume DIR``
+    continues it."""
 
-    def __init__(self, out_dir: Path) -> None:
-        super().__init__(f"interrupted; continue it with: unlearn-sweep resume {out_dir}")
+    def __init__(self, out_dir: Path, signum: int = signal.SIGINT) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"interrupted ({name}); continue it with: unlearn-sweep resume {out_dir}")
         self.out_dir = out_dir
+        self.signum = signum
+
+
+class NoTrialFinished(UnlearnError):
+    """A sweep ended without one finished trial: nothing to call best (the reasons are in the report)."""
+
+    def __init__(self, result: SweepResult) -> None:
+        failed = sum(t["status"] == "FAILED" for t in result.trials)
+        super().__init__(f"no trial finished ({len(result.trials)} trial(s), {failed} failed: see their reasons "
+                         "above); nothing was logged as best; fix the cause, then launch the sweep again")
+        self.result = result
 
 
 @dataclass(frozen=True)
@@ -291,58 +304,235 @@ def _scheduler(space: SearchSpace):
                          grace_period=es.grace_period, reduction_factor=es.reduction_factor)
 
 
-def _check_settings(settings: SweepSettings) -> dict[str, float]:
-    """Everything checkable before a trial starts: MLflow and Ray reachable, storage usable."""
-    from sweeps.cluster import ensure_ray
+def _check_settings(settings: SweepSettings) -> None:
+    """Every path, URI and address of a sweep, before it writes anything or starts Ray (reads only)."""
+    from sweeps.checks import check_optuna_storage, check_storage_path, check_writable_dir
+    from sweeps.cluster import check_address
     from sweeps.tracking import check_tracking_uri
 
+    check_writable_dir(settings.root, "--out")
+    check_storage_path(settings.storage_path)
+    check_optuna_storage(settings.optuna_storage)
     check_tracking_uri(settings.tracking_uri)
-    return ensure_ray(settings.address)
+    check_address(settings.address)
 
 
-def launch_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...], settings: SweepSettings) -> SweepResult:
-    """Validate everything, then run a new sweep into ``settings.out_dir``."""
-    space = load_space(space_path, overrides)
+def _check_new_sweep(settings: SweepSettings) -> None:
+    """``--out`` (and ``--storage-path``) must not hold another sweep's state."""
+    from sweeps.lock import LOCK_FILE
+
     root = settings.root
     if (root / SWEEP_FILE).exists():
         raise ConfigError(f"{root} already holds a sweep; continue it with `unlearn-sweep resume {root}` or choose "
                           "another --out")
-    if root.exists() and any(p for p in root.iterdir() if p.name != ".gitkeep"):
+    if root.exists() and any(p for p in root.iterdir() if p.name not in (".gitkeep", LOCK_FILE)):
         raise ConfigError(f"--out {root} is not empty; valid: a new or empty directory")
-    resources = _check_settings(settings)
-    from sweeps.cluster import check_placeable
+    tune_dir = storage_child(settings.ray_storage, TUNE_NAME)
+    if settings.storage_path and "://" not in tune_dir and Path(tune_dir).exists():
+        raise ConfigError(f"--storage-path {settings.storage_path} already holds a Ray Tune experiment ({tune_dir}, "
+                          "another sweep's: a resume would restore the wrong one); valid: a storage path of its "
+                          f"own for each sweep, e.g. {storage_child(settings.storage_path, root.name)}")
 
-    check_placeable(space.base_config.scaling, resources)
+
+def launch_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...], settings: SweepSettings) -> SweepResult:
+    """Validate everything, then run a new sweep into ``settings.out_dir``.
+
+    Everything is checked before anything is written; the directory is then locked for the driver's
+    life (``sweeps.lock``). A launch that fails before its first trial started removes what it wrote,
+    so a corrected launch into the same ``--out`` is accepted.
+
+    Raises:
+        NoTrialFinished: the sweep ran, but none of its trials finished.
+    """
+    from sweeps.checks import check_model_dirs
+    from sweeps.cluster import check_placeable, ensure_ray
+    from sweeps.lock import check_unlocked, sweep_lock
+    from unlearn.train.prepare import check_prepare_inputs
+
+    space = load_space(space_path, overrides)
+    root = settings.root
+    _check_settings(settings)
+    check_unlocked(root, action="launch")  # a running sweep there is named as such, not as "already holds"
+    _check_new_sweep(settings)
+    cfg = space.base_config
+    check_model_dirs(cfg)
+    check_prepare_inputs(cfg, cfg.benchmark.load(cfg.data))
     root.mkdir(parents=True, exist_ok=True)
-    (root / SPACE_FILE).write_text(space.to_yaml())
-    sweep_id = uuid.uuid4().hex[:12]
-    meta = {"sweep_id": sweep_id, "name": space.name, "study_name": f"{space.name}-{sweep_id}",
-            "created": time.time(), "settings": to_dict(settings), "source": space.source,
-            "overrides": list(overrides), "tracking_uri": settings.tracking_uri,
-            "optuna_storage": settings.study_storage, "ray_storage": settings.ray_storage}
-    write_json_atomic(root / SWEEP_FILE, meta)
-    return _run(space, settings, meta, resources, resume=False)
+    with sweep_lock(root, action="launch"):
+        _check_new_sweep(settings)  # again, as the owner: another launch may have won the race
+        resources = ensure_ray(settings.address)
+        check_placeable(cfg.scaling, resources)
+        sweep_id = uuid.uuid4().hex[:12]
+        meta = {"sweep_id": sweep_id, "name": space.name, "study_name": f"{space.name}-{sweep_id}",
+                "created": time.time(), "settings": to_dict(settings), "source": space.source,
+                "overrides": list(overrides), "tracking_uri": settings.tracking_uri,
+                "optuna_storage": settings.study_storage, "ray_storage": settings.ray_storage}
+        try:
+            (root / SPACE_FILE).write_text(space.to_yaml())
+            write_json_atomic(root / SWEEP_FILE, meta)
+            write_json_atomic(root / SWEEP_BACKUP, meta)  # sweep.json is never rewritten: this copy restores it
+            result = _run(space, settings, meta, resources, resume=False)
+        except SweepInterrupted:
+            raise
+        except Exception:
+            if not _any_trial_started(root):
+                _undo_launch(settings, meta)
+            raise
+    return _require_a_finished_trial(result)
+
+
+def _any_trial_started(root: Path) -> bool:
+    from sweeps.ledger import TRIALS_DIR
+
+    return (root / TRIALS_DIR).is_dir() and any((root / TRIALS_DIR).iterdir())
+
+
+def _undo_launch(settings: SweepSettings, meta: dict[str, Any]) -> None:
+    """Remove what a launch that failed before its first trial wrote: nothing blocks a corrected relaunch.
+
+    ``--out`` held nothing before (checked), so all but the lock file goes; an external study is deleted,
+    an external MLflow parent run stays, FAILED (``_run``), a new launch makes a new one.
+    """
+    import shutil
+
+    from sweeps.lock import LOCK_FILE
+
+    root = settings.root
+    for p in root.iterdir():
+        if p.name in (LOCK_FILE, ".gitkeep"):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    if settings.optuna_storage:
+        import optuna
+
+        try:
+            optuna.delete_study(study_name=meta["study_name"], storage=settings.optuna_storage)
+        except Exception:  # noqa: BLE001 -- never created, or the database is what failed
+            pass
+    tune_dir = storage_child(settings.ray_storage, TUNE_NAME)
+    if settings.storage_path and "://" not in tune_dir:
+        shutil.rmtree(tune_dir, ignore_errors=True)  # did not exist before the launch (checked)
+
+
+def _require_a_finished_trial(result: SweepResult) -> SweepResult:
+    # DAMAGED: the trial finished, a file of it was damaged since (``report`` names it); not this error
+    if not any(t["status"] in ("FINISHED", "DAMAGED") for t in result.trials):
+        raise NoTrialFinished(result)
+    return result
 
 
 def resume_sweep(out_dir: str | Path, *, address: str | None = None, progress: bool = True) -> SweepResult:
-    """Continue an interrupted sweep: finished trials are kept, unfinished ones run again from checkpoints."""
+    """Continue an interrupted sweep: finished trials are kept, unfinished ones run again from checkpoints.
+
+    Raises:
+        SweepLockedError: another driver owns the directory.
+        ConfigError: its settings are damaged, or its study is missing (checked before anything runs).
+        NoTrialFinished: the sweep ended, but none of its trials finished.
+    """
+    from sweeps.checks import check_storage_path
+    from sweeps.cluster import check_address, ensure_ray
+    from sweeps.lock import check_unlocked, sweep_lock
+    from sweeps.tracking import check_tracking_uri
+
     root = Path(out_dir).expanduser().resolve()
+    check_unlocked(root, action="resume")  # a launch still starting has written no sweep.json yet
     meta = load_sweep_meta(root)
     settings = SweepSettings(**{**meta["settings"], "address": address or meta["settings"].get("address"),
                                 "progress": progress})
     space = load_space(root / SPACE_FILE)
-    resources = _check_settings(settings)
-    return _run(space, settings, meta, resources, resume=True)
+    check_storage_path(settings.storage_path)
+    check_tracking_uri(settings.tracking_uri)
+    check_address(settings.address)
+    _check_study(root, meta, settings)
+    with sweep_lock(root, action="resume"):  # the checks above only read: a failed one leaves no lock file
+        resources = ensure_ray(settings.address)
+        result = _run(space, settings, meta, resources, resume=True)
+    return _require_a_finished_trial(result)
+
+
+def _check_study(root: Path, meta: dict[str, Any], settings: SweepSettings) -> None:
+    """A resume needs the sweep's Optuna study once Tune has started it (trials, a saved experiment).
+
+    Without it the restored searcher refers to study trials that do not exist, and the resume crashes
+    with its trials left RUNNING. Refused up front, with what can be done.
+    """
+    import ray.tune
+
+    url, name = meta["optuna_storage"], meta["study_name"]
+    started = _any_trial_started(root) or ray.tune.Tuner.can_restore(storage_child(settings.ray_storage, TUNE_NAME))
+    if not started:
+        return  # stopped before its first trial: the resume creates the study
+    db = Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+    if db is not None and not db.is_file():
+        missing = f"{db} is missing"
+    else:
+        import optuna
+
+        try:
+            if name in optuna.get_all_study_names(url):
+                return
+        except Exception as e:  # noqa: BLE001 -- a damaged file, an unreachable server: say which
+            raise ConfigError(f"cannot resume {root}: its Optuna study {name!r} cannot be read from {url} "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); repair or restore that "
+                              "database, then resume again") from None
+        missing = f"{url} holds no study {name!r}"
+    raise ConfigError(
+        f"cannot resume {root}: its Optuna study is gone ({missing}): the searcher's history and the trials' "
+        f"study records live there, and the search cannot go on without them. Restore it from a backup and "
+        f"resume again; or keep what ran (`unlearn-sweep report {root}`, `unlearn-sweep export-best {root} --out "
+        f"best.yaml`) and search on in a new sweep: `unlearn-sweep launch {root / SPACE_FILE} --out NEW_DIR`")
+
+
+SWEEP_BACKUP = "sweep.json.bak"
+_META_KEYS = {"sweep_id": str, "name": str, "study_name": str, "settings": dict, "tracking_uri": str,
+              "optuna_storage": str, "ray_storage": str}
+
+
+def _meta_problem(doc: Any) -> str | None:
+    """What is wrong with the shape of a sweep.json document (None: nothing)."""
+    import dataclasses
+
+    if not isinstance(doc, dict):
+        return f"it holds a JSON {type(doc).__name__}, not an object"
+    for key, tp in _META_KEYS.items():
+        if not isinstance(doc.get(key), tp):
+            return f"{key!r} is {'missing' if key not in doc else 'not a ' + tp.__name__}"
+    fields = {f.name for f in dataclasses.fields(SweepSettings)}
+    if "out_dir" not in doc["settings"] or set(doc["settings"]) - fields:
+        return f"'settings' must hold out_dir and only {', '.join(sorted(fields))}"
+    return None
 
 
 def load_sweep_meta(root: Path) -> dict[str, Any]:
-    from sweeps.ledger import read_json
+    """``DIR/sweep.json``, checked for shape.
 
+    Raises:
+        ConfigError: not found (the directory holds no sweep), or damaged (with the copy that restores it).
+    """
     path = root / SWEEP_FILE
     if not path.is_file():
         raise ConfigError(f"{root} holds no sweep ({SWEEP_FILE} not found); valid: a directory written by "
                           "`unlearn-sweep launch --out DIR`")
-    return read_json(path, "sweep settings")
+    try:
+        doc = json.loads(path.read_text())
+        problem = _meta_problem(doc)
+    except (ValueError, UnicodeDecodeError) as e:
+        problem = f"not JSON ({e})"
+    if problem is None:
+        return doc
+    backup = root / SWEEP_BACKUP
+    try:
+        good_backup = _meta_problem(json.loads(backup.read_text())) is None
+    except (OSError, ValueError, UnicodeDecodeError):
+        good_backup = False
+    fix = (f"it is written once, at launch, with a copy: restore it with `cp {backup} {path}`" if good_backup else
+           f"there is no intact copy ({backup}); the trials' records stay readable in {root / 'trials'} (each "
+           "trials/ID/config.json reruns with `unlearn-sweep run`), and the settings are the params of the "
+           "sweep's MLflow parent run")
+    raise ConfigError(f"{path} (the sweep's settings) is damaged: {problem}; {fix}")
 
 
 def _tracker(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any]):
@@ -358,13 +548,25 @@ def _tracker(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any]):
 
 def _run(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], resources: dict[str, float], *,
          resume: bool) -> SweepResult:
+    prepare(space.base_config, log=print if settings.progress else (lambda s: None))  # once, before any trial
+    tracker = _tracker(space, settings, meta)
+    try:
+        return _fit(space, settings, meta, resources, tracker, resume=resume)
+    except SweepInterrupted:
+        raise
+    except Exception:  # (a second Ctrl-C stops at once: the parent stays RUNNING until the resume)
+        tracker.finish_parent("FAILED")  # not left RUNNING; a resume sets it back to RUNNING
+        tracker.flush()
+        raise
+
+
+def _fit(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], resources: dict[str, float], tracker,
+         *, resume: bool) -> SweepResult:
     import ray.tune
 
     from sweeps.progress import ProgressCallback
     from sweeps.tracking import MLflowTrialCallback
 
-    prepare(space.base_config, log=print if settings.progress else (lambda s: None))  # once, before any trial
-    tracker = _tracker(space, settings, meta)
     ctx = TrialContext(space, str(settings.root), settings.ray_storage)
     trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, ctx=ctx), _TrialResources(space))
     mlflow_callback = MLflowTrialCallback(tracker, max_steps=space.max_epochs, params_of=_ParamsOf(space))
@@ -394,11 +596,11 @@ def _run(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
             tuner.fit()
     finally:
         mlflow_callback.wait()  # its writes run on a thread of their own (Tune ends with them, unless fit raised)
-    if interrupt.is_set():
+    if interrupt.signum is not None:
         _close_lost_trials(settings.root, tracker, INTERRUPTED_REASON)
         tracker.finish_parent("KILLED")  # set back to RUNNING by the resume
         tracker.flush()
-        raise SweepInterrupted(settings.root)
+        raise SweepInterrupted(settings.root, interrupt.signum)
     _close_lost_trials(settings.root, tracker, LOST_REASON if resume else UNFINISHED_REASON)
     return finish_sweep(settings.root, tracker=tracker, space=space)
 
@@ -414,36 +616,49 @@ TUNE_ENV = {
 }
 
 
+class _Interrupt:
+    """Which stop signal (SIGINT, SIGTERM) stopped ``Tuner.fit``; None while none did."""
+
+    signum: int | None = None
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and what a cluster scheduler sends
+
+
 @contextmanager
-def _stop_on_interrupt() -> Iterator[threading.Event]:
-    """Ctrl-C during ``Tuner.fit``: Tune stops gracefully (stops the trials, saves the experiment state for a
-    resume), as its own SIGINT handler would, and the returned event says so (Tune's handler keeps that to
-    itself, and ``fit`` returns as if the sweep had ended). A second Ctrl-C stops at once."""
-    interrupted = threading.Event()
+def _stop_on_interrupt() -> Iterator[_Interrupt]:
+    """Ctrl-C or SIGTERM during ``Tuner.fit``: Tune stops gracefully (stops the trials, saves the experiment
+    state for a resume), as its own SIGINT handler would, and the returned object says which signal did
+    (Tune's handler keeps that to itself, and ``fit`` returns as if the sweep had ended). A second signal
+    stops at once. SIGTERM would otherwise hit Ray's driver handler (``sys.exit`` mid-fit: an abort, trials
+    left RUNNING)."""
+    interrupt = _Interrupt()
     if threading.current_thread() is not threading.main_thread():
-        yield interrupted  # signals reach the main thread only; Tune then installs no handler either
+        yield interrupt  # signals reach the main thread only; Tune then installs no handler either
         return
 
-    def on_sigint(signum, frame) -> None:
+    def on_signal(signum, frame) -> None:
         graceful = signal.getsignal(signal.SIGUSR1)  # Tune's graceful stop, installed once fit runs
-        if interrupted.is_set() or not callable(graceful):
+        if interrupt.signum is not None or not callable(graceful):
             raise KeyboardInterrupt
-        interrupted.set()
+        interrupt.signum = signum
         graceful(signal.SIGUSR1, frame)
 
-    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     try:
-        # Tune leaves SIGINT to on_sigint (it still takes SIGUSR1)
+        # Tune leaves SIGINT to on_signal (it still takes SIGUSR1)
         with scoped_env({"TUNE_DISABLE_SIGINT_HANDLER": "1"}):
-            yield interrupted
+            yield interrupt
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 LOST_REASON = ("the sweep driver died before Ray Tune recorded this trial; its sampled point was run again "
                "by the resumed sweep")
 UNFINISHED_REASON = "not finished when the sweep ended (budget.time_budget_s)"
-INTERRUPTED_REASON = "the sweep was interrupted (Ctrl-C) while this trial ran; `unlearn-sweep resume` runs it again"
+INTERRUPTED_REASON = ("the sweep was interrupted (Ctrl-C or SIGTERM) while this trial ran; `unlearn-sweep resume` "
+                      "runs it again")
 
 
 def _close_lost_trials(root: Path, tracker, reason: str) -> None:
@@ -467,12 +682,14 @@ def _close_lost_trials(root: Path, tracker, reason: str) -> None:
 
 def finish_sweep(root: Path, *, tracker=None, space: SearchSpace | None = None) -> SweepResult:
     """Collect trials, pick the best (or the Pareto set), log the parent's artifacts."""
-    from sweeps.report import collect_trials, pick_best, write_best_config
+    from sweeps.report import BEST_FILE, collect_trials, pick_best, write_best_config
 
     meta = load_sweep_meta(root)
     space = space or load_space(root / SPACE_FILE)
     trials = collect_trials(root)
     best, pareto = pick_best(space, trials)
+    if best is None:
+        (root / BEST_FILE).unlink(missing_ok=True)  # no best: no file that says otherwise
     best_path = write_best_config(root, best) if best else None
     if tracker is not None:
         import optuna
@@ -480,10 +697,11 @@ def finish_sweep(root: Path, *, tracker=None, space: SearchSpace | None = None) 
         from sweeps.tracking import log_sweep_artifacts
 
         study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])
-        log_sweep_artifacts(tracker, study, root / SPACE_FILE, best["config"] if best else {}, root / "artifacts")
+        log_sweep_artifacts(tracker, study, root / SPACE_FILE, best["config"] if best else None, root / "artifacts")
         if best_path is not None:
             tracker.log_parent_artifact(best_path, "sweep")
-        tracker.finish_parent("FINISHED")
+        finished = any(t["status"] in ("FINISHED", "DAMAGED") for t in trials)
+        tracker.finish_parent("FINISHED" if finished else "FAILED")
         tracker.flush()
     return SweepResult(root, trials, best, pareto, meta["tracking_uri"],
                        tracker.parent_run_id if tracker is not None else None)

@@ -145,6 +145,11 @@ def _sqlite_path(uri: str) -> Path:
 
 
 def _check_sqlite(uri: str) -> None:
+    from sweeps.checks import check_sqlite_file
+
+    if _sqlite_path(uri).is_dir():
+        raise ConfigError(f"tracking URI {uri!r} names a directory, not a database file; valid: {_VALID_URIS}")
+    check_sqlite_file(_sqlite_path(uri), f"tracking URI {uri!r}")
     parent = _sqlite_path(uri).parent
     existing = next(p for p in (parent, *parent.parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
@@ -899,12 +904,12 @@ def _render(name: str, make: Callable[[], Any]) -> Any | None:
 
 
 def log_sweep_artifacts(tracker: SweepTracker, study: Any, space_yaml_path: Path,
-                        best_config: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
+                        best_config: Mapping[str, Any] | None, out_dir: Path) -> dict[str, Path]:
     """Write the sweep's summary to ``out_dir`` and log it to the parent run.
 
-    Logged: the search space YAML (``sweep/``), the best config (``sweep/best_config.yaml``), all
-    trials (``sweep/trials.csv``) and Optuna's plots as HTML (``plots/<name>.html``; local copies share
-    one ``plotly.min.js`` so they open offline).
+    Logged: the search space YAML (``sweep/``), the best config (``sweep/best_config.yaml``; none when
+    ``best_config`` is None: no trial finished), all trials (``sweep/trials.csv``) and Optuna's plots as
+    HTML (``plots/<name>.html``; local copies share one ``plotly.min.js`` so they open offline).
 
     Returns:
         The local files written, by name.
@@ -913,12 +918,17 @@ def log_sweep_artifacts(tracker: SweepTracker, study: Any, space_yaml_path: Path
 
     out_dir = Path(out_dir)
     (out_dir / "plots").mkdir(parents=True, exist_ok=True)
-    files = {"best_config": out_dir / "best_config.yaml", "trials": out_dir / "trials.csv"}
-    files["best_config"].write_text(yaml.safe_dump(json.loads(json.dumps(dict(best_config), default=str)),
-                                                   sort_keys=False))
+    files = {"trials": out_dir / "trials.csv"}
+    if best_config is not None:
+        files["best_config"] = out_dir / "best_config.yaml"
+        files["best_config"].write_text(yaml.safe_dump(json.loads(json.dumps(dict(best_config), default=str)),
+                                                       sort_keys=False))
+    else:
+        (out_dir / "best_config.yaml").unlink(missing_ok=True)
     trials_dataframe(study).to_csv(files["trials"], index=False)
-    for path in (Path(space_yaml_path), files["best_config"], files["trials"]):
-        tracker.log_parent_artifact(path, "sweep")
+    for path in (Path(space_yaml_path), files.get("best_config"), files["trials"]):
+        if path is not None:
+            tracker.log_parent_artifact(path, "sweep")
     for name, fig in study_figures(study).items():
         files[name] = out_dir / "plots" / f"{name}.html"
         fig.write_html(files[name], include_plotlyjs="directory")

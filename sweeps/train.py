@@ -234,8 +234,9 @@ def retryable(summary: str) -> bool:
     return re.match(_OWN_ERRORS, summary) is None
 
 
-class RunFailedError(RuntimeError):
-    """A Ray Train run failed; the message is the workers' own error (e.g. a diverged loss)."""
+class RunFailedError(UnlearnError, RuntimeError):
+    """A Ray Train run failed; the message is the workers' own error (e.g. a diverged loss). A user error
+    for the CLI (one line, exit 2): what the message names is for the user to change."""
 
 
 def failure_summary(cfg: RunConfig, text: str, *, in_process: bool = False) -> str:

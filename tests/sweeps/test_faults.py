@@ -286,3 +286,125 @@ def test_mlflow_server_down_mid_sweep_loses_nothing(tmp_path, ray_local, cache_d
             assert kid.data.metrics["forget_quality"] == pytest.approx(trial["metrics"]["forget_quality"])
     finally:
         server.stop()
+
+
+def _lock_holder_pid(root: Path) -> int | None:
+    try:
+        return json.loads((root / ".sweep.lock").read_text() or "{}").get("pid")
+    except (OSError, ValueError):
+        return None
+
+
+def test_second_driver_is_refused_and_sigterm_stops_gracefully(tmp_path, cache_dir):
+    """Two drivers, one directory: while a real launch runs, a second launch and a resume of its directory
+    are refused, naming it; then SIGTERM (what a cluster scheduler sends) stops it as Ctrl-C does."""
+    path = tiny_space(tmp_path, cache_dir, num_samples=2, epochs=4, launcher="auto")
+    space = yaml.safe_load(path.read_text())
+    space["base"]["epoch_eval"] = True  # trials long enough to be running when the signal comes
+    path.write_text(yaml.safe_dump(space))
+    root = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    cli = [sys.executable, "-m", "sweeps"]
+    proc = subprocess.Popen([*cli, "launch", str(path), "--out", str(root), "--quiet"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while _lock_holder_pid(root) != proc.pid and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            time.sleep(0.1)
+        second = [subprocess.Popen([*cli, *argv], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True) for argv in (["launch", str(path), "--out", str(root), "--quiet"],
+                                                           ["resume", str(root), "--quiet"])]
+        for p in second:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 2, err[-3000:]
+            assert "Traceback" not in err and err.count("\n") == 1, err[-3000:]
+            assert f"the sweep directory is in use by pid {proc.pid} on " in err and "launch" in err, err
+        while "RUNNING" not in _trial_states(root) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert f"interrupted (SIGTERM); continue it with: unlearn-sweep resume {root}" in err
+    assert "trials:" in out
+    trials = {p.parent.name: json.loads(p.read_text()) for p in (root / "trials").glob("*/trial.json")}
+    stopped = {k for k, t in trials.items() if t["status"] != "FINISHED"}
+    assert stopped and all(trials[k]["status"] == "KILLED" and trials[k]["reason"] == INTERRUPTED_REASON
+                           for k in stopped), trials
+    _, parent, kids = _children(root)  # one parent run: the refused launch made none
+    assert parent.info.status == "KILLED"
+    assert all(k.info.status == "KILLED" for k in kids if k.data.tags["unlearn.trial_id"] in stopped)
+    meta = load_sweep_meta(root)
+    assert len(optuna.get_all_study_names(meta["optuna_storage"])) == 1  # one study
+    from sweeps.lock import check_unlocked
+
+    check_unlocked(root, action="resume")  # free again: the resume may run
+
+
+def test_failed_launch_undone_then_all_trials_fail_then_missing_study(tmp_path, ray_local, cache_dir, capsys):
+    """A launch that fails before its first trial leaves nothing that blocks the corrected one; a sweep whose
+    trials all fail exits non-zero, says so and logs nothing as best; a resume without its optuna.db is
+    refused up front with what can be done."""
+    root = tmp_path / "out"
+    (tmp_path / "a_file").write_text("not a directory")
+    path = tiny_space(tmp_path, cache_dir, num_samples=1, epochs=2, launcher="auto")
+    space = yaml.safe_load(path.read_text())
+    space["base"]["cache_dir"] = str(tmp_path / "a_file" / "cache")  # prepare fails, after sweep.json is written
+    path.write_text(yaml.safe_dump(space))
+    assert main(["launch", str(path), "--out", str(root), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "a_file" in err, err
+    assert [p.name for p in root.iterdir()] == [".sweep.lock"]  # nothing that blocks a relaunch
+
+    space["base"]["cache_dir"] = str(cache_dir)
+    space["base"]["optim"]["lr"] = 1e9  # every trial diverges
+    path.write_text(yaml.safe_dump(space))
+    assert main(["launch", str(path), "--out", str(root), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "error: no trial finished (1 trial(s), 1 failed" in captured.err and "nothing was logged as best" in captured.err
+    assert "best_config.yaml" not in captured.out and not (root / "best_config.yaml").exists()
+    client, parent, _ = _children(root)
+    assert parent.info.status == "FAILED"
+    assert "best_config.yaml" not in {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(parent.info.run_id, "sweep")}
+    records = {p: p.read_text() for p in (root / "trials").glob("*/trial.json")}
+
+    (root / "optuna.db").unlink()
+    start = time.monotonic()
+    assert main(["resume", str(root), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert time.monotonic() - start < 20
+    assert "its Optuna study is gone" in err and "optuna.db is missing" in err and "unlearn-sweep launch" in err, err
+    assert {p: p.read_text() for p in (root / "trials").glob("*/trial.json")} == records  # nothing touched
+
+
+def test_export_killed_mid_copy_leaves_no_model_that_looks_whole(tmp_path):
+    """export-best --model copies to a temporary sibling and renames it: SIGKILL mid-copy (the copy is held
+    on a FIFO, so the kill surely lands during it) leaves no model directory; the next export completes."""
+    src, dest = tmp_path / "model", tmp_path / "best_model"
+    src.mkdir()
+    (src / "model.safetensors").write_bytes(os.urandom(4 << 20))
+    os.mkfifo(src / "tokenizer.json")  # the copy blocks here until it is killed
+    code = ("import sys; from pathlib import Path; from sweeps.report import _copy_dir_atomic; "
+            "_copy_dir_atomic(Path(sys.argv[1]), Path(sys.argv[2]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(src), str(dest)], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".best_model.partial-*/*")) and time.monotonic() < deadline:
+            assert proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert not dest.exists()  # no truncated model.safetensors where a model is expected
+    assert list(tmp_path.glob(".best_model.partial-*"))
+    (src / "tokenizer.json").unlink()
+    (src / "tokenizer.json").write_text("{}")
+    from sweeps.report import _copy_dir_atomic
+
+    _copy_dir_atomic(src, dest)
+    assert (dest / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
+    assert not list(tmp_path.glob(".best_model.*"))  # the killed export's partial copy is gone too

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from unlearn.benchmarks.base import Metric, MetricTable
+from unlearn.metrics.mia import MIA_LOSS, MIA_MIN_K, MIA_MIN_K_PLUS_PLUS, MIA_ZLIB
 
 FORGET_VERBMEM_ROUGE = "forget_verbmem_rouge"
 FORGET_KNOWMEM_ROUGE = "forget_knowmem_rouge"
@@ -11,6 +12,7 @@ PRIVLEAK = "privleak"
 ABS_PRIVLEAK = "abs_privleak"
 PRIVLEAK_AUC = "privleak_auc"
 FORGET_ES = "forget_es"
+MIA_METRICS: tuple[str, ...] = (MIA_LOSS, MIA_ZLIB, MIA_MIN_K, MIA_MIN_K_PLUS_PLUS)
 
 TABLE = MetricTable((
     Metric(FORGET_VERBMEM_ROUGE, "min", shown=True, needs_generation=True,
@@ -24,4 +26,5 @@ TABLE = MetricTable((
     Metric(ABS_PRIVLEAK, "min", doc="|privleak|: what a space minimises"),
     Metric(PRIVLEAK_AUC, "none", doc="the raw min-k% AUC of forget vs holdout (0.5: indistinguishable)"),
     Metric(FORGET_ES, "min", shown=True, doc="extraction strength of the verbmem forget continuations"),
+    *(Metric(n, "none", doc="membership-attack ROC AUC of privleak forget vs holdout texts") for n in MIA_METRICS),
 ), utility_metric=RETAIN_KNOWMEM_ROUGE)

@@ -79,8 +79,9 @@ class MuseBenchmark(Benchmark):
         """MUSE's evaluation; ``reference="self"``: privleak against the model's own AUC (0)."""
         from unlearn.benchmarks.muse.evaluate import MuseEvalConfig, evaluate_muse
 
-        muse_cfg = MuseEvalConfig(batch_size=eval_cfg.batch_size, max_length=max(eval_cfg.max_length, cfg.max_length),
-                                  generate=eval_cfg.rouge)
+        # eval.batch_size and eval.rouge apply; lengths are open-unlearning's (128 / 32 new tokens, texts
+        # scored up to 2048 tokens or the model's context)
+        muse_cfg = MuseEvalConfig(batch_size=eval_cfg.batch_size, generate=eval_cfg.rouge)
         retain_auc = None if reference in (None, "self") else float(reference[REFERENCE_KEY])
         res = evaluate_muse(model, tokenizer, data, muse_cfg, retain_auc=retain_auc)
         metrics = dict(res.metrics)
@@ -91,7 +92,7 @@ class MuseBenchmark(Benchmark):
         metrics[names.PRIVLEAK_AUC] = res.privleak_auc
         if names.PRIVLEAK in metrics:
             metrics[names.ABS_PRIVLEAK] = abs(metrics[names.PRIVLEAK])
-        return EvalOutput(names.TABLE.order(metrics), {REFERENCE_KEY: res.privleak_auc}, res.generations)
+        return EvalOutput(names.TABLE.order(metrics), {REFERENCE_KEY: res.privleak_auc}, res.generations, res.seconds)
 
     def reference_from_file(self, path: str | Path) -> dict[str, Any]:
         from unlearn.benchmarks.muse.evaluate import retain_auc_from_file
@@ -100,6 +101,7 @@ class MuseBenchmark(Benchmark):
 
     def check_reference(self, reference: Mapping[str, Any], data) -> None:
         value = reference.get(REFERENCE_KEY)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
-            raise ConfigError(f"retain statistics hold {REFERENCE_KEY}={value!r}; expected a ROC AUC in (0, 1]: "
+        # privleak divides by 1 - AUC (open-unlearning's privacy.py): an AUC of 1 leaves nothing to compare with
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            raise ConfigError(f"retain statistics hold {REFERENCE_KEY}={value!r}; expected a ROC AUC in [0, 1): "
                               f"{self.reference_doc}")

@@ -1,0 +1,349 @@
+"""MUSE's rows: loading the hub (``muse-bench/MUSE-News`` / ``MUSE-Books``) or a local copy, and cutting
+text corpora into training chunks.
+
+Layouts (the hub's configurations and splits, as its ``README.md`` ``configs:`` header declares them, one
+``<config>/<split>-00000-of-00001.parquet`` file each):
+
+==========  ==========================================  =====================
+config      splits                                      columns
+==========  ==========================================  =====================
+raw         forget, retain1, retain2, holdout           text
+verbmem     forget                                      prompt, gt
+knowmem     forget_qa, forget_qa_icl, retain_qa,        question, answer
+            retain_qa_icl
+privleak    forget, retain, holdout                     text
+==========  ==========================================  =====================
+
+A local directory is either a copy of that repository (its ``README.md`` and parquet files, read by the
+very ``datasets.load_dataset(directory, config, split=...)`` call that reads the hub), or JSON Lines, one
+``<config>_<split>.jsonl`` file per split (``raw_forget.jsonl``, ``verbmem_forget.jsonl``,
+``knowmem_forget_qa.jsonl``, ``privleak_holdout.jsonl``, ...), as ``../shared/data/muse_news/`` is.
+
+Which files open-unlearning reads is ``configs/data/datasets/MUSE_*.yaml`` in locuslab/open-unlearning
+(``MUSE_forget``: raw/forget, ``MUSE_retain``: raw/retain1, ``MUSE_forget_verbmem``, ``MUSE_forget_knowmem``
+and ``MUSE_retain_knowmem`` with their ``*_icl`` few-shot splits, ``MUSE_MIA``: privleak forget/holdout).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unlearn.data.formatting import EncodedQA
+from unlearn.errors import ConfigError, check_range, unknown_name
+
+HUB_REPOS: dict[str, str] = {"news": "muse-bench/MUSE-News", "books": "muse-bench/MUSE-Books"}
+CORPORA = tuple(HUB_REPOS)
+
+# retain corpus name -> (config, split). raw/retain1 is open-unlearning's MUSE_retain default; a local
+# JSON Lines copy may hold only privleak/retain (a small retain corpus of 100 articles).
+RETAIN_SPLITS: dict[str, tuple[str, str]] = {
+    "retain1": ("raw", "retain1"),
+    "retain2": ("raw", "retain2"),
+    "privleak_retain": ("privleak", "retain"),
+}
+HUB_DEFAULT_RETAIN = "retain1"
+JSONL_DEFAULT_RETAIN = "privleak_retain"
+
+TEXT_COLUMNS = ("text",)
+VERBMEM_COLUMNS = ("prompt", "gt")
+QA_COLUMNS = ("question", "answer")
+
+_HUB_LAYOUT = ("a copy of the hub repository: README.md whose `configs:` header maps each config/split to "
+               "<config>/<split>-*.parquet (raw/forget, verbmem/forget, knowmem/forget_qa, knowmem/forget_qa_icl, "
+               "knowmem/retain_qa, knowmem/retain_qa_icl, privleak/forget, privleak/holdout)")
+_JSONL_LAYOUT = ("JSON Lines files <config>_<split>.jsonl: raw_forget.jsonl, verbmem_forget.jsonl, "
+                 "knowmem_forget_qa.jsonl, knowmem_forget_qa_icl.jsonl, knowmem_retain_qa.jsonl, "
+                 "knowmem_retain_qa_icl.jsonl, privleak_forget.jsonl, privleak_holdout.jsonl, and the retain "
+                 "corpus (privleak_retain.jsonl, or raw_retain1.jsonl / raw_retain2.jsonl)")
+
+
+@dataclass(frozen=True)
+class MuseSets:
+    """Every MUSE row a run needs, validated (strings in the needed columns, non-empty but in the raw
+    corpora, which open-unlearning joins as they are: MUSE-News raw/forget holds an empty article).
+
+    Attributes:
+        forget_texts: the forget corpus (raw/forget), what unlearning trains on.
+        retain_texts: the retain corpus (``load_muse``'s ``retain_split``).
+        verbmem: verbmem/forget rows ``{"prompt", "gt"}`` (``gt``: the true continuation).
+        knowmem_forget, knowmem_retain: knowmem/forget_qa, retain_qa rows ``{"question", "answer"}``.
+        knowmem_forget_icl, knowmem_retain_icl: their few-shot examples (``*_qa_icl``), never capped.
+        privleak_forget, privleak_holdout: texts whose membership the privleak attack tells apart.
+        privleak_retain: privleak/retain texts, empty where the source has none.
+    """
+
+    forget_texts: tuple[str, ...]
+    retain_texts: tuple[str, ...]
+    verbmem: tuple[dict[str, str], ...]
+    knowmem_forget: tuple[dict[str, str], ...]
+    knowmem_forget_icl: tuple[dict[str, str], ...]
+    knowmem_retain: tuple[dict[str, str], ...]
+    knowmem_retain_icl: tuple[dict[str, str], ...]
+    privleak_forget: tuple[str, ...]
+    privleak_holdout: tuple[str, ...]
+    privleak_retain: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One split to read: where, which columns, which cap applies (``articles`` / ``questions`` / none)."""
+
+    config: str
+    split: str
+    columns: tuple[str, ...]
+    cap: str | None
+    required: bool = True
+    allow_empty: bool = False  # raw corpora: MUSE-News raw/forget holds an empty article (row 821)
+
+
+def _parts(retain: tuple[str, str]) -> dict[str, _Part]:
+    return {
+        "forget_texts": _Part("raw", "forget", TEXT_COLUMNS, "articles", allow_empty=True),
+        "retain_texts": _Part(*retain, TEXT_COLUMNS, "articles", allow_empty=retain[0] == "raw"),
+        "verbmem": _Part("verbmem", "forget", VERBMEM_COLUMNS, "questions"),
+        "knowmem_forget": _Part("knowmem", "forget_qa", QA_COLUMNS, "questions"),
+        "knowmem_forget_icl": _Part("knowmem", "forget_qa_icl", QA_COLUMNS, None),
+        "knowmem_retain": _Part("knowmem", "retain_qa", QA_COLUMNS, "questions"),
+        "knowmem_retain_icl": _Part("knowmem", "retain_qa_icl", QA_COLUMNS, None),
+        "privleak_forget": _Part("privleak", "forget", TEXT_COLUMNS, "articles"),
+        "privleak_holdout": _Part("privleak", "holdout", TEXT_COLUMNS, "articles"),
+        "privleak_retain": _Part("privleak", "retain", TEXT_COLUMNS, "articles", required=False),
+    }
+
+
+def jsonl_name(config: str, split: str) -> str:
+    """The JSON Lines file of ``config``/``split`` in a local copy (``knowmem_forget_qa.jsonl``)."""
+    return f"{config}_{split}.jsonl"
+
+
+class _Source:
+    """Reads one split's rows (a list of mappings) from the hub / a hub-layout directory / JSON Lines."""
+
+    def __init__(self, corpus: str, path: str | None) -> None:
+        self.repo = HUB_REPOS[corpus]
+        self.dir: Path | None = None
+        self.jsonl = False
+        if path is not None:
+            self.dir = Path(path).expanduser()
+            if not self.dir.is_dir():
+                raise ConfigError(f"MUSE data path {str(path)!r} is not a directory; valid: a directory holding "
+                                  f"{_JSONL_LAYOUT}; or {_HUB_LAYOUT}; or data.path: null for the hub ({self.repo})")
+            self.jsonl = any(self.dir.glob("*.jsonl"))
+            if not self.jsonl and not (self.dir / "README.md").is_file():
+                raise ConfigError(f"MUSE data directory {str(self.dir)!r} holds neither layout: no *.jsonl files and "
+                                  f"no README.md; expected {_JSONL_LAYOUT}; or {_HUB_LAYOUT}")
+
+    @property
+    def default_retain(self) -> str:
+        return JSONL_DEFAULT_RETAIN if self.jsonl else HUB_DEFAULT_RETAIN
+
+    def where(self, part: _Part) -> str:
+        if self.jsonl:
+            return str(self.dir / jsonl_name(part.config, part.split))
+        return f"{self.dir if self.dir is not None else self.repo} config {part.config!r} split {part.split!r}"
+
+    def rows(self, part: _Part) -> list[Any] | None:
+        """The split's rows; None when an optional split is absent."""
+        return self._jsonl_rows(part) if self.jsonl else self._hub_rows(part)
+
+    def _jsonl_rows(self, part: _Part) -> list[Any] | None:
+        file = self.dir / jsonl_name(part.config, part.split)
+        if not file.is_file():
+            if not part.required:
+                return None
+            raise ConfigError(f"MUSE data directory {str(self.dir)!r} lacks {file.name} ({part.config}/{part.split}); "
+                              f"expected {_JSONL_LAYOUT}")
+        rows = []
+        for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{file} line {n} is not JSON ({e.msg}); expected one JSON object per line "
+                                  f"with {', '.join(part.columns)}") from e
+        return rows
+
+    def _hub_rows(self, part: _Part) -> list[Any] | None:
+        import datasets
+
+        source = str(self.dir) if self.dir is not None else self.repo
+        try:
+            ds = datasets.load_dataset(source, part.config, split=part.split)
+        except ValueError as e:  # an unknown config or split: datasets lists the ones it has
+            if not part.required:
+                return None
+            raise ConfigError(f"MUSE source {source!r} has no {part.config}/{part.split} ({e}); expected "
+                              f"{_HUB_LAYOUT if self.dir is not None else 'the hub repository ' + self.repo}") from e
+        except (OSError, datasets.exceptions.DatasetsError) as e:  # missing files, offline, unreachable hub
+            raise ConfigError(f"cannot read {part.config}/{part.split} of MUSE source {source!r}: {e}; expected "
+                              f"{_HUB_LAYOUT if self.dir is not None else 'the hub repository ' + self.repo}") from e
+        missing = [c for c in part.columns if c not in ds.column_names]
+        if missing:
+            raise ConfigError(f"{self.where(part)} lacks column {missing[0]!r} (it has {ds.column_names}); valid "
+                              f"columns: {', '.join(part.columns)}")
+        return ds.select_columns(list(part.columns)).to_list()
+
+
+def _check_row(row: Any, i: int, part: _Part, where: str) -> dict[str, str]:
+    """The row's needed columns, each a string (non-empty unless ``part.allow_empty``)."""
+    valid = f"each row needs {'' if part.allow_empty else 'non-empty '}string columns {', '.join(part.columns)}"
+    if not isinstance(row, Mapping):
+        raise ConfigError(f"{where} row {i} is {type(row).__name__}, not an object; {valid}")
+    out = {}
+    for col in part.columns:
+        if col not in row:
+            what = "has no answer" if col == "answer" else "lacks it"
+            raise ConfigError(f"{where} row {i}: column {col!r} is missing ({what}; the row has {sorted(row)}); "
+                              f"{valid}")
+        value = row[col]
+        if not isinstance(value, str) or not (value.strip() or part.allow_empty):
+            what = "an empty answer" if col == "answer" and isinstance(value, str) else f"{value!r:.80}"
+            raise ConfigError(f"{where} row {i}: column {col!r} is {what}; {valid}")
+        out[col] = value
+    return out
+
+
+def _check_cap(name: str, value: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name}={value!r} must be an integer >= 1 or null (every row)")
+    check_range(name, value, low=1)
+
+
+def load_muse(corpus: str, path: str | None, *, retain_split: str | None = None, max_articles: int | None = None,
+              max_questions: int | None = None) -> MuseSets:
+    """Load and validate every MUSE split a run needs, before any model is loaded.
+
+    Follows the splits of locuslab/open-unlearning's ``configs/data/datasets/MUSE_*.yaml`` (forget corpus
+    raw/forget, retain corpus raw/retain1, verbmem/forget, knowmem forget_qa / retain_qa with their
+    ``*_icl`` few-shot rows, privleak forget / holdout).
+
+    Args:
+        corpus: ``news`` (``muse-bench/MUSE-News``) or ``books`` (``muse-bench/MUSE-Books``).
+        path: None for the hub; else a local directory, in the JSON Lines layout
+            (``<config>_<split>.jsonl``) or a copy of the hub repository (``README.md`` + parquet files,
+            read through ``datasets.load_dataset`` exactly as the hub is).
+        retain_split: the retain corpus: ``retain1`` / ``retain2`` (raw/retain1, raw/retain2) or
+            ``privleak_retain`` (privleak/retain, 100 articles). None: ``retain1`` for the hub and a
+            hub-layout directory (open-unlearning's ``MUSE_retain``), ``privleak_retain`` for a JSON Lines
+            copy, since the shared copy (``../shared/data/muse_news/``) has no raw retain corpus.
+        max_articles: keep N rows of every text split (raw forget / retain, privleak ones): the first N,
+            except raw forget, where the articles holding the kept verbmem / privleak rows come first
+            (``probed_first``).
+        max_questions: keep the first N rows of every probe (verbmem, knowmem forget / retain); the
+            few-shot ``*_icl`` rows are kept whole, they make up every knowmem prompt.
+
+    Raises:
+        ConfigError: an unknown corpus or retain split, a missing directory, file, split or column, a row
+            whose needed column is missing or not a non-empty string (naming file, row and column), or an
+            empty split.
+    """
+    if corpus not in HUB_REPOS:
+        raise unknown_name("MUSE corpus", corpus, CORPORA, "data.corpus")
+    if retain_split is not None and retain_split not in RETAIN_SPLITS:
+        raise unknown_name("MUSE retain split", retain_split, RETAIN_SPLITS, "data.retain_split")
+    _check_cap("data.max_articles", max_articles)
+    _check_cap("data.max_questions", max_questions)
+    source = _Source(corpus, path)
+    parts = _parts(RETAIN_SPLITS[retain_split or source.default_retain])
+    caps = {"articles": max_articles, "questions": max_questions, None: None}
+    loaded: dict[tuple[str, str], list[Any] | None] = {}  # the retain corpus may be privleak/retain: read once
+    values: dict[str, tuple[Any, ...]] = {}
+    for field_name, part in parts.items():
+        key = (part.config, part.split)
+        if key not in loaded:
+            loaded[key] = source.rows(part)
+        rows = loaded[key]
+        if rows is None:
+            values[field_name] = ()
+            continue
+        where = source.where(part)
+        if not rows:
+            raise ConfigError(f"{where} has no rows; every MUSE split needs at least one "
+                              "(privleak forget and holdout both, for the membership AUC)")
+        rows = rows[: caps[part.cap]] if caps[part.cap] is not None else rows
+        checked = [_check_row(r, i, part, where) for i, r in enumerate(rows)]
+        values[field_name] = tuple(r["text"] for r in checked) if part.columns == TEXT_COLUMNS else tuple(checked)
+    if max_articles is not None:
+        part = parts["forget_texts"]
+        full = [_check_row(r, i, part, source.where(part))["text"] for i, r in enumerate(loaded[(part.config, part.split)])]
+        # a verbmem prompt runs across articles (the corpus is a stream of them): what is measured is its
+        # end and the true continuation, so the needles are the prompt's tail and the gt's head
+        needles = [x for r in values["verbmem"] for x in (r["prompt"].strip()[-200:], r["gt"].strip()[:100])]
+        values["forget_texts"] = probed_first(full, [*needles, *(t.strip()[:200] for t in values["privleak_forget"])],
+                                              max_articles)
+    return MuseSets(**values)
+
+
+def probed_first(articles: Sequence[str], needles: Sequence[str], n: int) -> tuple[str, ...]:
+    """``n`` forget articles for a capped (small) run: first those that hold a needle (a piece of a kept
+    probe: the end of a verbmem prompt, the start of its gt, the start of a privleak forget text), then
+    the first others, in corpus order.
+
+    The probes are excerpts of the forget corpus spread over all of it, so the first N articles alone
+    would leave the verbmem and privleak rows untrained on, and the target model would not memorise what
+    they measure. A deliberate deviation for small runs only: uncapped runs use the whole corpus.
+    """
+    keep: dict[int, None] = {}
+    for needle in needles:
+        hit = next((i for i, a in enumerate(articles) if needle and needle in a), None)
+        if hit is not None and len(keep) < n:
+            keep.setdefault(hit)
+    for i in range(len(articles)):
+        if len(keep) >= n:
+            break
+        keep.setdefault(i)
+    return tuple(articles[i] for i in sorted(keep))
+
+
+def special_prefix(tokenizer) -> list[int]:
+    """The token ids the tokenizer adds in front of any text by itself (Llama: BOS; byte-level BPE: none).
+
+    open-unlearning tokenizes MUSE text with ``add_special_tokens=True`` (``preprocess_pretraining_instance``
+    in ``src/data/utils.py``); what that adds to an empty string is what precedes every sequence.
+    """
+    return list(tokenizer("", add_special_tokens=True)["input_ids"])
+
+
+def chunk_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[EncodedQA]:
+    """The corpus ``texts`` as consecutive ``max_length``-token training chunks, loss on every token.
+
+    Follows open-unlearning's ``PretrainingDataset._chunk_raw_text`` (``src/data/pretraining.py``): the
+    texts are joined with ``"\\n\\n"`` into one stream, tokenized once without special tokens, and cut
+    into ``len // max_length + 1`` chunks of ``max_length`` tokens, so the short tail is kept (an article
+    boundary can fall inside a chunk). Each chunk is then prefixed with what the tokenizer adds by itself
+    (``special_prefix``: BOS for Llama, nothing for a byte-level BPE), as its ``preprocess_pretraining_instance``
+    does with ``add_special_tokens=True``; a chunk is therefore ``len(prefix) + max_length`` tokens at most.
+
+    Two details differ, both where open-unlearning's output carries no information: the chunk ids are
+    used as they are (open-unlearning decodes each chunk to text and tokenizes it again, which can merge
+    tokens differently at the cut), so the chunks tile the token stream exactly; and an empty tail (the
+    stream's length a multiple of ``max_length``) is dropped rather than trained on as a lone prefix.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer.
+        texts: the corpus, in order.
+        max_length: tokens per chunk (>= 1), the prefix not counted.
+
+    Returns:
+        One ``EncodedQA`` per chunk with ``labels == input_ids`` and ``prompt_len == 0`` (a causal LM never
+        predicts position 0, so the prefix carries no loss either way).
+    """
+    if isinstance(max_length, bool) or not isinstance(max_length, int):
+        raise ConfigError(f"max_length={max_length!r} must be an integer >= 1")
+    check_range("max_length", max_length, low=1)
+    if not texts:
+        return []
+    stream = list(tokenizer("\n\n".join(texts), add_special_tokens=False)["input_ids"])
+    prefix = special_prefix(tokenizer)
+    chunks = []
+    for start in range(0, len(stream), max_length):
+        ids = tuple(prefix + stream[start : start + max_length])
+        chunks.append(EncodedQA(ids, ids, 0))
+    return chunks
