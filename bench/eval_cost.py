@@ -29,10 +29,12 @@ from unlearn.train.prepare import prepare
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _prompts(cfg, data, tokenizer) -> tuple[list[list[int]], int]:
-    """Token-id prompts of the setup's main generation, and its max_new_tokens."""
+def _prompts(cfg, data, tokenizer, context: int) -> tuple[list[list[int]], int]:
+    """Token-id prompts of the setup's main generation, and its max_new_tokens (MUSE: verbmem prompts
+    keep their last tokens so that prompt + continuation fit the model's context, as the evaluator does)."""
     if cfg.data.benchmark == "muse":
-        return [tokenizer(r["prompt"], add_special_tokens=True)["input_ids"] for r in data.verbmem], 128
+        keep = context - 128
+        return [tokenizer(r["prompt"], add_special_tokens=False)["input_ids"][-keep:] for r in data.verbmem], 128
     return [encode_prompt(tokenizer, r["question"], cfg.data.prompt) for r in data.forget_eval], cfg.eval.max_new_tokens
 
 
@@ -55,7 +57,7 @@ def measure(name: str, overrides: list[str], rounds: int) -> dict:
     t0 = time.perf_counter()
     out = bench.evaluate(model, tokenizer, data, cfg.data, cfg.eval, prepared.reference)
     total = time.perf_counter() - t0
-    prompts, new_tokens = _prompts(cfg, data, tokenizer)
+    prompts, new_tokens = _prompts(cfg, data, tokenizer, model.config.max_position_embeddings)
     batched, single = [], []
     with torch.no_grad():
         for _ in range(rounds):
@@ -81,9 +83,10 @@ def main() -> None:
     args = ap.parse_args()
     rows = [measure("generated (embedded default)", [], args.rounds)]
     if (args.muse_dir / "MANIFEST.json").is_file():
-        muse = ["data.benchmark=muse", f"data.path={args.muse_dir.resolve()}", "data.max_articles=48",
-                "data.max_questions=20", "data.max_length=64", "prepare.epochs=20"]
-        rows.append(measure("muse-news (48 articles, 20 questions)", muse, args.rounds))
+        # search_spaces/muse.yaml's base
+        muse = ["data.benchmark=muse", "data.corpus=news", f"data.path={args.muse_dir.resolve()}", "data.max_articles=8",
+                "data.max_questions=8", "data.max_length=128", "prepare.epochs=24", "prepare.batch_size=8"]
+        rows.append(measure("muse-news (8 articles, 8 questions)", muse, args.rounds))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"torch_threads": torch.get_num_threads(), "rows": rows}, indent=1))

@@ -438,7 +438,19 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SearchSpace:
         data = _apply_space_overrides(data, overrides)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
-    return space_from_dict(data, source=str(path))
+    return space_from_dict(_absolute_data_paths(data), source=str(path))
+
+
+def _absolute_data_paths(data: Any) -> Any:
+    """``base.data.path`` / ``importance_path`` made absolute (from the current directory) here, in the
+    driver: each trial's process runs in its own working directory, where a relative path means nothing."""
+    section = data.get("base", {}).get("data") if isinstance(data, Mapping) and isinstance(data.get("base"), Mapping) else None
+    if not isinstance(section, dict):
+        return data
+    for key in ("path", "importance_path"):
+        if isinstance(section.get(key), str):
+            section[key] = str(Path(section[key]).expanduser().resolve())
+    return data
 
 
 def space_from_dict(data: Mapping[str, Any], *, source: str = "") -> SearchSpace:

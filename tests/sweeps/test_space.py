@@ -21,6 +21,7 @@ from sweeps.space import (
     space_from_dict,
     trial_run_config,
 )
+from tests.conftest import REPO
 from unlearn.errors import ConfigError
 from unlearn.benchmarks.tofu.names import ALL_METRICS
 
@@ -462,3 +463,12 @@ def test_to_yaml_round_trips_every_field(tmp_path: Path) -> None:
     assert again == space
     assert again.to_dict() == space.to_dict()
     assert again.tune_mode == ["max", "min"] and again.early_stopping.reduction_factor == 3
+
+
+def test_relative_data_paths_become_absolute_in_the_driver(tmp_path, monkeypatch) -> None:
+    """A trial's process runs in its own working directory: a relative base.data.path (as README's MUSE
+    command gives) is resolved where the sweep is launched (a MUSE sweep's trials all failed without it)."""
+    monkeypatch.chdir(REPO)
+    space = load_space("muse", ["base.data.path=../shared/data/muse_news"])
+    assert space.base["data"]["path"] == str((REPO / ".." / "shared" / "data" / "muse_news").resolve())
+    assert space.base_config.data.path == space.base["data"]["path"]

@@ -50,6 +50,9 @@ class DataConfig:
         if self.benchmark not in BENCHMARKS:
             raise unknown_name("benchmark", self.benchmark, BENCHMARKS.names(), "data.benchmark")
         bench = BENCHMARKS.get(self.benchmark)
+        for name in ("path", "importance_path"):  # absolute: a trial's process runs in another directory
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, str(Path(getattr(self, name)).expanduser().resolve()))
         if self.split is None:
             object.__setattr__(self, "split", bench.default_split)  # resolved once: hashes and records agree
         if self.split not in bench.splits:
