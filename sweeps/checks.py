@@ -48,13 +48,7 @@ def check_writable_dir(value: str | Path, flag: str, valid: str = "a new or empt
     path = Path(value).expanduser().resolve()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{flag} {path} is an existing file, not a directory; valid: {valid}")
-    existing = _first_existing(path)
-    if not existing.is_dir():
-        raise ConfigError(f"{flag} {path} cannot be created: {existing} is a file, not a directory; valid: {valid}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {path} cannot be written: {existing} is not writable (permissions or a "
-                          f"read-only file system); valid: {valid} on writable storage")
-    return path
+    return _creatable(path, path, flag, valid)
 
 
 def check_writable_file(value: str | Path, flag: str, valid: str) -> Path:
@@ -62,7 +56,12 @@ def check_writable_file(value: str | Path, flag: str, valid: str) -> Path:
     path = Path(value).expanduser().resolve()
     if path.is_dir():
         raise ConfigError(f"{flag} {path} is an existing directory; valid: {valid}")
-    existing = _first_existing(path.parent)
+    return _creatable(path, path.parent, flag, valid)
+
+
+def _creatable(path: Path, start: Path, flag: str, valid: str) -> Path:
+    """``path`` if it can be created from ``start``'s nearest existing parent (a writable directory)."""
+    existing = _first_existing(start)
     if not existing.is_dir():
         raise ConfigError(f"{flag} {path} cannot be created: {existing} is a file, not a directory; valid: {valid}")
     if not os.access(existing, os.W_OK | os.X_OK):
