@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from unlearn.data.batching import encode_rows
 from unlearn.benchmarks import load_benchmark
 from unlearn.benchmarks.config import DataConfig
 from unlearn.benchmarks.tofu.sets import text_corpus
+from unlearn.data.batching import encode_rows
 from unlearn.losses import build_method
 from unlearn.models import ModelConfig, build_tiny, train_tokenizer
 from unlearn.train.config import OptimConfig

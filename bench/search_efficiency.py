@@ -7,7 +7,7 @@
    forget quality of each run is recorded. Forget quality is a KS p-value over the forget questions:
    with the default 16 (2 authors x 8) it takes a handful of values and most grid points tie, so the
    grid runs with 60 authors (forget10 = 6 authors, 48 questions) by default.
-2. TPE: Optuna's TPESampler with the product's own settings (``sweeps.sweep.tpe_sampler`` for a sweep of
+2. TPE: Optuna's TPESampler with the product's own settings (``sweeps.search.tpe_sampler`` for a sweep of
    as many trials as the grid has points) searches the grid with the recorded final forget quality as
    objective. beta1 and beta2 are ordered axes (an integer index into the grid values), as the shipped
    spaces treat them (uniform ranges), not unordered categories. Counted: the trials it needs to reach
@@ -60,7 +60,7 @@ def trials_to_best(final: dict[str, float], seed: int, sampler_name: str) -> int
     first sample a point whose recorded value equals the grid's best."""
     import optuna
 
-    from sweeps.sweep import tpe_sampler, tpe_startup_trials
+    from sweeps.search import tpe_sampler, tpe_startup_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     best = max(final.values())

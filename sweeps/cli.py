@@ -32,11 +32,10 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from sweeps.train import run_unlearning
-    from unlearn.train.prepare import check_prepare_inputs
-
     from sweeps.checks import check_model_dirs, check_storage_path, check_writable_dir
     from sweeps.cluster import check_address
+    from sweeps.train import run_unlearning
+    from unlearn.train.prepare import check_prepare_inputs
 
     cfg = _run_config(args)
     # bad paths, addresses and statistics fail before anything is written or Ray starts
@@ -53,7 +52,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
-    from sweeps.sweep import SweepSettings, launch_sweep
+    from sweeps.layout import SweepSettings
+    from sweeps.sweep import launch_sweep
 
     settings = SweepSettings(out_dir=args.out or _default_out(args.space), address=args.address,
                              storage_path=args.storage_path, mlflow_uri=args.mlflow_uri,
@@ -78,9 +78,10 @@ NO_TRIAL_EXIT = 1  # the sweep ran, but no trial finished
 
 
 def _print_outcome(sweep) -> int:
+    from sweeps.layout import SPACE_FILE
     from sweeps.report import format_report
     from sweeps.space import load_space
-    from sweeps.sweep import SPACE_FILE, NoTrialFinished, SweepInterrupted
+    from sweeps.sweep import NoTrialFinished, SweepInterrupted
 
     try:
         result = sweep()
@@ -114,9 +115,9 @@ def _print_outcome(sweep) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from sweeps.layout import SPACE_FILE, load_sweep_meta
     from sweeps.report import format_report
     from sweeps.space import load_space
-    from sweeps.sweep import SPACE_FILE, load_sweep_meta
 
     root = Path(args.dir).expanduser().resolve()
     load_sweep_meta(root)
@@ -125,9 +126,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_best(args: argparse.Namespace) -> int:
+    from sweeps.layout import SPACE_FILE, load_sweep_meta
     from sweeps.report import export_best
     from sweeps.space import load_space
-    from sweeps.sweep import SPACE_FILE, load_sweep_meta
 
     root = Path(args.dir).expanduser().resolve()
     load_sweep_meta(root)
@@ -141,10 +142,9 @@ def _cmd_export_best(args: argparse.Namespace) -> int:
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
-    from sweeps.sweep import load_sweep_meta
-    from sweeps.tracking import sync_buffer
-
+    from sweeps.layout import load_sweep_meta
     from sweeps.lock import sweep_lock
+    from sweeps.tracking import sync_buffer
 
     root = Path(args.dir).expanduser().resolve()
     meta = load_sweep_meta(root)

@@ -1,50 +1,19 @@
 """The sweep's own record of its trials, written by the driver: ``DIR/trials/<trial_id>/trial.json``.
 
 It is what ``report`` and ``export-best`` read (no Ray needed), next to each trial's ``results.json``
-(written by the trial's rank-0 worker). Files are replaced atomically; a damaged one is reported by
-name, never silently skipped.
+(written by the trial's rank-0 worker).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
-from unlearn.errors import ConfigError
-
-TRIALS_DIR = "trials"
-TRIAL_FILE = "trial.json"
-
-
-def trial_dir(sweep_dir: Path, trial_id: str) -> Path:
-    return sweep_dir / TRIALS_DIR / trial_id
-
-
-def write_json_atomic(path: Path, doc: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=str))
-    tmp.replace(path)
-
-
-def read_json(path: Path, what: str, advice: str | None = None) -> dict[str, Any]:
-    """Read a JSON object; a truncated, invalid or non-object file raises ConfigError naming it, ``what``
-    and ``advice`` (what the user can do about it)."""
-    try:
-        doc = json.loads(path.read_text())
-        problem = None if isinstance(doc, dict) else f"it holds a JSON {type(doc).__name__}, not an object"
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        problem = str(e)
-    if problem is not None:
-        raise ConfigError(f"{path} ({what}) is damaged: {problem}"
-                          + (f"; {advice}" if advice else " (it is written atomically: an outside crash or edit "
-                             "damaged it)"))
-    return doc
+from sweeps.layout import TRIAL_FILE, trial_dir, write_json_atomic
 
 
 def damaged_trial_advice(trial: Path) -> str:

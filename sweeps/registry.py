@@ -11,7 +11,7 @@ def register_model(root: Path, trial_id: str, model_dir: Path, name: str) -> str
     """Log the trial's model under its MLflow child run and register it as a new version of ``name``."""
     from mlflow import MlflowClient
 
-    from sweeps.sweep import load_sweep_meta
+    from sweeps.layout import load_sweep_meta
     from sweeps.tracking import check_tracking_uri
 
     meta = load_sweep_meta(root)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sweeps.layout import read_json
 from unlearn.errors import ConfigError
 from unlearn.train.run import RESULTS_FILE
-
-from sweeps.ledger import read_json
 
 
 def load_results(run_dir: str | Path) -> dict[str, Any]:

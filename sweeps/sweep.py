@@ -1,19 +1,10 @@
 """The product's main job: a Ray Tune + Optuna sweep over the reweighting family, every trial in MLflow.
 
-Layout of a sweep directory (everything a resume, a report or an export needs):
-
-    DIR/sweep.json            settings: space, storage URIs, sweep id, MLflow parent run
-    DIR/space.yaml            the search space as launched (overrides applied)
-    DIR/optuna.db             the Optuna study (inspect with optuna-dashboard sqlite:///DIR/optuna.db)
-    DIR/mlflow.db, mlartifacts/   the default MLflow store (``mlflow ui --backend-store-uri sqlite:///DIR/mlflow.db``)
-    DIR/ray/                  Ray Tune experiment state and each trial's Ray Train checkpoints
-    DIR/trials/<id>/          trial.json (driver's record), results.json and model/ (the trial's run)
+The sweep directory's layout is ``sweeps.layout``; the searcher is ``sweeps.search``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import threading
 import time
@@ -24,49 +15,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweeps.envvars import scoped_env
+from sweeps.layout import (
+    BEST_FILE,
+    SPACE_FILE,
+    SWEEP_BACKUP,
+    SWEEP_FILE,
+    TUNE_NAME,
+    SweepSettings,
+    load_sweep_meta,
+    storage_child,
+    trial_dir,
+    write_json_atomic,
+)
+from sweeps.ledger import LedgerCallback
+from sweeps.report import collect_trials, pick_best, write_best_config
+from sweeps.report.plots import log_sweep_artifacts
+from sweeps.search import make_searcher
+from sweeps.space import SearchSpace, load_space, resolved_trial_config
 from unlearn.config import to_dict
 from unlearn.errors import ConfigError, UnlearnError
-from unlearn.train.config import RunConfig
 from unlearn.train.prepare import prepare
 
-from sweeps.envvars import scoped_env
-from sweeps.ledger import LedgerCallback, trial_dir, write_json_atomic
-from sweeps.space import SearchSpace, define_by_run, derive_trial_seed, load_space, trial_run_config
-
-SWEEP_FILE = "sweep.json"
-SPACE_FILE = "space.yaml"
-TUNE_NAME = "tune"
 DRIVER_CPU = 0.1  # a trial's own process only launches and watches its Ray Train workers (launcher ray_train)
-
-
-@dataclass(frozen=True)
-class SweepSettings:
-    """Where a sweep runs and writes. ``None`` means: inside the sweep directory / a local cluster."""
-
-    out_dir: str
-    address: str | None = None
-    storage_path: str | None = None  # Ray storage; shared storage (NFS, S3) on a multi-node cluster
-    mlflow_uri: str | None = None
-    optuna_storage: str | None = None  # an Optuna RDB URL; default sqlite:///DIR/optuna.db
-    progress: bool = True
-
-    @property
-    def root(self) -> Path:
-        return Path(self.out_dir).expanduser().resolve()
-
-    @property
-    def ray_storage(self) -> str:
-        return self.storage_path or str(self.root / "ray")
-
-    @property
-    def tracking_uri(self) -> str:
-        from sweeps.tracking import default_tracking_uri
-
-        return self.mlflow_uri or default_tracking_uri(self.root)
-
-    @property
-    def study_storage(self) -> str:
-        return self.optuna_storage or f"sqlite:///{self.root / 'optuna.db'}"
 
 
 @dataclass
@@ -111,23 +82,6 @@ class TrialContext:
     ray_storage: str
 
 
-def trial_seed(space: SearchSpace, params: dict[str, Any]) -> int:
-    """The trial's seed, derived from the sweep seed and the trial's parameters.
-
-    The same parameters give the same run in every launch of a sweep with this seed (and on resume), so
-    a sweep is reproducible and the paper's point scores the same whenever it is evaluated. To measure
-    seed variance, make ``seed`` a parameter of the space.
-    """
-    import hashlib
-
-    key = json.dumps(params, sort_keys=True, default=str)
-    return derive_trial_seed(space.budget.seed, int(hashlib.sha256(key.encode()).hexdigest()[:8], 16))
-
-
-def resolved_trial_config(space: SearchSpace, params: dict[str, Any]) -> RunConfig:
-    return trial_run_config(space, params, seed=trial_seed(space, params))
-
-
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     """The Tune trainable (a plain function): the trial's driver launches its Ray Train run."""
     import ray.tune
@@ -147,11 +101,6 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     # not hold the run up
     run_unlearning(cfg, out, name=f"trial-{trial_id}", storage_path=storage_child(ctx.ray_storage, "train"),
                    tune_trial=True, wait_for_tune=ctx.space.early_stopping is not None, max_failures=1)
-
-
-def storage_child(storage: str, name: str) -> str:
-    """``storage/name`` for a path or a URI (``s3://bucket/x``, whose '//' ``Path`` would fold)."""
-    return f"{storage.rstrip('/')}/{name}" if "://" in storage else str(Path(storage) / name)
 
 
 def _mlflow_params(space: SearchSpace, trial: Any) -> dict[str, Any]:
@@ -208,92 +157,6 @@ def _concurrency(space: SearchSpace, resources: dict[str, float]) -> int:
     return max(1, min(space.budget.max_concurrent, fit))
 
 
-def _optuna_search_class():
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    class EvaluatedEpochsOptunaSearch(OptunaSearch):
-        """OptunaSearch that passes on only the results that carry the objective (evaluated epochs),
-        and never updates a study trial that is already finished (after a driver crash the study may
-        hold a trial's value that Tune's saved state had not recorded yet: it is recorded once)."""
-
-        def _already_finished(self, trial_id: str) -> bool:
-            ot_trial = self._ot_trials.get(trial_id)
-            if ot_trial is None:
-                return False
-            if self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
-                return True
-            return False
-
-        def on_trial_result(self, trial_id: str, result: dict) -> None:
-            metrics = self.metric if isinstance(self.metric, list) else [self.metric]
-            if all(m in result for m in metrics) and not self._already_finished(trial_id):
-                super().on_trial_result(trial_id, result)
-
-        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            if self._already_finished(trial_id):
-                self._ot_trials.pop(trial_id, None)
-                return
-            super().on_trial_complete(trial_id, result, error)
-
-        def suggest(self, trial_id: str) -> dict | None:
-            # A driver killed between ``study.ask()`` and Tune's next experiment checkpoint leaves a study
-            # trial RUNNING that no Tune trial owns. The new Tune trial adopts it (same sampled point, the
-            # study keeps each trial once) instead of asking a fresh one.
-            if trial_id not in self._ot_trials and callable(self._space):
-                orphan = self._orphan_trial()
-                if orphan is not None:
-                    self._ot_trials[trial_id] = optuna.trial.Trial(self._ot_study, orphan)
-            return super().suggest(trial_id)
-
-        def _orphan_trial(self) -> int | None:
-            owned = {t._trial_id for t in self._ot_trials.values()}
-            running = self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-            return next((t._trial_id for t in running if t._trial_id not in owned), None)
-
-    return EvaluatedEpochsOptunaSearch
-
-
-def tpe_startup_trials(num_samples: int) -> int:
-    """Random trials before TPE models anything: a third of the budget, 2..10. Optuna's default of 10
-    would make a small sweep pure random search."""
-    return max(2, min(10, num_samples // 3))
-
-
-def tpe_sampler(seed: int, num_samples: int):
-    """The sweep's sampler: multivariate TPE (multi-objective TPE when several objectives are given).
-
-    ``tpe_startup_trials`` random trials first. Optuna 5 models the parameters jointly only for a
-    single objective and only those present in every trial; asked for explicitly, several objectives
-    get it too, and ``group=True`` models each set of parameters that occur together (the conditional
-    ones of ``reweighting.yaml``) jointly instead of sampling them independently.
-    ``bench.search_efficiency`` compares it with independent TPE and random search.
-    """
-    import warnings
-
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=tpe_startup_trials(num_samples),
-                                          multivariate=True, group=True)
-
-
-def _searcher(space: SearchSpace, settings: SweepSettings, study_name: str, *, resume: bool = False):
-    import optuna
-
-    OptunaSearch = _optuna_search_class()
-
-    sampler = tpe_sampler(space.budget.seed, space.budget.num_samples)
-    storage = optuna.storages.RDBStorage(settings.study_storage)
-    points = [dict(p) for p in space.initial_points] or None
-    if resume and study_name in optuna.get_all_study_names(storage):
-        points = None  # the driver died before Tune's first checkpoint: the study already holds them
-    return OptunaSearch(space=define_by_run(space), metric=space.tune_metric, mode=space.tune_mode,
-                        points_to_evaluate=points, sampler=sampler,
-                        study_name=study_name, storage=storage)
-
-
 def _scheduler(space: SearchSpace):
     if space.early_stopping is None:
         return None
@@ -306,7 +169,11 @@ def _scheduler(space: SearchSpace):
 
 def _check_settings(settings: SweepSettings) -> None:
     """Every path, URI and address of a sweep, before it writes anything or starts Ray (reads only)."""
-    from sweeps.checks import check_optuna_storage, check_storage_path, check_writable_dir
+    from sweeps.checks import (
+        check_optuna_storage,
+        check_storage_path,
+        check_writable_dir,
+    )
     from sweeps.cluster import check_address
     from sweeps.tracking import check_tracking_uri
 
@@ -382,7 +249,7 @@ def launch_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...],
 
 
 def _any_trial_started(root: Path) -> bool:
-    from sweeps.ledger import TRIALS_DIR
+    from sweeps.layout import TRIALS_DIR
 
     return (root / TRIALS_DIR).is_dir() and any((root / TRIALS_DIR).iterdir())
 
@@ -486,55 +353,6 @@ def _check_study(root: Path, meta: dict[str, Any], settings: SweepSettings) -> N
         f"best.yaml`) and search on in a new sweep: `unlearn-sweep launch {root / SPACE_FILE} --out NEW_DIR`")
 
 
-SWEEP_BACKUP = "sweep.json.bak"
-_META_KEYS = {"sweep_id": str, "name": str, "study_name": str, "settings": dict, "tracking_uri": str,
-              "optuna_storage": str, "ray_storage": str}
-
-
-def _meta_problem(doc: Any) -> str | None:
-    """What is wrong with the shape of a sweep.json document (None: nothing)."""
-    import dataclasses
-
-    if not isinstance(doc, dict):
-        return f"it holds a JSON {type(doc).__name__}, not an object"
-    for key, tp in _META_KEYS.items():
-        if not isinstance(doc.get(key), tp):
-            return f"{key!r} is {'missing' if key not in doc else 'not a ' + tp.__name__}"
-    fields = {f.name for f in dataclasses.fields(SweepSettings)}
-    if "out_dir" not in doc["settings"] or set(doc["settings"]) - fields:
-        return f"'settings' must hold out_dir and only {', '.join(sorted(fields))}"
-    return None
-
-
-def load_sweep_meta(root: Path) -> dict[str, Any]:
-    """``DIR/sweep.json``, checked for shape.
-
-    Raises:
-        ConfigError: not found (the directory holds no sweep), or damaged (with the copy that restores it).
-    """
-    path = root / SWEEP_FILE
-    if not path.is_file():
-        raise ConfigError(f"{root} holds no sweep ({SWEEP_FILE} not found); valid: a directory written by "
-                          "`unlearn-sweep launch --out DIR`")
-    try:
-        doc = json.loads(path.read_text())
-        problem = _meta_problem(doc)
-    except (ValueError, UnicodeDecodeError) as e:
-        problem = f"not JSON ({e})"
-    if problem is None:
-        return doc
-    backup = root / SWEEP_BACKUP
-    try:
-        good_backup = _meta_problem(json.loads(backup.read_text())) is None
-    except (OSError, ValueError, UnicodeDecodeError):
-        good_backup = False
-    fix = (f"it is written once, at launch, with a copy: restore it with `cp {backup} {path}`" if good_backup else
-           f"there is no intact copy ({backup}); the trials' records stay readable in {root / 'trials'} (each "
-           "trials/ID/config.json reruns with `unlearn-sweep run`), and the settings are the params of the "
-           "sweep's MLflow parent run")
-    raise ConfigError(f"{path} (the sweep's settings) is damaged: {problem}; {fix}")
-
-
 def _tracker(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any]):
     from sweeps.tracking import SweepTracker, flatten
 
@@ -583,7 +401,7 @@ def _fit(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
     else:
         tuner = ray.tune.Tuner(
             trainable,
-            tune_config=ray.tune.TuneConfig(search_alg=_searcher(space, settings, meta["study_name"], resume=resume),
+            tune_config=ray.tune.TuneConfig(search_alg=make_searcher(space, settings.study_storage, meta["study_name"], resume=resume),
                                             scheduler=_scheduler(space), num_samples=space.budget.num_samples,
                                             max_concurrent_trials=_concurrency(space, resources),
                                             time_budget_s=space.budget.time_budget_s,
@@ -666,7 +484,7 @@ def _close_lost_trials(root: Path, tracker, reason: str) -> None:
     (in a resumed sweep) started just before a driver crash, after Tune's last experiment checkpoint, so
     the resumed Tune never knew it. Close it as KILLED (ledger and MLflow) with ``reason``, rather than
     leave it looking alive."""
-    from sweeps.ledger import TRIAL_FILE, TRIALS_DIR, read_json
+    from sweeps.layout import TRIAL_FILE, TRIALS_DIR, read_json
 
     for path in sorted((root / TRIALS_DIR).glob(f"*/{TRIAL_FILE}")):
         try:
@@ -682,8 +500,6 @@ def _close_lost_trials(root: Path, tracker, reason: str) -> None:
 
 def finish_sweep(root: Path, *, tracker=None, space: SearchSpace | None = None) -> SweepResult:
     """Collect trials, pick the best (or the Pareto set), log the parent's artifacts."""
-    from sweeps.report import BEST_FILE, collect_trials, pick_best, write_best_config
-
     meta = load_sweep_meta(root)
     space = space or load_space(root / SPACE_FILE)
     trials = collect_trials(root)
@@ -693,8 +509,6 @@ def finish_sweep(root: Path, *, tracker=None, space: SearchSpace | None = None) 
     best_path = write_best_config(root, best) if best else None
     if tracker is not None:
         import optuna
-
-        from sweeps.tracking import log_sweep_artifacts
 
         study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])
         log_sweep_artifacts(tracker, study, root / SPACE_FILE, best["config"] if best else None, root / "artifacts")

@@ -16,15 +16,13 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from unlearn.config import to_dict
 from unlearn.errors import ConfigError, UnlearnError
-from unlearn.train.config import RunConfig, run_config_from_dict
+from unlearn.train.config import RunConfig
 from unlearn.train.prepare import Prepared, prepare
 from unlearn.train.run import RESULTS_FILE, WorkerResult, unlearn_worker, write_results
 
@@ -273,9 +271,8 @@ def _worker_entry(config: dict[str, Any]) -> None:
     local = config["launcher"] == "local"
     if not local:  # a local run leaves the calling process's fault handling as it is
         faulthandler.enable()  # stacks of a native crash (Ray's own crash handler is off: see sweeps.cluster)
-    cfg = run_config_from_dict(config["run"])
-    prepared = Prepared(**{**config["prepared"], "root": Path(config["prepared"]["root"]),
-                           "target_dir": Path(config["prepared"]["target_dir"])})
+    cfg: RunConfig = config["run"]  # the objects themselves: frozen dataclasses pickle
+    prepared: Prepared = config["prepared"]
     threads, data_limit = torch.get_num_threads(), _data_limit()
     torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
     if cfg.scaling.memory_limit_gb is not None:
@@ -387,8 +384,7 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
         raise ConfigError(f"storage {storage} with scaling.launcher={cfg.scaling.launcher}: a run in this process "
                           "checkpoints to a local or shared file system path; valid: such a --storage-path, or "
                           "scaling.launcher=ray_train")
-    loop_config = {"run": to_dict(cfg), "prepared": {**asdict(prepared), "root": str(prepared.root),
-                                                     "target_dir": str(prepared.target_dir)},
+    loop_config = {"run": cfg, "prepared": prepared,
                    "out_dir": str(out), "stop_after": stop_after_epochs, "launcher": launcher,
                    "tune_trial": tune_trial, "wait_for_tune": wait_for_tune,
                    "checkpoint_root": str(storage / (name or "unlearn")) if not remote else None}

@@ -71,7 +71,7 @@ def _retain_stats(tmp: Path, content: str):
 
 
 def _export_over(tmp: Path):
-    from sweeps.report import _refuse_overwrite
+    from sweeps.report.export import _refuse_overwrite
 
     (tmp / "best.yaml").write_text("x: 1")
     _refuse_overwrite(tmp / "best.yaml", False, "--out")
@@ -114,10 +114,8 @@ def _a_file(tmp: Path) -> Path:
 
 def fake_sweep(tmp: Path) -> Path:
     """A sweep directory as a launch writes it before its first trial (settings, space, their copy)."""
+    from sweeps.layout import SWEEP_BACKUP, SWEEP_FILE, SweepSettings, write_json_atomic
     from unlearn.config import to_dict
-
-    from sweeps.ledger import write_json_atomic
-    from sweeps.sweep import SWEEP_BACKUP, SWEEP_FILE, SweepSettings
 
     root = tmp / "sweep"
     root.mkdir()
@@ -132,7 +130,7 @@ def fake_sweep(tmp: Path) -> Path:
 
 
 def _wrong_shape(tmp: Path, doc) -> None:
-    from sweeps.sweep import load_sweep_meta
+    from sweeps.layout import load_sweep_meta
 
     root = fake_sweep(tmp)
     (root / "sweep.json").write_text(json.dumps(doc))

@@ -16,8 +16,14 @@ from mlflow import MlflowClient
 
 from sweeps.cli import main
 from sweeps.report import collect_trials
-from sweeps.sweep import (INTERRUPTED_REASON, LOST_REASON, SweepSettings, launch_sweep, load_sweep_meta,
-                          resume_sweep)
+from sweeps.sweep import (
+    INTERRUPTED_REASON,
+    LOST_REASON,
+    SweepSettings,
+    launch_sweep,
+    load_sweep_meta,
+    resume_sweep,
+)
 from sweeps.tracking import BUFFER_FILE
 from sweeps.train import run_unlearning
 from tests.conftest import REPO
@@ -387,7 +393,7 @@ def test_export_killed_mid_copy_leaves_no_model_that_looks_whole(tmp_path):
     src.mkdir()
     (src / "model.safetensors").write_bytes(os.urandom(4 << 20))
     os.mkfifo(src / "tokenizer.json")  # the copy blocks here until it is killed
-    code = ("import sys; from pathlib import Path; from sweeps.report import _copy_dir_atomic; "
+    code = ("import sys; from pathlib import Path; from sweeps.report.export import _copy_dir_atomic; "
             "_copy_dir_atomic(Path(sys.argv[1]), Path(sys.argv[2]))")
     proc = subprocess.Popen([sys.executable, "-c", code, str(src), str(dest)], cwd=REPO)
     try:
@@ -403,7 +409,7 @@ def test_export_killed_mid_copy_leaves_no_model_that_looks_whole(tmp_path):
     assert list(tmp_path.glob(".best_model.partial-*"))
     (src / "tokenizer.json").unlink()
     (src / "tokenizer.json").write_text("{}")
-    from sweeps.report import _copy_dir_atomic
+    from sweeps.report.export import _copy_dir_atomic
 
     _copy_dir_atomic(src, dest)
     assert (dest / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()

@@ -3,8 +3,9 @@
 import optuna
 import yaml
 
+from sweeps.layout import SweepSettings
+from sweeps.search import make_searcher
 from sweeps.space import load_space
-from sweeps.sweep import SweepSettings, _searcher
 
 
 def _space(tmp_path):
@@ -21,13 +22,13 @@ def _space(tmp_path):
 def test_a_study_trial_orphaned_by_a_driver_crash_is_adopted_not_duplicated(tmp_path):
     space, settings = _space(tmp_path), SweepSettings(out_dir=str(tmp_path / "out"))
     (tmp_path / "out").mkdir()
-    first = _searcher(space, settings, "study")
+    first = make_searcher(space, settings.study_storage, "study")
     assert first.suggest("a") == {"method.beta1": 5.0}  # the initial point
     first.on_trial_complete("a", {"forget_quality": 0.5})
     orphan_params = first.suggest("b")  # asked, then the driver dies before Tune records trial "b"
 
     # The resumed sweep (no Tune checkpoint yet: a fresh searcher on the same study)
-    resumed = _searcher(space, settings, "study", resume=True)
+    resumed = make_searcher(space, settings.study_storage, "study", resume=True)
     assert resumed.suggest("c") == orphan_params  # the orphan's point, not a new trial
     resumed.on_trial_complete("c", {"forget_quality": 0.25})
     resumed.suggest("d")

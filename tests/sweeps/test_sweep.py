@@ -92,8 +92,7 @@ def test_a_finished_trials_process_runs_the_next_trial(sweep):
 def test_trial_seed_is_a_function_of_sweep_seed_and_parameters(sweep, tmp_path, cache_dir):
     from dataclasses import replace
 
-    from sweeps.space import load_space
-    from sweeps.sweep import trial_seed
+    from sweeps.space import load_space, trial_seed
 
     space = load_space(tiny_space(tmp_path, cache_dir))
     a = {"method.beta1": 5.0, "method.beta2": 0.1}

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import os
 import pickle
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import optuna
 import pytest
-import requests
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from ray.tune.experiment import Trial
@@ -31,15 +25,11 @@ from sweeps.tracking import (
     check_tracking_uri,
     default_tracking_uri,
     failure_reason,
-    log_sweep_artifacts,
     result_metrics,
-    study_figures,
     sync_buffer,
-    trials_dataframe,
 )
-from unlearn.errors import ConfigError
-
 from tests.helpers import MlflowServer, free_port
+from unlearn.errors import ConfigError
 
 
 # --------------------------------------------------------------------------------------------------
@@ -268,53 +258,6 @@ def test_failure_reason_puts_the_exception_first() -> None:
     assert "Failure # 1" in reason and "ray::ImplicitFunc.train() (pid" in reason
     assert "^^^" not in reason and "\x1b" not in reason
     assert failure_reason("") == "unknown error"
-
-
-# --------------------------------------------------------------------------------------------------
-# sweep artifacts from a real Optuna study
-# --------------------------------------------------------------------------------------------------
-def small_study(directions: list[str]) -> optuna.Study:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(directions=directions, sampler=optuna.samplers.RandomSampler(seed=0))
-
-    def objective(trial: optuna.Trial) -> float | tuple[float, float]:
-        b1 = trial.suggest_float("method.beta1", 0.1, 5.0)
-        b2 = trial.suggest_float("method.beta2", 0.1, 5.0)
-        return (b1 - 1) ** 2 + b2 if len(directions) == 1 else (b1, b2)
-
-    study.optimize(objective, n_trials=6)
-    return study
-
-
-def test_log_sweep_artifacts(tracker: SweepTracker, tmp_path: Path) -> None:
-    tracker.start_parent("sweep-g", {}, {})
-    study = small_study(["minimize"])
-    space = tmp_path / "space.yaml"
-    space.write_text("method.beta1: {low: 0.1, high: 5.0}\n")
-    files = log_sweep_artifacts(tracker, study, space, {"method": {"beta1": 1.0}}, tmp_path / "out")
-
-    assert len(trials_dataframe(study)) == 6
-    assert (tmp_path / "out" / "plots" / "plotly.min.js").is_file()
-    client = MlflowClient(tracking_uri=tracker.tracking_uri)
-    logged = {f.path for d in ("sweep", "plots") for f in client.list_artifacts(tracker.parent_run_id, d)}
-    assert logged == {"sweep/space.yaml", "sweep/best_config.yaml", "sweep/trials.csv",
-                      "plots/optimization_history.html", "plots/param_importances.html", "plots/contour.html"}
-    assert set(files) == {"best_config", "trials", "optimization_history", "param_importances", "contour"}
-    html = client.download_artifacts(tracker.parent_run_id, "plots/contour.html", str(tmp_path))
-    assert "plotly" in Path(html).read_text()[:5000].lower()
-
-
-def test_study_figures_multi_objective() -> None:
-    figures = study_figures(small_study(["minimize", "maximize"]))
-    assert "pareto_front" in figures and "optimization_history_objective_0" in figures
-    assert "contour_objective_1" in figures
-
-
-def test_study_figures_skip_what_a_study_cannot_support() -> None:
-    study = optuna.create_study()
-    assert study_figures(study) == {}  # no completed trial
-    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
-    assert set(study_figures(study)) == {"optimization_history"}
 
 
 # --------------------------------------------------------------------------------------------------

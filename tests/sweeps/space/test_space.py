@@ -23,7 +23,6 @@ from sweeps.space import (
 )
 from tests.conftest import REPO
 from unlearn.errors import ConfigError
-from unlearn.benchmarks.tofu.names import ALL_METRICS
 
 SHIPPED = sorted(SPACES_DIR.glob("*.yaml"))
 

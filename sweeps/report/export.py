@@ -1,0 +1,102 @@
+"""Exporting a sweep's chosen trial: its run config as ready-to-run YAML, its model, a registry version."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sweeps.layout import (
+    BEST_FILE,
+    write_text_atomic,
+)
+from sweeps.registry import register_model
+from sweeps.report.select import pick_best
+from sweeps.report.trials import collect_trials
+from sweeps.space import SearchSpace
+from unlearn.errors import ConfigError
+from unlearn.train.run import MODEL_DIR
+
+
+def write_best_config(root: Path, best: dict[str, Any]) -> Path:
+    path = root / BEST_FILE
+    write_text_atomic(path, _config_yaml(best))
+    return path
+
+
+def _config_yaml(trial: dict[str, Any]) -> str:
+    head = f"# best trial {trial['trial_id']} of this sweep; reproduce with: unlearn-sweep run THIS_FILE --out DIR\n"
+    return head + yaml.safe_dump(trial["config"], sort_keys=False)
+
+
+def _refuse_overwrite(path: Path, force: bool, what: str) -> None:
+    if force or not path.exists():
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    raise ConfigError(f"{what} {path} already exists and is not empty; pass --force to overwrite it")
+
+
+def _check_export_paths(out_yaml: Path, model_dir: Path | None, force: bool) -> None:
+    """Both destinations usable, checked before either is written (no half export)."""
+    from sweeps.checks import check_writable_dir, check_writable_file
+
+    check_writable_file(out_yaml, "--out", "a YAML file path (new, or an existing file with --force)")
+    _refuse_overwrite(out_yaml, force, "--out")
+    if model_dir is None:
+        return
+    valid = "a new or empty directory, or with --force an existing directory to replace"
+    check_writable_dir(model_dir, "--model", valid)
+    _refuse_overwrite(model_dir, force, "--model")
+    if model_dir.resolve() == out_yaml.resolve() or out_yaml.resolve().is_relative_to(model_dir.resolve()):
+        raise ConfigError(f"--out {out_yaml} lies in --model {model_dir}, which the export replaces; valid: a YAML "
+                          "path outside the model directory")
+
+
+def _copy_dir_atomic(src: Path, dest: Path) -> None:
+    """Copy ``src`` to a temporary sibling of ``dest``, then rename it into place: a kill mid-copy leaves
+    the temporary directory (named ``.NAME.partial-PID``), never a truncated model under ``dest``."""
+    dest = dest.resolve()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.name}.partial-*"):  # left by an export that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+    shutil.copytree(src, tmp)
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    if dest.exists():
+        dest.rename(old)  # --force: the old one goes only once the new one is complete
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export_best(root: Path, space: SearchSpace, out_yaml: Path, *, model_dir: Path | None = None,
+                register: str | None = None, trial_id: str | None = None, force: bool = False) -> dict[str, Any]:
+    """Write the best (or the named) trial's resolved run config; optionally copy / register its model.
+
+    Both destinations are checked before either is written; the model is copied to a temporary
+    directory and renamed into place, the YAML replaced atomically.
+    """
+    _check_export_paths(out_yaml, model_dir, force)
+    trials = collect_trials(root)
+    if trial_id is not None:
+        chosen = next((t for t in trials if t["trial_id"] == trial_id), None)
+        if chosen is None or chosen["config"] is None:
+            raise ConfigError(f"trial {trial_id!r} has no finished run in {root}; finished trials: "
+                              f"{', '.join(t['trial_id'] for t in trials if t['config']) or 'none'}")
+    else:
+        chosen, _ = pick_best(space, trials)
+        if chosen is None:
+            raise ConfigError(f"{root}: no finished trial has all objective metrics ({', '.join(space.metric_names)})")
+    src = Path(chosen["dir"]) / MODEL_DIR
+    if model_dir is not None:
+        if not src.is_dir():
+            raise ConfigError(f"trial {chosen['trial_id']} kept no model ({src} missing); valid: export without "
+                              "--model, or a trial that kept its model")
+        _copy_dir_atomic(src, model_dir)
+    write_text_atomic(out_yaml, _config_yaml(chosen))
+    if register:
+        chosen["registered"] = register_model(root, chosen["trial_id"], src, register)
+    return chosen
