@@ -166,7 +166,7 @@ CASES = [
     ("negative exponent", lambda t, d: _cfg("method.beta1=-1"), r"beta1=-1.0 is out of range; valid: \[0.0, inf\)"),
     ("sampling fraction outside (0, 1]", lambda t, d: _cfg("method.sampling=topk", "method.k=1.5"), r"k=1.5 is out of range; valid: \(0.0, 1.0\]"),
     ("group size < 1", lambda t, d: _cfg("method.granularity=group", "method.group_size=0"), r"group_size=0 is out of range; valid: an integer >= 1"),
-    ("unknown objective", lambda t, d: _cfg("method.objective=dpo"), r"unknown objective 'dpo'.*ga, gd, kl, npo, simnpo"),
+    ("unknown objective", lambda t, d: _cfg("method.objective=dpo"), r"unknown objective 'dpo'.*ga, gd, kl, npo, rmu, simnpo"),
     ("unknown benchmark", lambda t, d: _cfg("data.benchmark=mmlu"), r"'mmlu' in data.benchmark.*generated, muse, tofu"),
     ("unknown split", lambda t, d: _cfg("data.split=forget02"), r"'forget02'.*forget01, forget05, forget10"),
     ("keep_best_by without per-epoch evaluation", lambda t, d: _cfg("keep_best_by=forget_quality"), r"keep_best_by needs epoch_eval"),

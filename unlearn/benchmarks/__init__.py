@@ -21,8 +21,9 @@ def _register_builtin() -> None:
     from unlearn.benchmarks.generated import GENERATED
     from unlearn.benchmarks.muse import MUSE
     from unlearn.benchmarks.tofu import TOFU
+    from unlearn.benchmarks.wmdp import WMDP
 
-    for bench in (GENERATED, MUSE, TOFU):
+    for bench in (GENERATED, MUSE, TOFU, WMDP):
         BENCHMARKS.register(bench.name, doc=type(bench).__doc__ or "")(bench)
 
 

@@ -121,6 +121,9 @@ class Benchmark(ABC):
     splits: tuple[str, ...]
     default_split: str
     reference_doc: str  # what the reference statistics are, for messages
+    # whether relative metrics need the retain model's statistics (a hub target without a retain model
+    # then needs prepare.retain_stats); False: absolute metrics only (WMDP's accuracies)
+    needs_reference: bool = True
 
     # --- configuration -------------------------------------------------------------------------------
     def check_config(self, cfg: DataConfig) -> None:

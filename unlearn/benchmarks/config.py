@@ -26,6 +26,12 @@ class DataConfig:
 
     MUSE: ``corpus`` (``news`` or ``books``; None: news), ``retain_split`` (the retain corpus; None:
     the benchmark's default), ``max_articles`` / ``max_questions`` (first N rows, for small runs).
+
+    WMDP: ``corpus`` (``cyber`` or ``bio``; None: cyber), ``path`` (a directory of the corpora's JSON Lines;
+    None: the hub, which lacks the access-controlled biology forget corpus), ``tasks_path`` (a directory of
+    lm-evaluation-harness task YAMLs replacing the harness's own, e.g. the offline fixture), ``mmlu``
+    (``full``: every MMLU subject; ``subset``: the four WMDP-related ones, for per-epoch evaluation),
+    ``max_articles`` (first N documents of each corpus), ``max_questions`` (first N questions of each task).
     """
 
     benchmark: str = "generated"
@@ -43,6 +49,8 @@ class DataConfig:
     retain_split: str | None = None
     max_articles: int | None = None
     max_questions: int | None = None
+    tasks_path: str | None = None
+    mmlu: str = "full"
 
     def __post_init__(self) -> None:
         from unlearn.benchmarks import BENCHMARKS  # the registry imports the plug-ins, which import this
@@ -50,7 +58,7 @@ class DataConfig:
         if self.benchmark not in BENCHMARKS:
             raise unknown_name("benchmark", self.benchmark, BENCHMARKS.names(), "data.benchmark")
         bench = BENCHMARKS.get(self.benchmark)
-        for name in ("path", "importance_path"):  # absolute: a trial's process runs in another directory
+        for name in ("path", "importance_path", "tasks_path"):  # absolute: a trial's process runs in another directory
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, str(Path(getattr(self, name)).expanduser().resolve()))
         if self.split is None:

@@ -12,6 +12,7 @@ import torch
 from unlearn.config import from_dict
 from unlearn.errors import ConfigError
 from unlearn.losses.objectives import OBJECTIVES, RETAINS, reduce_units
+from unlearn.losses.rmu import activation_mse, control_vector
 from unlearn.losses.shaping import (GRANULARITIES, SAMPLERS, SEQUENCE_LEVEL, ImportanceParams, importance_factor,
                                     sequence_weights)
 from unlearn.losses.weightings import WEIGHTINGS, fp32
@@ -69,6 +70,9 @@ class MethodConfig:
     alpha: float | None = None
     npo_beta: float | None = None
     delta: float | None = None
+    steering_coeff: float | None = None
+    layer: int | None = None
+    trainable: str | None = None
 
     def __post_init__(self) -> None:
         if self.reduction not in REDUCTIONS:
@@ -78,7 +82,26 @@ class MethodConfig:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{name}={value!r} is not a finite number; valid: a finite value in "
                                   "its range (`unlearn-sweep losses` lists them)")
+        self._check_activation_objective()
         self.component_params()  # validates names, applicability and ranges
+
+    def _check_activation_objective(self) -> None:
+        """RMU works on a layer's activations, not on per-token CE: the CE shaping components do not apply,
+        and the activation retain term (embed) needs RMU's layer."""
+        on_acts = OBJECTIVES.get(self.objective).inputs == "activations"
+        if on_acts:
+            shaping = {"weighting": (self.weighting, "uniform"), "granularity": (self.granularity, "token"),
+                       "sampling": (self.sampling, "none"), "importance": (self.importance, False)}
+            bad = {k: v for k, (v, ok) in shaping.items() if v != ok}
+            if bad:
+                name, value = next(iter(bad.items()))
+                raise ConfigError(f"{name}={value!r} does not apply to objective={self.objective!r} (it steers a "
+                                  "layer's activations, there are no per-token CE weights to shape); valid: "
+                                  "weighting='uniform', granularity='token', sampling='none', importance=false")
+        if self.retain == "embed" and not on_acts:
+            raise ConfigError(f"retain='embed' matches a layer's activations to the frozen model's and needs "
+                              f"objective='rmu' (its layer), got objective={self.objective!r}; valid: retain "
+                              "none, nll or kl, or objective='rmu'")
 
     @property
     def retain_term(self) -> str:
@@ -170,8 +193,28 @@ class Method:
 
     @property
     def needs_reference(self) -> bool:
-        """Whether a frozen reference model is needed (NPO forget term, KL retain term)."""
-        return self._objective.needs_reference or self.retain_kind == "kl"
+        """Whether a frozen reference model is needed (NPO forget term, KL or embed retain term)."""
+        return self._objective.needs_reference or self.retain_kind in ("kl", "embed")
+
+    @property
+    def needs_activations(self) -> bool:
+        """Whether the forget term works on a layer's activations (RMU) instead of per-token CE."""
+        return self._objective.inputs == "activations"
+
+    @property
+    def layer(self) -> int | None:
+        """RMU's steered decoder layer (None for the CE objectives)."""
+        return self._p["objective"].layer if self.needs_activations else None
+
+    @property
+    def trainable(self) -> str | None:
+        """RMU's pattern of trainable parameter names (None: every parameter trains)."""
+        return self._p["objective"].trainable if self.needs_activations else None
+
+    def control_vector(self, dim: int, seed: int) -> torch.Tensor:
+        """RMU's fixed direction (dim,), from a generator seeded with the run's seed (no global RNG): the
+        same on every rank, micro-step and epoch of a run."""
+        return control_vector(dim, self._p["objective"].steering_coeff, torch.Generator().manual_seed(seed))
 
     @property
     def needs_forget_reference(self) -> bool:
@@ -190,13 +233,16 @@ class Method:
     @property
     def forget_unit(self) -> str:
         """"token" or "sequence": what the forget term is a mean over (for exact gradient accumulation)."""
-        if self._objective.unit == "sequence" or self.cfg.granularity in SEQUENCE_LEVEL:
+        if self._objective.unit in ("sequence", "label"):
+            return self._objective.unit
+        if self.cfg.granularity in SEQUENCE_LEVEL:
             return "sequence"
         return "token"
 
     @property
     def retain_unit(self) -> str:
-        """"token" (answer tokens, nll) or "position" (attended positions, kl): what the retain mean is over."""
+        """"token" (answer tokens, nll), "position" (attended positions, kl) or "label" (positions with a
+        label, unshifted: embed): what the retain mean is over."""
         return self._retain.unit or "token"
 
     @property
@@ -249,6 +295,9 @@ class Method:
                     importance: torch.Tensor | None = None, generator: torch.Generator | None = None,
                     batch_weight: torch.Tensor | None = None) -> LossOutput:
         """gamma * the forget objective. ce, mask, ref_ce, importance: (B, T), after the causal shift."""
+        if self.needs_activations:
+            raise ConfigError(f"objective {self.cfg.objective!r} works on a layer's activations; its forget term "
+                              "is activation_forget_term(h, mask, control), not forget_term(ce, mask)")
         if ce.shape != mask.shape:
             raise ConfigError(f"ce shape {tuple(ce.shape)} != mask shape {tuple(mask.shape)}")
         if self._objective.needs_reference and ref_ce is None:
@@ -267,25 +316,40 @@ class Method:
         }
         return LossOutput(loss, stats)
 
+    def activation_forget_term(self, h: torch.Tensor, mask: torch.Tensor, control: torch.Tensor) -> LossOutput:
+        """gamma * RMU's forget term: the mean over counted positions of mean_H (h - control)^2.
+
+        Args:
+            h: (B, T, H) the steered layer's output; mask: (B, T) counted positions (labels != -100,
+                unshifted); control: (H,) the control vector (``control_vector``).
+        """
+        mask = mask.bool()
+        mse = activation_mse(h, control)
+        per_seq = self._objective.forget(mse, mask)
+        loss = self._gamma() * reduce_units(per_seq, mask.sum(), self.reduction)
+        n = mask.sum().clamp_min(1)
+        return LossOutput(loss, {"forget_act_mse": float((mse.detach() * mask).sum() / n)})
+
     def retain_term(self, *, ce: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                    kl: torch.Tensor | None = None) -> LossOutput:
-        """alpha * (retain NLL or KL); 0 without a retain term.
+                    kl: torch.Tensor | None = None, embed: torch.Tensor | None = None) -> LossOutput:
+        """alpha * (retain NLL, KL or activation MSE); 0 without a retain term.
 
         Args:
             ce: (B, T-1) retain CE with ``mask`` its answer mask (nll); kl: (B, T) per-position
-                KL(reference || current) with ``mask`` the attention mask (kl).
+                KL(reference || current) with ``mask`` the attention mask (kl); embed: (B, T) per-position
+                MSE of the layer's output to the frozen model's (``activation_mse``) with ``mask`` the
+                positions with a label (embed).
         """
         kind = self.retain_kind
         if kind == "none" or self.alpha == 0.0:
-            zero = torch.zeros((), device=ce.device if ce is not None else None)
-            return LossOutput(zero, {})
-        values = ce if kind == "nll" else kl
+            device = next((t.device for t in (ce, kl, embed) if t is not None), None)
+            return LossOutput(torch.zeros((), device=device), {})
+        values, stat = {"nll": (ce, "retain_ce"), "kl": (kl, "retain_kl"), "embed": (embed, "retain_act_mse")}[kind]
         if mask is None or values is None:
-            raise ConfigError(f"retain term {kind!r} needs retain {'CE' if kind == 'nll' else 'KL'} and mask")
+            raise ConfigError(f"retain term {kind!r} needs retain {stat.removeprefix('retain_')} values and mask")
         mask = mask.bool()
         term = reduce_units(values * mask, mask.sum(), self.reduction)
-        stats = {f"retain_{'ce' if kind == 'nll' else 'kl'}": float(term.detach())}
-        return LossOutput(self.alpha * term, stats)
+        return LossOutput(self.alpha * term, {stat: float(term.detach())})
 
     def __call__(self, forget_ce: torch.Tensor, forget_mask: torch.Tensor, *, ref_ce: torch.Tensor | None = None,
                  importance: torch.Tensor | None = None, retain_ce: torch.Tensor | None = None,

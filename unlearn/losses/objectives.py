@@ -20,9 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from unlearn.errors import check_range
+from unlearn.losses.rmu import EmbedParams, RMUParams, rmu_forget
 from unlearn.registry import Registry
 
-Unit = Literal["token", "sequence", "position"]
+# token: answer tokens after the causal shift; sequence; position: attended positions; label: positions whose
+# label is not ignored, unshifted (RMU's activations: every chunk position, or a QA example's answer tokens)
+Unit = Literal["token", "sequence", "position", "label"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,11 @@ class Objective:
     forget: Callable[..., torch.Tensor]
     retain: Literal["none", "nll", "kl"]  # the retain term it takes when ``method.retain`` is not given
     needs_reference: bool  # reference log-probs on the forget tokens (NPO)
-    unit: Literal["token", "sequence"] = "token"  # what "mean" averages over (instance/batch: sequence)
+    unit: Unit = "token"  # what "mean" averages over (instance/batch: sequence)
     fixed_retain: bool = False  # gd / kl: names of ga + nll / ga + kl, their retain term is part of the name
+    # "ce": forget(ce, w, mask, ref_ce, params) on per-token CE; "activations": forget(mse, mask) on the
+    # per-position MSE of a layer's output to a control vector (RMU)
+    inputs: Literal["ce", "activations"] = "ce"
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,10 @@ OBJECTIVES.register("npo", params=NPOParams, doc="NPO, per-sequence log-ratios t
 OBJECTIVES.register("simnpo", params=SimNPOParams,
                     doc="SimNPO, length-normalised, reference-free; delta = npo_beta * open-unlearning's delta")(
     Objective(simnpo_forget, "nll", False, "sequence"))
+OBJECTIVES.register("rmu", params=RMUParams,
+                    doc="RMU: layer `layer`'s output on forget text towards a fixed random direction of norm "
+                        "steering_coeff; only `trainable` parameters train (default retain embed)")(
+    Objective(rmu_forget, "embed", False, "label", inputs="activations"))
 
 RETAINS.register("none", doc="no retain term")(RetainTerm(None))
 RETAINS.register("nll", params=AlphaParams, doc="alpha * retain NLL, mean over the retain answer tokens")(
@@ -154,3 +164,6 @@ RETAINS.register("nll", params=AlphaParams, doc="alpha * retain NLL, mean over t
 RETAINS.register("kl", params=AlphaParams,
                  doc="alpha * KL(reference || current) over the vocabulary, mean over attended retain positions")(
     RetainTerm("position"))
+RETAINS.register("embed", params=EmbedParams,
+                 doc="alpha * MSE of layer `layer`'s output to the frozen model's on retain text (RMU), mean over "
+                     "positions")(RetainTerm("label"))

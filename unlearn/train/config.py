@@ -13,7 +13,7 @@ from unlearn.benchmarks.config import DataConfig, EvalConfig
 from unlearn.errors import ConfigError, check_range
 from unlearn.losses.head import check_loss_path
 from unlearn.losses.method import MethodConfig
-from unlearn.models.load import ModelConfig
+from unlearn.models.load import MODEL_PRESETS, ModelConfig
 
 
 @dataclass(frozen=True)
@@ -153,11 +153,22 @@ class RunConfig:
             if not self.epoch_eval:
                 raise ConfigError("keep_best_by needs epoch_eval: true (the best epoch is chosen among evaluated ones)")
             self.benchmark.metrics.higher_is_better(self.keep_best_by, "keep_best_by")
+        self._check_rmu_layer()
         if self.method.importance and not self.benchmark.has_key_texts(self.data):
             raise ConfigError(f"method.importance needs key-token annotations of the forget split, and benchmark "
                               f"{self.data.benchmark!r} has none for split {self.data.split!r}; valid: set "
                               "data.importance_path to an annotation file (JSON lines of question, key_text), "
                               "or importance: false")
+
+    def _check_rmu_layer(self) -> None:
+        """RMU's steered layer exists in a tiny preset (a loaded model is checked when the run loads it)."""
+        layer = getattr(self.method.component_params()["objective"], "layer", None)
+        if layer is None or not self.model.is_preset:
+            return
+        n = MODEL_PRESETS.get(self.model.name).num_layers
+        if layer >= n:
+            raise ConfigError(f"method.layer={layer} is out of range for model {self.model.name!r} ({n} decoder "
+                              f"layers); valid: 0 to {n - 1} (the reference's layer 7 is for 32-layer 7B models)")
 
     @property
     def benchmark(self):

@@ -21,9 +21,10 @@ import torch.distributed as tdist
 from torch import nn
 
 from unlearn.data.batching import epoch_batches, shard
-from unlearn.data.formatting import EncodedQA, collate
+from unlearn.data.formatting import IGNORE_INDEX, EncodedQA, collate
 from unlearn.errors import UnlearnError
 from unlearn.losses import LossOutput, Method, resolve_loss_path, shift_labels, shift_mask
+from unlearn.losses.rmu import activation_mse
 from unlearn.train.config import OptimConfig
 
 
@@ -90,6 +91,8 @@ def _units(examples: Sequence[EncodedQA], unit: str) -> int:
         return sum(1 for e in examples if n_answer_tokens(e) > 0)
     if unit == "position":  # attended positions (collate pads on the right)
         return sum(len(e.input_ids) for e in examples)
+    if unit == "label":  # positions whose label counts, unshifted (RMU's activations)
+        return sum(sum(1 for x in e.labels if x != IGNORE_INDEX) for e in examples)
     return sum(n_answer_tokens(e) for e in examples)
 
 
@@ -130,7 +133,7 @@ def train_epoch(policy: nn.Module, ref: nn.Module | None, method: Method, data: 
         for m, (fi, ri) in enumerate(zip(f_loc, r_loc)):
             gen = torch.Generator().manual_seed(hash((seed, epoch, step, dist.rank, m)) % 2**63)
             loss, stats = _micro_step(policy, ref, method, data, fi, ri, denom_f, denom_r, loss_path, gen, dist,
-                                      batch_w)
+                                      batch_w, run_seed=seed)
             # DDP / FSDP average gradients over ranks; the scaled losses already sum to the global mean.
             (loss * dist.world_size).backward()
             step_loss += loss.detach()
@@ -178,12 +181,17 @@ def _global_batch_weight(policy, method: Method, data: UnlearnData, f_loc: list[
 
 def _micro_step(policy, ref, method: Method, data: UnlearnData, fi: list[int], ri: list[int], denom_f: int,
                 denom_r: int, loss_path: str, gen: torch.Generator, dist: Dist,
-                batch_w: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                batch_w: torch.Tensor | None = None, *, run_seed: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one micro-batch, scaled by its share of the global batch; an empty slice contributes 0."""
     empty = not fi
     f_ex = [data.forget[i] for i in (fi or [0])]
     fb = _to(collate(f_ex, data.pad_id), dist.device)
     share_f = _share(method, f_ex, method.forget_unit, denom_f, empty)
+    if method.needs_activations:
+        out = policy(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="act_term", layer=method.layer,
+                     term=lambda h, mask: method.activation_forget_term(
+                         h, mask, method.control_vector(h.shape[-1], run_seed)))
+        return _with_retain(policy, ref, method, data, ri, out, share_f, denom_r, empty, loss_path, dist)
     ref_ce = None
     if method.needs_forget_reference:
         with torch.no_grad():
@@ -197,6 +205,12 @@ def _micro_step(policy, ref, method: Method, data: UnlearnData, fi: list[int], r
 
     out = policy(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="term", term=forget_term,
                  loss_path=loss_path)
+    return _with_retain(policy, ref, method, data, ri, out, share_f, denom_r, empty, loss_path, dist)
+
+
+def _with_retain(policy, ref, method: Method, data: UnlearnData, ri: list[int], out: LossOutput, share_f: float,
+                 denom_r: int, empty: bool, loss_path: str, dist: Dist) -> tuple[torch.Tensor, dict[str, float]]:
+    """The forget term ``out`` scaled by its share, plus the retain term of the paired retain slice."""
     loss = out.loss * share_f
     stats = dict(out.stats)
     if method.retain_kind != "none" and method.alpha > 0:
@@ -210,6 +224,11 @@ def _micro_step(policy, ref, method: Method, data: UnlearnData, fi: list[int], r
 
 
 def _retain_term(policy, ref, method: Method, rb: dict[str, torch.Tensor], loss_path: str) -> LossOutput:
+    if method.retain_kind == "embed":
+        with torch.no_grad():
+            ref_h = ref(rb["input_ids"], rb["attention_mask"], rb["labels"], mode="acts", layer=method.layer)
+        return policy(rb["input_ids"], rb["attention_mask"], rb["labels"], mode="act_term", layer=method.layer,
+                      term=lambda h, mask: method.retain_term(embed=activation_mse(h, ref_h), mask=mask))
     if method.retain_kind == "kl":
         with torch.no_grad():
             ref_logits = ref(rb["input_ids"], rb["attention_mask"], rb["labels"], mode="logits")

@@ -55,7 +55,9 @@ def check_prepare_inputs(cfg: RunConfig, data: Any) -> None:
     """Everything that can be checked before training: model source, retain statistics (``data``: the
     benchmark's loaded rows)."""
     check_model_source(cfg.model)
-    if cfg.model.is_preset or cfg.prepare.finetune:
+    if cfg.model.is_preset or cfg.prepare.finetune or not cfg.benchmark.needs_reference:
+        if cfg.prepare.retain_stats and not cfg.benchmark.needs_reference:
+            cfg.benchmark.reference_from_file(cfg.prepare.retain_stats)  # the benchmark says why it does not apply
         return
     if cfg.prepare.retain_stats:
         cfg.benchmark.check_reference(cfg.benchmark.reference_from_file(cfg.prepare.retain_stats), data)
@@ -138,8 +140,10 @@ def _prepare_fresh(cfg: RunConfig, data: Any, root: Path, log: Log):
         out = bench.evaluate(retain, tokenizer, data, cfg.data, cfg.eval, "self")
         reference = out.reference
         metrics["retain"] = out.metrics
-    else:
+    elif cfg.prepare.retain_stats:
         reference = bench.reference_from_file(cfg.prepare.retain_stats)
+    else:  # a benchmark of absolute metrics (needs_reference False): nothing to compare with
+        reference = {}
     bench.check_reference(reference, data)
     bench.save_reference(root / "retain_stats.json", reference)
     if target is not None:

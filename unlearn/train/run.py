@@ -23,7 +23,7 @@ from unlearn.losses import Method, resolve_loss_path
 from unlearn.models import load_model, load_tokenizer
 from unlearn.train.config import RunConfig
 from unlearn.train.loop import Dist, UnlearnData, make_optimizer, steps_per_epoch, train_epoch
-from unlearn.train.module import CausalLMWithLoss
+from unlearn.train.module import CausalLMWithLoss, restrict_trainable
 from unlearn.train.prepare import Prepared
 from unlearn.train.strategy import Strategy, local_parameter_count
 
@@ -100,7 +100,9 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
     tokenizer = load_tokenizer(prepared.target_dir)
     method = Method(cfg.method)
     dtype = cfg.model.torch_dtype
-    policy = strategy.wrap(CausalLMWithLoss(load_model(prepared.target_dir, dtype)), trainable=True)
+    lm = load_model(prepared.target_dir, dtype)
+    restrict_trainable(lm, method.trainable, method.layer)  # RMU: its layer exists; only its pattern trains
+    policy = strategy.wrap(CausalLMWithLoss(lm), trainable=True)
     ref = None
     if method.needs_reference:
         ref = strategy.wrap(CausalLMWithLoss(load_model(prepared.target_dir, dtype)), trainable=False)

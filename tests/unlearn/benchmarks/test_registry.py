@@ -31,13 +31,13 @@ def test_split_configs_pairs():
 
 
 def test_registry_lists_benchmarks():
-    assert BENCHMARKS.names() == ["generated", "muse", "tofu"]
-    with pytest.raises(UnknownNameError, match="generated, muse, tofu"):
-        BENCHMARKS.get("wmdp")
+    assert BENCHMARKS.names() == ["generated", "muse", "tofu", "wmdp"]
+    with pytest.raises(UnknownNameError, match="generated, muse, tofu, wmdp"):
+        BENCHMARKS.get("wmdb")
 
 
 @pytest.mark.parametrize(("values", "match"), [
-    ({"benchmark": "muzе"}, "benchmark.*'muzе'.*generated, muse, tofu"),
+    ({"benchmark": "muzе"}, "benchmark.*'muzе'.*generated, muse, tofu, wmdp"),
     ({"split": "forget20"}, "forget01, forget05, forget10"),
     ({"benchmark": "muse", "split": "forget10"}, "muse split 'forget10'.*valid: forget"),
     ({"benchmark": "muse", "corpus": "bookz"}, "MUSE corpus 'bookz'.*books, news"),

@@ -10,7 +10,7 @@ def test_unknown_weighting_lists_valid_names():
 
 
 def test_unknown_objective_lists_valid_names():
-    with pytest.raises(UnknownNameError, match=r"objective 'npp'.*ga, gd, kl, npo, simnpo"):
+    with pytest.raises(UnknownNameError, match=r"objective 'npp'.*ga, gd, kl, npo, rmu, simnpo"):
         build_method("satimp", objective="npp")
 
 

@@ -14,10 +14,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.distributed as tdist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
+from tests.spawn import run_spawned
 from unlearn.data.formatting import IGNORE_INDEX, EncodedQA, collate
 from unlearn.losses import build_method, shift_labels
 from unlearn.train.config import OptimConfig
@@ -152,14 +152,8 @@ def test_micro_batches_give_the_global_batch_step(one_worker, variant):
 
 def test_two_workers_equal_one(one_worker, tmp_path):
     """1 vs 2 workers, the loop's "sequence" unit (instance / batch granularity) among them."""
-    ctx = mp.get_context("spawn")
     out = tmp_path / "rank0.pt"
-    procs = [ctx.Process(target=_worker, args=(r, 2, str(tmp_path / "pg"), str(out))) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=300)
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert run_spawned(_worker, 2, 2, str(tmp_path / "pg"), str(out)) == [0, 0]
     two = torch.load(out)
     for variant in VARIANTS:
         assert_same_weights(one_worker[variant], two[variant], f"{variant}, 2 workers")

@@ -26,13 +26,13 @@ and ``MUSE_retain_knowmem`` with their ``*_icl`` few-shot splits, ``MUSE_MIA``: 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from unlearn.data.formatting import EncodedQA
+from unlearn.data.jsonl import read_jsonl
 from unlearn.errors import ConfigError, check_range, unknown_name
 
 HUB_REPOS: dict[str, str] = {"news": "muse-bench/MUSE-News", "books": "muse-bench/MUSE-Books"}
@@ -157,16 +157,7 @@ class _Source:
                 return None
             raise ConfigError(f"MUSE data directory {str(self.dir)!r} lacks {file.name} ({part.config}/{part.split}); "
                               f"expected {_JSONL_LAYOUT}")
-        rows = []
-        for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{file} line {n} is not JSON ({e.msg}); expected one JSON object per line "
-                                  f"with {', '.join(part.columns)}") from e
-        return rows
+        return read_jsonl(file, f"one JSON object per line with {', '.join(part.columns)}")
 
     def _hub_rows(self, part: _Part) -> list[Any] | None:
         import datasets

@@ -15,7 +15,7 @@ from unlearn.errors import ConfigError, unknown_name
 
 CORPORA = ("news", "books")
 REFERENCE_KEY = "privleak_auc"
-_TOFU_FIELDS = {"importance_path": None}
+_OTHER_FIELDS = {"importance_path": None, "tasks_path": None, "mmlu": "full"}  # TOFU's, WMDP's
 
 
 class MuseBenchmark(Benchmark):
@@ -31,10 +31,10 @@ class MuseBenchmark(Benchmark):
     def check_config(self, cfg: DataConfig) -> None:
         if cfg.corpus is not None and cfg.corpus not in CORPORA:
             raise unknown_name("MUSE corpus", cfg.corpus, CORPORA, "data.corpus")
-        for field, default in _TOFU_FIELDS.items():
+        for field, default in _OTHER_FIELDS.items():
             if getattr(cfg, field) != default:
                 raise ConfigError(f"data.{field}={getattr(cfg, field)!r} does not apply to MUSE (its forget set is "
-                                  f"text, not annotated questions); valid: {default!r}")
+                                  f"text scored by MUSE's own metrics); valid: {default!r}")
 
     def has_key_texts(self, cfg: DataConfig) -> bool:
         return False

@@ -42,10 +42,13 @@ class TofuFamily(Benchmark):
         self._check = check
 
     def check_config(self, cfg: DataConfig) -> None:
-        for field in ("corpus", "retain_split", "max_articles", "max_questions"):
+        for field in ("corpus", "retain_split", "max_articles", "max_questions", "tasks_path"):
             if getattr(cfg, field) is not None:
                 raise ConfigError(f"data.{field}={getattr(cfg, field)!r} does not apply to benchmark {self.name!r} "
-                                  "(it is MUSE's); valid: null")
+                                  "(it is MUSE's or WMDP's); valid: null")
+        if cfg.mmlu != "full":
+            raise ConfigError(f"data.mmlu={cfg.mmlu!r} does not apply to benchmark {self.name!r} (it is WMDP's); "
+                              "valid: 'full' (the default)")
         if self._check is not None:
             self._check(cfg)
 

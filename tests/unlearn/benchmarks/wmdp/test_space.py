@@ -1,0 +1,24 @@
+"""The shipped WMDP search space loads and dry-runs (``load_space`` builds the run config of its initial
+points, its corner combinations and random samples of both methods), on the hub and on the fixture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sweeps.space import load_space
+from unlearn.benchmarks.wmdp import FIXTURE_DIR
+
+
+def test_wmdp_space_loads_and_dry_runs():
+    space = load_space("wmdp")
+    assert (space.metric_names, space.directions) == (("wmdp_cyber_acc", "mmlu_acc"), ("minimize", "maximize"))
+    base = space.base_config
+    assert (base.data.benchmark, base.data.corpus, base.data.mmlu, base.model.name) == ("wmdp", "cyber", "subset", "tiny")
+    assert [p["method.objective"] for p in space.initial_points] == ["gd", "rmu"]
+    assert "# constraints:" in Path(space.source).read_text()  # where the MMLU constraint goes
+
+
+def test_wmdp_space_on_the_offline_fixture():
+    tasks = FIXTURE_DIR / "tasks"
+    space = load_space("wmdp", [f"base.data.path={FIXTURE_DIR}", f"base.data.tasks_path={tasks}"])
+    assert (space.base_config.data.path, space.base_config.data.tasks_path) == (str(FIXTURE_DIR), str(tasks))

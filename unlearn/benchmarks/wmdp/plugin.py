@@ -1,0 +1,106 @@
+"""WMDP's plug-in: the forget / retain corpora cut into ``data.max_length``-token chunks (loss on every
+token, as MUSE's), scored by multiple-choice accuracy through lm-evaluation-harness. Its metrics are
+absolute accuracies: there are no retain-model statistics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from unlearn.benchmarks.base import Benchmark, EvalOutput
+from unlearn.benchmarks.config import DataConfig, EvalConfig
+from unlearn.benchmarks.wmdp import names
+from unlearn.benchmarks.wmdp.data import CORPORA, WmdpCorpora
+from unlearn.data.formatting import EncodedQA
+from unlearn.errors import ConfigError, unknown_name
+
+DEFAULT_CORPUS = "cyber"  # the public one: both corpora are on the hub
+
+
+@dataclass(frozen=True)
+class WmdpSets:
+    """A loaded WMDP setup: the corpora, the harness's task index and the tasks behind each metric."""
+
+    corpora: WmdpCorpora
+    index: Any  # harness.TaskIndex
+    plan: dict[str, tuple[str, ...]]
+
+
+class WmdpBenchmark(Benchmark):
+    """WMDP (Li et al., 2024): forget a hazardous-knowledge corpus (cyber, or bio from a local file), scored
+    by WMDP multiple-choice accuracy (lower is better, 0.25 is chance) while keeping MMLU accuracy."""
+
+    name = "wmdp"
+    metrics = names.TABLE
+    splits = ("forget",)
+    default_split = "forget"
+    reference_doc = "nothing: WMDP's metrics are absolute accuracies (prepare.retain_stats: null)"
+    needs_reference = False
+
+    def check_config(self, cfg: DataConfig) -> None:
+        if cfg.corpus is not None and cfg.corpus not in CORPORA:
+            raise unknown_name("WMDP subset", cfg.corpus, CORPORA, "data.corpus")
+        for field, default in {"importance_path": None, "retain_split": None}.items():
+            if getattr(cfg, field) != default:
+                raise ConfigError(f"data.{field}={getattr(cfg, field)!r} does not apply to WMDP (its corpora are "
+                                  f"plain text, one retain corpus per subset); valid: {default!r}")
+        if cfg.mmlu not in names.MMLU_CHOICES:
+            raise ConfigError(f"data.mmlu={cfg.mmlu!r} is not valid; valid: full (every MMLU subject), subset "
+                              f"({', '.join(names.MMLU_SUBSET)}: for per-epoch evaluation)")
+        if cfg.tasks_path is not None and not Path(cfg.tasks_path).is_dir():
+            raise ConfigError(f"data.tasks_path={cfg.tasks_path!r} is not a directory; valid: a directory of "
+                              "lm-evaluation-harness task YAMLs, or null for the installed harness's tasks")
+
+    def has_key_texts(self, cfg: DataConfig) -> bool:
+        return False
+
+    def load(self, cfg: DataConfig) -> WmdpSets:
+        """The corpora, and the harness tasks checked against its index (before any model is loaded)."""
+        from unlearn.benchmarks.wmdp.data import load_corpora
+        from unlearn.benchmarks.wmdp.harness import task_index, task_plan
+
+        corpora = load_corpora(cfg.corpus or DEFAULT_CORPUS, cfg.path, max_documents=cfg.max_articles)
+        plan = task_plan(cfg.mmlu)
+        index = task_index(cfg.tasks_path)
+        index.check(tuple(t for ts in plan.values() for t in ts))
+        return WmdpSets(corpora, index, plan)
+
+    def tokenizer_corpus(self, data: WmdpSets, cfg: DataConfig) -> list[str]:
+        return list(dict.fromkeys((*data.corpora.forget_texts, *data.corpora.retain_texts)))
+
+    def finetune_examples(self, tokenizer, data: WmdpSets, cfg: DataConfig, model: Literal["target", "retain"]
+                          ) -> list[EncodedQA]:
+        from unlearn.benchmarks.muse.data import chunk_texts
+
+        c = data.corpora
+        texts = (*c.forget_texts, *c.retain_texts) if model == "target" else c.retain_texts
+        return chunk_texts(tokenizer, list(texts), cfg.max_length)
+
+    def unlearn_examples(self, tokenizer, data: WmdpSets, cfg: DataConfig, *, key_texts: bool
+                         ) -> tuple[list[EncodedQA], list[EncodedQA]]:
+        from unlearn.benchmarks.muse.data import chunk_texts
+
+        if key_texts:
+            raise ConfigError("method.importance needs key-token annotations, which WMDP's corpora do not have; "
+                              "valid: importance: false")
+        c = data.corpora
+        return (chunk_texts(tokenizer, list(c.forget_texts), cfg.max_length),
+                chunk_texts(tokenizer, list(c.retain_texts), cfg.max_length))
+
+    def evaluate(self, model, tokenizer, data: WmdpSets, cfg: DataConfig, eval_cfg: EvalConfig,
+                 reference: Mapping[str, Any] | Literal["self"] | None) -> EvalOutput:
+        """Every metric of the table through the harness (``eval.batch_size``; ``data.max_questions``: the
+        harness's ``limit``, the first N questions of each task). ``reference`` is not used."""
+        from unlearn.benchmarks.wmdp.harness import evaluate_harness
+
+        t0 = time.perf_counter()
+        metrics = evaluate_harness(model, tokenizer, data.index, data.plan, batch_size=eval_cfg.batch_size,
+                                   limit=cfg.max_questions)
+        return EvalOutput(names.TABLE.order(metrics), {}, {}, {"harness": time.perf_counter() - t0})
+
+    def reference_from_file(self, path: str | Path) -> dict[str, Any]:
+        raise ConfigError(f"prepare.retain_stats={str(path)!r} does not apply to WMDP: its metrics are absolute "
+                          "accuracies and need no retain model's statistics; valid: prepare.retain_stats: null")
