@@ -107,6 +107,12 @@ def prepare(cfg: RunConfig, *, log: Log = print, data: Any = None, announce_cach
         return Prepared(root, target_dir, reference, trained=True)
 
 
+def target_metrics(prepared: Prepared) -> dict[str, float]:
+    """The prepared target model's evaluation (empty when prepare did not fine-tune it)."""
+    info = json.loads((prepared.root / "prepared.json").read_text())
+    return dict(info.get("metrics", {}).get("target", {}))
+
+
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
