@@ -250,6 +250,8 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
         extra = [e for e in extra if not ("=" in e and not e.startswith("-"))]
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if hasattr(args, "config"):
+        _split_config(args)
     if getattr(args, "command", None) == "export-best" and not (args.out or args.pareto):
         parser.error("export-best needs --out FILE (the best trial's config) or --pareto OUTDIR (the Pareto set)")
     return args
@@ -258,8 +260,6 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = _parse(parser, argv)
-    if hasattr(args, "config"):
-        _split_config(args)
     try:
         return int(args.func(args) or 0)
     except UnlearnError as e:

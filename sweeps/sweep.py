@@ -357,7 +357,8 @@ def resolve_bounds(space: SearchSpace, prepared, root: Path) -> tuple[Bound, ...
     metrics), written to ``DIR/constraints.json`` for the report."""
     from unlearn.train.prepare import target_metrics
 
-    target = target_metrics(prepared) if any(c.relative for c in space.constraints) else None
+    relative = [c.metric for c in space.constraints if c.relative]
+    target = target_metrics(space.base_config, prepared, relative) if relative else None
     bounds = tuple(c.resolve(target) for c in space.constraints)
     write_json_atomic(root / CONSTRAINTS_FILE, [b.to_dict() for b in bounds])
     return bounds

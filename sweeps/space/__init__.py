@@ -26,6 +26,7 @@ from sweeps.space.sampling import (
 from sweeps.space.schema import (
     DISTRIBUTIONS,
     Budget,
+    Constraint,
     EarlyStopping,
     Objective,
     Param,

@@ -127,8 +127,10 @@ def _parse_constraints(raw: Any) -> tuple[Constraint, ...]:
     for i, item in enumerate(raw):
         try:
             out.append(_build(Constraint, item, f"constraints[{i}]"))
-        except ConfigError as e:
-            raise ConfigError(f"constraints[{i}]: {e}" if not str(e).startswith("constraints[") else str(e)) from None
+        except ConfigError as e:  # from_dict's errors name the key already; the bound checks do not
+            if f"constraints[{i}]" in str(e):
+                raise
+            raise type(e)(f"constraints[{i}]: {e}") from None
     return tuple(out)
 
 
