@@ -132,7 +132,18 @@ def _cmd_export_best(args: argparse.Namespace) -> int:
 
     root = Path(args.dir).expanduser().resolve()
     load_sweep_meta(root)
-    chosen = export_best(root, load_space(root / SPACE_FILE), Path(args.out),
+    space = load_space(root / SPACE_FILE)
+    if args.pareto:
+        from sweeps.report import export_pareto
+
+        index = export_pareto(root, space, Path(args.pareto), force=args.force)
+        for row in index:
+            values = ", ".join(f"{m}={v:.4g}" for m, v in row["objectives"].items())
+            print(f"trial {row['trial']} ({values}) -> {Path(args.pareto) / row['file']}")
+        print(f"index: {Path(args.pareto) / 'index.yaml'}; reproduce one: unlearn-sweep run FILE --out DIR")
+        if not args.out:
+            return 0
+    chosen = export_best(root, space, Path(args.out),
                          model_dir=Path(args.model) if args.model else None, register=args.register,
                          trial_id=args.trial, force=args.force)
     print(f"trial {chosen['trial_id']}: config -> {args.out}" + (f", model -> {args.model}" if args.model else "")
@@ -211,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export-best", help="write the best trial's run config (and optionally its model)")
     p.add_argument("dir")
-    p.add_argument("--out", required=True, help="YAML file for the resolved run config")
+    p.add_argument("--out", help="YAML file for the resolved run config (needed unless --pareto is given)")
+    p.add_argument("--pareto", metavar="OUTDIR", help="one YAML per Pareto-optimal feasible trial, and index.yaml")
     p.add_argument("--model", help="copy the trial's unlearned model (HF format) here")
     p.add_argument("--register", metavar="NAME", help="register the model in the MLflow model registry")
     p.add_argument("--trial", help="export this trial instead of the best one")
@@ -225,11 +237,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse, accepting ``key=value`` overrides (and ``run``'s config file) after the options too:
+    ``launch satimp --out DIR budget.num_samples=3``. argparse alone would call them unrecognized (its
+    optional positionals are matched, empty, before the first option)."""
+    args, extra = parser.parse_known_args(argv)
+    if hasattr(args, "overrides"):
+        if hasattr(args, "config") and args.config is None and extra and not extra[0].startswith("-") \
+                and "=" not in extra[0]:
+            args.config, extra = extra[0], extra[1:]
+        args.overrides = [*args.overrides, *(e for e in extra if "=" in e and not e.startswith("-"))]
+        extra = [e for e in extra if not ("=" in e and not e.startswith("-"))]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if hasattr(args, "config"):
         _split_config(args)
+    if getattr(args, "command", None) == "export-best" and not (args.out or args.pareto):
+        parser.error("export-best needs --out FILE (the best trial's config) or --pareto OUTDIR (the Pareto set)")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = _parse(parser, argv)
     try:
         return int(args.func(args) or 0)
     except UnlearnError as e:

@@ -8,7 +8,10 @@ Everything a resume, a report or an export needs lies in the directory:
     DIR/optuna.db             the Optuna study (inspect with optuna-dashboard sqlite:///DIR/optuna.db)
     DIR/mlflow.db, mlartifacts/   the default MLflow store (``mlflow ui --backend-store-uri sqlite:///DIR/mlflow.db``)
     DIR/ray/                  Ray Tune experiment state and each trial's Ray Train checkpoints
-    DIR/trials/<id>/          trial.json (driver's record), config.json, results.json and model/ (the trial's run)
+    DIR/constraints.json      the space's constraints resolved to absolute bounds (after prepare)
+    DIR/trials/<id>/          trial.json (driver's record), record.json (the trial's values of record: sweeps.record)
+                              and its run: config.json, results.json, model/ (with budget.replicates > 1:
+                              one run per replicate in replicates/<r>/)
     DIR/best_config.yaml      the chosen trial's run config, ready to run
 
 Files are replaced atomically; a damaged one is reported by name, never silently skipped.
@@ -32,6 +35,9 @@ TUNE_NAME = "tune"
 TRIALS_DIR = "trials"
 TRIAL_FILE = "trial.json"
 CONFIG_FILE = "config.json"
+RECORD_FILE = "record.json"
+REPLICATES_DIR = "replicates"
+CONSTRAINTS_FILE = "constraints.json"
 BEST_FILE = "best_config.yaml"
 MLFLOW_DB = "mlflow.db"
 OPTUNA_DB = "optuna.db"
@@ -75,6 +81,11 @@ def default_tracking_uri(sweep_dir: Path) -> str:
 
 def trial_dir(sweep_dir: Path, trial_id: str) -> Path:
     return sweep_dir / TRIALS_DIR / trial_id
+
+
+def replicate_dir(trial: Path, index: int, replicates: int) -> Path:
+    """Where replicate ``index`` of a trial runs: the trial's own directory when it has one replicate."""
+    return trial if replicates == 1 else trial / REPLICATES_DIR / str(index)
 
 
 def storage_child(storage: str, name: str) -> str:

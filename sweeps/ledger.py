@@ -14,6 +14,12 @@ from typing import Any
 from ray.tune import Callback
 
 from sweeps.layout import TRIAL_FILE, trial_dir, write_json_atomic
+from sweeps.record import (
+    FEASIBLE_KEY,
+    is_record_result,
+    record_values,
+    replicate_of_result,
+)
 
 
 def damaged_trial_advice(trial: Path) -> str:
@@ -25,7 +31,8 @@ def damaged_trial_advice(trial: Path) -> str:
 
 
 class LedgerCallback(Callback):
-    """Driver-side Tune callback keeping ``trial.json`` (params, status, last metrics, failure reason)."""
+    """Driver-side Tune callback keeping ``trial.json`` (params, status, last metrics, the values of record,
+    failure reason)."""
 
     def __init__(self, sweep_dir: Path, max_steps: int) -> None:
         self.sweep_dir = Path(sweep_dir)
@@ -47,6 +54,12 @@ class LedgerCallback(Callback):
         self._update(trial, params=dict(trial.config), status="RUNNING", starts=starts + 1, reason=None, **first)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if (replicate := replicate_of_result(result)) is not None:
+            self._update(trial, replicates_done=replicate[0] + 1)
+            return
+        if is_record_result(result):  # the trial's values of record (the full record is its record.json)
+            self._update(trial, record=record_values(result), feasible=bool(result.get(FEASIBLE_KEY)))
+            return
         metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         self._update(trial, last_metrics=metrics, epoch=result.get("epoch"), stopped=bool(result.get("done")))
 

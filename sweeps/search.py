@@ -7,13 +7,34 @@ import warnings
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
+from sweeps.record import (
+    REPLICATE_KEY,
+    Bound,
+    is_record_result,
+    record_values,
+    violations_of,
+)
 from sweeps.space import SearchSpace, define_by_run
 
 
 class SweepSearch(OptunaSearch):
-    """OptunaSearch that passes on only the results that carry the objective (evaluated epochs),
-    and never updates a study trial that is already finished (after a driver crash the study may
-    hold a trial's value that Tune's saved state had not recorded yet: it is recorded once)."""
+    """OptunaSearch that tells Optuna each trial's value of record (``sweeps.record``) and its constraints.
+
+    Ray's OptunaSearch tells the study the *last* result a trial reported. Here: a trial's last result
+    is its record (its runs' final metrics, aggregated over replicates), and it is the record's values
+    that the study receives, with each constraint's violation set on the study trial before ``tell``
+    (``Trial.set_constraint``: Optuna's TPE then runs constrained, c-TPE).
+    A trial stopped by ASHA reports no record: its last evaluated epoch is told, as before, and its
+    violations are computed from that epoch's metrics.
+
+    Intermediate results are passed on only when they carry the objective (evaluated epochs; never a
+    replicate's or the record's result), and a study trial that is already finished is never updated
+    (after a driver crash the study may hold a value that Tune's saved state had not recorded yet).
+    """
+
+    def __init__(self, *args, bounds: tuple[Bound, ...] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.bounds = tuple(bounds)
 
     def _already_finished(self, trial_id: str) -> bool:
         ot_trial = self._ot_trials.get(trial_id)
@@ -23,15 +44,26 @@ class SweepSearch(OptunaSearch):
             return True
         return False
 
+    def _metrics(self) -> list[str]:
+        return self.metric if isinstance(self.metric, list) else [self.metric]
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
-        if all(m in result for m in metrics) and not self._already_finished(trial_id):
+        if is_record_result(result) or REPLICATE_KEY in result:
+            return
+        if all(m in result for m in self._metrics()) and not self._already_finished(trial_id):
             super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if self._already_finished(trial_id):
             self._ot_trials.pop(trial_id, None)
             return
+        if result and not error:
+            if is_record_result(result):
+                result = {**result, **record_values(result)}  # the record's values under the metrics' names
+            ot_trial = self._ot_trials.get(trial_id)
+            if ot_trial is not None:
+                for bound, v in zip(self.bounds, violations_of(result, len(self.bounds), self.bounds)):
+                    ot_trial.set_constraint(bound.key, v)
         super().on_trial_complete(trial_id, result, error)
 
     def suggest(self, trial_id: str) -> dict | None:
@@ -50,7 +82,6 @@ class SweepSearch(OptunaSearch):
         return next((t._trial_id for t in running if t._trial_id not in owned), None)
 
 
-
 def tpe_startup_trials(num_samples: int) -> int:
     """Random trials before TPE models anything: a third of the budget, 2..10. Optuna's default of 10
     would make a small sweep pure random search."""
@@ -64,6 +95,7 @@ def tpe_sampler(seed: int, num_samples: int):
     single objective and only those present in every trial; asked for explicitly, several objectives
     get it too, and ``group=True`` models each set of parameters that occur together (the conditional
     ones of ``reweighting.yaml``) jointly instead of sampling them independently.
+    With constraints it is Optuna's constrained TPE: the violations ``SweepSearch`` sets on each trial.
     ``bench.search_efficiency`` compares it with independent TPE and random search.
     """
     with warnings.catch_warnings():
@@ -72,15 +104,15 @@ def tpe_sampler(seed: int, num_samples: int):
                                           multivariate=True, group=True)
 
 
-def make_searcher(space: SearchSpace, storage_url: str, study_name: str, *, resume: bool = False) -> SweepSearch:
-    """The sweep's searcher on its Optuna study (created, or loaded on a resume)."""
+def make_searcher(space: SearchSpace, storage_url: str, study_name: str, bounds: tuple[Bound, ...] = (), *,
+                  resume: bool = False) -> SweepSearch:
+    """The sweep's searcher on its Optuna study (created, or loaded on a resume); ``bounds``: the space's
+    constraints resolved (``sweeps.sweep.resolve_bounds``)."""
     sampler = tpe_sampler(space.budget.seed, space.budget.num_samples)
     storage = optuna.storages.RDBStorage(storage_url)
     points = [dict(p) for p in space.initial_points] or None
     if resume and study_name in optuna.get_all_study_names(storage):
         points = None  # the driver died before Tune's first checkpoint: the study already holds them
     return SweepSearch(space=define_by_run(space), metric=space.tune_metric, mode=space.tune_mode,
-                        points_to_evaluate=points, sampler=sampler,
-                        study_name=study_name, storage=storage)
-
-
+                       points_to_evaluate=points, sampler=sampler, study_name=study_name, storage=storage,
+                       bounds=bounds)

@@ -18,6 +18,7 @@ from typing import Any
 from sweeps.envvars import scoped_env
 from sweeps.layout import (
     BEST_FILE,
+    CONSTRAINTS_FILE,
     SPACE_FILE,
     SWEEP_BACKUP,
     SWEEP_FILE,
@@ -25,14 +26,16 @@ from sweeps.layout import (
     SweepSettings,
     load_sweep_meta,
     storage_child,
-    trial_dir,
     write_json_atomic,
 )
 from sweeps.ledger import LedgerCallback
+from sweeps.record import Bound
 from sweeps.report import collect_trials, pick_best, write_best_config
 from sweeps.report.plots import log_sweep_artifacts
+from sweeps.report.trials import load_bounds
 from sweeps.search import make_searcher
 from sweeps.space import SearchSpace, load_space, resolved_trial_config
+from sweeps.trial import TrialContext, run_trial
 from unlearn.config import to_dict
 from unlearn.errors import ConfigError, UnlearnError
 from unlearn.train.prepare import prepare
@@ -71,36 +74,6 @@ class NoTrialFinished(UnlearnError):
         super().__init__(f"no trial finished ({len(result.trials)} trial(s), {failed} failed: see their reasons "
                          "above); nothing was logged as best; fix the cause, then launch the sweep again")
         self.result = result
-
-
-@dataclass(frozen=True)
-class TrialContext:
-    """Everything a trial needs besides its sampled parameters (travels via tune.with_parameters)."""
-
-    space: SearchSpace
-    root: str
-    ray_storage: str
-
-
-def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
-    """The Tune trainable (a plain function): the trial's driver launches its Ray Train run."""
-    import ray.tune
-
-    from sweeps.results import finished_results
-    from sweeps.train import run_unlearning
-
-    trial_id = ray.tune.get_context().get_trial_id()
-    cfg = resolved_trial_config(ctx.space, config)
-    out = trial_dir(Path(ctx.root), trial_id)
-    if (finished := finished_results(out)) is not None:
-        # The driver died after this trial finished but before Tune recorded it: replay, never re-run.
-        ray.tune.report({**finished["final"], "replayed": 1})
-        return
-    write_json_atomic(out / "config.json", to_dict(cfg))
-    # ASHA decides on each epoch's result: a trial it stops must not train on; without it, reports need
-    # not hold the run up
-    run_unlearning(cfg, out, name=f"trial-{trial_id}", storage_path=storage_child(ctx.ray_storage, "train"),
-                   tune_trial=True, wait_for_tune=ctx.space.early_stopping is not None, max_failures=1)
 
 
 def _mlflow_params(space: SearchSpace, trial: Any) -> dict[str, Any]:
@@ -366,10 +339,11 @@ def _tracker(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any]):
 
 def _run(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], resources: dict[str, float], *,
          resume: bool) -> SweepResult:
-    prepare(space.base_config, log=print if settings.progress else (lambda s: None))  # once, before any trial
+    prepared = prepare(space.base_config, log=print if settings.progress else (lambda s: None))  # once
+    bounds = resolve_bounds(space, prepared, settings.root)
     tracker = _tracker(space, settings, meta)
     try:
-        return _fit(space, settings, meta, resources, tracker, resume=resume)
+        return _fit(space, settings, meta, resources, tracker, bounds, resume=resume)
     except SweepInterrupted:
         raise
     except Exception:  # (a second Ctrl-C stops at once: the parent stays RUNNING until the resume)
@@ -378,14 +352,26 @@ def _run(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
         raise
 
 
+def resolve_bounds(space: SearchSpace, prepared, root: Path) -> tuple[Bound, ...]:
+    """The space's constraints as absolute bounds (relative ones against the prepared target model's
+    metrics), written to ``DIR/constraints.json`` for the report."""
+    from unlearn.train.prepare import target_metrics
+
+    relative = [c.metric for c in space.constraints if c.relative]
+    target = target_metrics(space.base_config, prepared, relative) if relative else None
+    bounds = tuple(c.resolve(target) for c in space.constraints)
+    write_json_atomic(root / CONSTRAINTS_FILE, [b.to_dict() for b in bounds])
+    return bounds
+
+
 def _fit(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], resources: dict[str, float], tracker,
-         *, resume: bool) -> SweepResult:
+         bounds: tuple[Bound, ...], *, resume: bool) -> SweepResult:
     import ray.tune
 
     from sweeps.progress import ProgressCallback
     from sweeps.tracking import MLflowTrialCallback
 
-    ctx = TrialContext(space, str(settings.root), settings.ray_storage)
+    ctx = TrialContext(space, str(settings.root), settings.ray_storage, bounds)
     trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, ctx=ctx), _TrialResources(space))
     mlflow_callback = MLflowTrialCallback(tracker, max_steps=space.max_epochs, params_of=_ParamsOf(space))
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
@@ -399,9 +385,10 @@ def _fit(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
         tuner = ray.tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
                                        restart_errored=False)
     else:
+        searcher = make_searcher(space, settings.study_storage, meta["study_name"], bounds, resume=resume)
         tuner = ray.tune.Tuner(
             trainable,
-            tune_config=ray.tune.TuneConfig(search_alg=make_searcher(space, settings.study_storage, meta["study_name"], resume=resume),
+            tune_config=ray.tune.TuneConfig(search_alg=searcher,
                                             scheduler=_scheduler(space), num_samples=space.budget.num_samples,
                                             max_concurrent_trials=_concurrency(space, resources),
                                             time_budget_s=space.budget.time_budget_s,
@@ -431,6 +418,10 @@ TUNE_ENV = {
     # Tune's default loggers minus TensorBoard's (the JSON and CSV ones are in the RunConfig's callbacks):
     # no event files per result, and no console hint to run TensorBoard on a /tmp/ray path
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    # Tune's console reporter prints its configuration box and "View detailed results here: <ray storage>"
+    # whatever the verbosity; the sweep prints its own progress line and summary (the legacy reporter,
+    # at verbose=0, prints nothing)
+    "RAY_AIR_NEW_OUTPUT": "0",
 }
 
 
@@ -503,7 +494,7 @@ def finish_sweep(root: Path, *, tracker=None, space: SearchSpace | None = None) 
     meta = load_sweep_meta(root)
     space = space or load_space(root / SPACE_FILE)
     trials = collect_trials(root)
-    best, pareto = pick_best(space, trials)
+    best, pareto = pick_best(space, trials, load_bounds(root))
     if best is None:
         (root / BEST_FILE).unlink(missing_ok=True)  # no best: no file that says otherwise
     best_path = write_best_config(root, best) if best else None

@@ -50,3 +50,15 @@ def test_constraints_satisfy_the_package_ranges():
         assert name in pins, f"{req.name} is not pinned in constraints.txt"
         assert req.specifier.contains(pins[name], prereleases=True), (req, pins[name])
     assert pins["torch"] == "2.13.0"  # the CPU build on the machine's disk
+
+
+def test_the_study_browser_a_launch_prints_is_installed():
+    """A launch prints ``optuna-dashboard sqlite:///DIR/optuna.db``: the command exists after the install."""
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
+    assert exe is not None, "optuna-dashboard is not installed next to this Python"
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and re.match(r"\d+\.\d+", out.stdout.strip()), out

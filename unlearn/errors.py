@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 
 
@@ -38,7 +39,11 @@ def unknown_name(kind: str, name: object, valid: Iterable[str], where: str = "")
 
 def check_range(name: str, value: float, *, low: float | None = None, high: float | None = None,
                 low_inclusive: bool = True, high_inclusive: bool = True) -> None:
-    """Raise ConfigError naming ``name`` and the valid range if ``value`` is outside it."""
+    """Raise ConfigError naming ``name`` and the valid range if ``value`` is outside it, or not finite
+    (``optim.lr=inf`` would pass an open-ended range and diverge the run)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r} is not a finite number; valid: a finite number"
+                          + (f" >= {low}" if low is not None else "") + (f" <= {high}" if high is not None else ""))
     ok = True
     if low is not None:
         ok &= value >= low if low_inclusive else value > low

@@ -2,9 +2,9 @@
 Pareto set (``select``), the printed report (``table``), exports (``export``) and the study's plots (``plots``)."""
 
 from sweeps.layout import BEST_FILE
-from sweeps.report.export import export_best, write_best_config
+from sweeps.report.export import export_best, export_pareto, write_best_config
 from sweeps.report.select import pick_best
 from sweeps.report.table import format_report
 from sweeps.report.trials import collect_trials
 
-__all__ = ["BEST_FILE", "collect_trials", "export_best", "format_report", "pick_best", "write_best_config"]
+__all__ = ["BEST_FILE", "collect_trials", "export_best", "export_pareto", "format_report", "pick_best", "write_best_config"]

@@ -15,7 +15,7 @@ from sweeps.layout import (
 )
 from sweeps.registry import register_model
 from sweeps.report.select import pick_best
-from sweeps.report.trials import collect_trials
+from sweeps.report.trials import collect_trials, load_bounds
 from sweeps.space import SearchSpace
 from unlearn.errors import ConfigError
 from unlearn.train.run import MODEL_DIR
@@ -23,13 +23,20 @@ from unlearn.train.run import MODEL_DIR
 
 def write_best_config(root: Path, best: dict[str, Any]) -> Path:
     path = root / BEST_FILE
-    write_text_atomic(path, _config_yaml(best))
+    write_text_atomic(path, config_yaml(best, "best trial"))
     return path
 
 
-def _config_yaml(trial: dict[str, Any]) -> str:
-    head = f"# best trial {trial['trial_id']} of this sweep; reproduce with: unlearn-sweep run THIS_FILE --out DIR\n"
-    return head + yaml.safe_dump(trial["config"], sort_keys=False)
+def config_yaml(trial: dict[str, Any], what: str) -> str:
+    """The trial's run config (its replicate 0) as ready-to-run YAML, headed by its values of record and
+    its replicates' seeds."""
+    head = [f"# {what} {trial['trial_id']} of this sweep; reproduce with: unlearn-sweep run THIS_FILE --out DIR"]
+    record = trial.get("record")
+    if record and len(record["replicates"]) > 1:
+        seeds = [r["seed"] for r in record["replicates"]]
+        head.append(f"# its value of record is the {record['aggregate']} over {len(seeds)} replicates, seeds {seeds}; "
+                    f"this file runs replicate 0 (seed {seeds[0]}); set seed: to run another")
+    return "\n".join(head) + "\n" + yaml.safe_dump(trial["config"], sort_keys=False)
 
 
 def _refuse_overwrite(path: Path, force: bool, what: str) -> None:
@@ -87,16 +94,48 @@ def export_best(root: Path, space: SearchSpace, out_yaml: Path, *, model_dir: Pa
             raise ConfigError(f"trial {trial_id!r} has no finished run in {root}; finished trials: "
                               f"{', '.join(t['trial_id'] for t in trials if t['config']) or 'none'}")
     else:
-        chosen, _ = pick_best(space, trials)
+        chosen, _ = pick_best(space, trials, load_bounds(root))
         if chosen is None:
-            raise ConfigError(f"{root}: no finished trial has all objective metrics ({', '.join(space.metric_names)})")
-    src = Path(chosen["dir"]) / MODEL_DIR
+            raise ConfigError(f"{root}: no finished{' feasible' if load_bounds(root) else ''} trial has all objective "
+                              f"metrics ({', '.join(space.metric_names)})")
+    src = Path(chosen["run_dir"]) / MODEL_DIR
     if model_dir is not None:
         if not src.is_dir():
             raise ConfigError(f"trial {chosen['trial_id']} kept no model ({src} missing); valid: export without "
                               "--model, or a trial that kept its model")
         _copy_dir_atomic(src, model_dir)
-    write_text_atomic(out_yaml, _config_yaml(chosen))
+    write_text_atomic(out_yaml, config_yaml(chosen, 'trial' if trial_id else 'best trial'))
     if register:
         chosen["registered"] = register_model(root, chosen["trial_id"], src, register)
     return chosen
+
+
+PARETO_INDEX = "index.yaml"
+
+
+def export_pareto(root: Path, space: SearchSpace, out_dir: Path, *, force: bool = False) -> list[dict[str, Any]]:
+    """One ready-to-run YAML per Pareto-optimal feasible trial in ``out_dir`` (``<trial>.yaml``), and
+    ``index.yaml``: per trial its objectives' values of record (with intervals), seeds and file.
+
+    With one objective the Pareto set is the best trial. ``out_dir`` must be new or empty (or ``force``).
+    """
+    from sweeps.checks import check_writable_dir
+
+    check_writable_dir(out_dir, "--pareto", "a new or empty directory, or with --force an existing one")
+    _refuse_overwrite(out_dir, force, "--pareto")
+    trials = collect_trials(root)
+    _, pareto = pick_best(space, trials, load_bounds(root))
+    if not pareto:
+        raise ConfigError(f"{root}: no finished feasible trial has all objective metrics "
+                          f"({', '.join(space.metric_names)}): no Pareto set to export")
+    index = []
+    for t in pareto:
+        path = out_dir / f"{t['trial_id']}.yaml"
+        write_text_atomic(path, config_yaml(t, "Pareto-optimal trial"))
+        index.append({"trial": t["trial_id"], "file": path.name,
+                      "objectives": {m: t["metrics"][m] for m in space.metric_names},
+                      "intervals": {m: t["intervals"][m] for m in space.metric_names if m in t.get("intervals", {})},
+                      "seeds": t["seeds"]})
+    write_text_atomic(out_dir / PARETO_INDEX, yaml.safe_dump({"objectives": [
+        {"metric": o.metric, "direction": o.direction} for o in space.objectives], "pareto": index}, sort_keys=False))
+    return index

@@ -41,18 +41,15 @@ def _objectives(study: Any) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     return out
 
 
-def _importances(study: Any, kw: dict[str, Any]) -> Any:
-    from optuna import visualization as vis
-
+def _importances(study: Any, kw: dict[str, Any], vis: Any) -> Any:
     with warnings.catch_warnings():
         # Optuna warns that a custom target is minimised: _objectives already negated maximised ones
         warnings.filterwarnings("ignore", message=".*to achieve low `target` values.*")
         return vis.plot_param_importances(study, **kw)
 
 
-def study_figures(study: Any, contour: tuple[str, str] = ("method.beta1", "method.beta2")) -> dict[str, Any]:
-    """Optuna's plots of a study, by name; plots a study cannot support are skipped (with a log line)."""
-    from optuna import visualization as vis
+def _figure_makers(study: Any, vis: Any, contour: tuple[str, str]) -> dict[str, Callable[[], Any]]:
+    """Per plot name, a function drawing it with ``vis`` (``optuna.visualization`` or its matplotlib twin)."""
     from optuna.trial import TrialState
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -65,13 +62,46 @@ def study_figures(study: Any, contour: tuple[str, str] = ("method.beta1", "metho
     for suffix, kw, imp_kw in _objectives(study):
         figures[f"optimization_history{suffix}"] = lambda kw=kw: vis.plot_optimization_history(study, **kw)
         if len(complete) >= 2 and len(params) >= 2:
-            figures[f"param_importances{suffix}"] = lambda kw=imp_kw: _importances(study, kw)
+            figures[f"param_importances{suffix}"] = lambda kw=imp_kw: _importances(study, kw, vis)
         if all(pair):
             figures[f"contour{suffix}"] = lambda kw=kw: vis.plot_contour(study, params=pair, **kw)
     if len(study.directions) in (2, 3):
         names = [kw["target_name"] for _, kw, _ in _objectives(study)]
         figures["pareto_front"] = lambda: vis.plot_pareto_front(study, target_names=names)
-    return {name: fig for name, make in figures.items() if (fig := _render(name, make)) is not None}
+    return figures
+
+
+def study_figures(study: Any, contour: tuple[str, str] = ("method.beta1", "method.beta2")) -> dict[str, Any]:
+    """Optuna's plotly plots of a study, by name; plots a study cannot support are skipped (with a log line)."""
+    from optuna import visualization as vis
+
+    makers = _figure_makers(study, vis, contour)
+    return {name: fig for name, make in makers.items() if (fig := _render(name, make)) is not None}
+
+
+def study_pngs(study: Any, out_dir: Path, contour: tuple[str, str] = ("method.beta1", "method.beta2")) -> dict[str, Path]:
+    """The same plots drawn by Optuna's matplotlib backend, saved as PNG in ``out_dir`` (no JavaScript:
+    they show offline and inline in the MLflow UI)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # a sweep driver has no display; Agg is what a headless process gets anyway
+    import matplotlib.pyplot as plt
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.visualization import matplotlib as vis
+
+    out: dict[str, Path] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # Optuna marks its matplotlib backend experimental
+        for name, make in _figure_makers(study, vis, contour).items():
+            drawn = _render(name, make)
+            if drawn is None:
+                continue
+            axes = drawn.flat[0] if hasattr(drawn, "flat") else drawn  # a contour of >2 params is a grid
+            fig = axes.figure
+            out[name] = out_dir / f"{name}.png"
+            fig.savefig(out[name], dpi=110, bbox_inches="tight")
+            plt.close(fig)
+    return out
 
 
 def _render(name: str, make: Callable[[], Any]) -> Any | None:
@@ -88,7 +118,9 @@ def log_sweep_artifacts(tracker: SweepTracker, study: Any, space_yaml_path: Path
 
     Logged: the search space YAML (``sweep/``), the best config (``sweep/best_config.yaml``; none when
     ``best_config`` is None: no trial finished), all trials (``sweep/trials.csv``) and Optuna's plots as
-    HTML (``plots/<name>.html``; local copies share one ``plotly.min.js`` so they open offline).
+    PNG (``plots/<name>.png``, drawn by Optuna's matplotlib backend: MLflow shows them inline, offline).
+    ``out_dir/plots/`` also holds them as interactive HTML that shares one local ``plotly.min.js`` (plotly
+    HTML logged to MLflow would load plotly.js from a CDN, blank on an offline cluster).
 
     Returns:
         The local files written, by name.
@@ -108,8 +140,10 @@ def log_sweep_artifacts(tracker: SweepTracker, study: Any, space_yaml_path: Path
     for path in (Path(space_yaml_path), files.get("best_config"), files["trials"]):
         if path is not None:
             tracker.log_parent_artifact(path, "sweep")
-    for name, fig in study_figures(study).items():
+    for name, fig in study_figures(study).items():  # interactive, offline: the copies share plotly.min.js
         files[name] = out_dir / "plots" / f"{name}.html"
         fig.write_html(files[name], include_plotlyjs="directory")
-        tracker.log_parent_figure(fig, f"plots/{name}.html")
+    for name, png in study_pngs(study, out_dir / "plots").items():
+        files[f"{name}.png"] = png
+        tracker.log_parent_artifact(png, "plots")
     return files

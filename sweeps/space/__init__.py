@@ -18,6 +18,7 @@ from sweeps.space.sampling import (
     DefineByRun,
     define_by_run,
     derive_trial_seed,
+    replicate_seeds,
     resolved_trial_config,
     trial_run_config,
     trial_seed,
@@ -25,6 +26,7 @@ from sweeps.space.sampling import (
 from sweeps.space.schema import (
     DISTRIBUTIONS,
     Budget,
+    Constraint,
     EarlyStopping,
     Objective,
     Param,
@@ -32,7 +34,7 @@ from sweeps.space.schema import (
 )
 
 __all__ = [
-    "DISTRIBUTIONS", "SPACES_DIR", "TOP_LEVEL_KEYS", "Budget", "DefineByRun", "EarlyStopping", "Objective",
-    "Param", "SearchSpace", "define_by_run", "derive_trial_seed", "load_space", "resolve_space_path",
+    "DISTRIBUTIONS", "SPACES_DIR", "TOP_LEVEL_KEYS", "Budget", "Constraint", "DefineByRun", "EarlyStopping", "Objective",
+    "Param", "SearchSpace", "define_by_run", "derive_trial_seed", "replicate_seeds", "load_space", "resolve_space_path",
     "resolved_trial_config", "run_config_keys", "space_from_dict", "trial_run_config", "trial_seed",
 ]

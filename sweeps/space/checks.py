@@ -34,6 +34,8 @@ def _validate(space: SearchSpace) -> None:
     _check_parameters(space.parameters)
     _check_objectives(space)
     _check_points(space)
+    _check_constraints(space)
+    _check_replicates(space)
     _dry_run(space)
     if space.early_stopping is not None:
         _check_early_stopping(space)
@@ -90,6 +92,35 @@ def _check_objectives(space: SearchSpace) -> None:
         if o.direction != natural:
             raise ConfigError(f"objectives[{i}]: direction={o.direction!r} does not suit {o.metric!r}; valid: {natural}")
         _check_produced(space, o.metric, f"objectives[{i}].metric")
+
+
+def _check_constraints(space: SearchSpace) -> None:
+    table = space.base_config.benchmark.metrics
+    bench = space.base_config.data.benchmark
+    seen: set[tuple[str, str]] = set()
+    for i, c in enumerate(space.constraints):
+        where = f"constraints[{i}]"
+        table.get(c.metric, f"{where}.metric of benchmark {bench!r}")
+        _check_produced(space, c.metric, f"{where}.metric")
+        if (c.metric, c.key) in seen:
+            raise ConfigError(f"{where}: {c.key} on {c.metric!r} is given twice; valid: one bound per metric and kind")
+        seen.add((c.metric, c.key))
+        if c.relative and not space.base_config.prepare.finetune:
+            raise ConfigError(f"{where}: {c.key} needs the prepared target model's {c.metric}, which prepare measures "
+                              "only when it fine-tunes the target (base prepare.finetune: false here); valid: an "
+                              "absolute min / max")
+
+
+def _check_replicates(space: SearchSpace) -> None:
+    r = space.budget.replicates
+    if r == 1:
+        return
+    if space.early_stopping is not None:
+        raise ConfigError(f"budget.replicates={r} with early_stopping: ASHA decides on the epochs of one run, and a "
+                          "trial's replicates run one after another; valid: replicates: 1, or no early_stopping")
+    if "seed" in space.param_map:
+        raise ConfigError(f"budget.replicates={r} with seed among the parameters: each replicate's seed is derived "
+                          "from the sweep seed, the point and the replicate index; valid: remove the seed parameter")
 
 
 def _check_produced(space: SearchSpace, metric: str, where: str) -> None:

@@ -17,6 +17,7 @@ from sweeps.space.schema import (
     _REQUIRED,
     DISTRIBUTIONS,
     Budget,
+    Constraint,
     EarlyStopping,
     Objective,
     Param,
@@ -26,7 +27,8 @@ from unlearn.config import from_dict, load_yaml
 from unlearn.errors import ConfigError, close_matches, unknown_name
 
 TOP_LEVEL_KEYS: tuple[str, ...] = (
-    "name", "description", "base", "parameters", "objectives", "early_stopping", "initial_points", "budget",
+    "name", "description", "base", "parameters", "objectives", "early_stopping", "initial_points", "constraints",
+    "budget",
 )
 _REQUIRED_TOP_LEVEL = ("name", "parameters", "objectives")
 
@@ -111,8 +113,25 @@ def _parse(data: Mapping[str, Any]) -> dict[str, Any]:
         "early_stopping": None if data.get("early_stopping") is None
         else _build(EarlyStopping, data["early_stopping"], "early_stopping"),
         "initial_points": _parse_points(data.get("initial_points"), {p.name: p for p in parameters}),
+        "constraints": _parse_constraints(data.get("constraints")),
         "budget": _build(Budget, data.get("budget") or {}, "budget"),
     }
+
+
+def _parse_constraints(raw: Any) -> tuple[Constraint, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError("constraints must be a list, e.g. - {metric: model_utility, min_fraction_of_target: 0.95}")
+    out = []
+    for i, item in enumerate(raw):
+        try:
+            out.append(_build(Constraint, item, f"constraints[{i}]"))
+        except ConfigError as e:  # from_dict's errors name the key already; the bound checks do not
+            if f"constraints[{i}]" in str(e):
+                raise
+            raise type(e)(f"constraints[{i}]: {e}") from None
+    return tuple(out)
 
 
 def _mapping(raw: Any, where: str) -> dict[str, Any]:

@@ -138,3 +138,11 @@ def trial_seed(space: SearchSpace, params: dict[str, Any]) -> int:
 
 def resolved_trial_config(space: SearchSpace, params: dict[str, Any]) -> RunConfig:
     return trial_run_config(space, params, seed=trial_seed(space, params))
+
+
+def replicate_seeds(space: SearchSpace, params: dict[str, Any]) -> list[int]:
+    """The seeds of a point's ``budget.replicates`` runs: replicate 0 has the trial's seed
+    (``trial_seed``: a sweep with one replicate runs as before), replicate ``r`` the seed
+    ``derive_trial_seed(trial_seed, r)``, a function of the sweep seed, the point and ``r`` only."""
+    first = trial_seed(space, params)
+    return [first] + [derive_trial_seed(first, r) for r in range(1, space.budget.replicates)]

@@ -27,7 +27,11 @@ Schema::
       {metric: forget_quality, mode: max, grace_period: 2, reduction_factor: 2}
     initial_points:               # optional: evaluated first, in this order
       - {method.beta1: 5.0, method.beta2: 0.1, optim.lr: 3.0e-3}
-    budget: {num_samples: 8, max_concurrent: 2, time_budget_s: null, seed: 0}
+    constraints:                  # optional: a trial is feasible if its metrics of record keep every bound
+      - {metric: model_utility, min: 0.8}                       # absolute (or max: ...)
+      - {metric: model_utility, min_fraction_of_target: 0.95}   # relative to the prepared target model
+    budget: {num_samples: 8, max_concurrent: 2, time_budget_s: null, seed: 0,
+             replicates: 1, aggregate: mean}   # replicates: seeds per point; its value: their mean | median
 
 Rules:
     * A parameter is a leaf of RunConfig (``optim.lr``, ``method.beta1``, ``seed``); its value
@@ -46,6 +50,11 @@ Rules:
     * An initial point sets sampled parameters only; the ones it leaves out are sampled. Each key must
       apply to the point (its ``when`` holds given the point's values).
     * ``budget.num_samples`` counts the initial points too.
+    * A trial's value of record (what Optuna is told, MLflow's ``record/<metric>``, the report, the
+      export) is its runs' final metrics (the kept epoch under ``keep_best_by``), aggregated over its
+      ``budget.replicates``. Infeasible trials (a constraint violated) are never chosen as best; Optuna's
+      constrained TPE receives the violations. Replicates exclude ``early_stopping`` (ASHA decides on one
+      run's epochs) and a ``seed`` parameter (the replicates' seeds are derived).
 
 At load, ``load_space`` checks all of the above and then dry-runs the space: it builds the RunConfig of
 every initial point, of every combination of categorical choices with numeric parameters at their
@@ -57,6 +66,7 @@ reported with its parameter values. Every error is a ConfigError naming the file
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -70,9 +80,13 @@ from unlearn.train.config import RunConfig, run_config_from_dict
 if TYPE_CHECKING:
     import optuna
 
+from sweeps.record import Bound
 from sweeps.space.checks import _validate
 from sweeps.space.keys import _same
 from sweeps.space.sampling import _MASK32
+
+MAX_REPLICATES = 100
+"""``budget.replicates`` at most (each replicate is a full run)."""
 
 Distribution = Literal["uniform", "loguniform", "int", "categorical", "fixed"]
 DISTRIBUTIONS: tuple[str, ...] = get_args(Distribution)
@@ -230,12 +244,18 @@ class EarlyStopping:
 
 @dataclass(frozen=True)
 class Budget:
-    """How many trials, how many at once, a wall-clock limit (None: none) and the sampler's seed."""
+    """How many trials, how many at once, a wall-clock limit (None: none) and the sampler's seed.
+
+    ``replicates``: runs per sampled point, each with its own seed (``sweeps.space.replicate_seeds``);
+    the trial's value is their ``aggregate`` (mean or median), reported with a 95 % interval.
+    """
 
     num_samples: int = 8
     max_concurrent: int = 2
     time_budget_s: float | None = None
     seed: int = 0
+    replicates: int = 1
+    aggregate: Literal["mean", "median"] = "mean"
 
     def __post_init__(self) -> None:
         check_range("num_samples", self.num_samples, low=1)
@@ -243,6 +263,62 @@ class Budget:
         if self.time_budget_s is not None:
             check_range("time_budget_s", self.time_budget_s, low=0.0, low_inclusive=False)
         check_range("seed", self.seed, low=0, high=_MASK32)
+        check_range("replicates", self.replicates, low=1, high=MAX_REPLICATES)
+        if self.aggregate not in ("mean", "median"):
+            raise ConfigError(f"budget.aggregate={self.aggregate!r} is not valid; valid: mean, median")
+
+
+_BOUND_KEYS = ("min", "max", "min_fraction_of_target", "max_fraction_of_target")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A bound a trial's metric of record must keep to be feasible (never chosen as best otherwise).
+
+    Exactly one of: ``min`` / ``max`` (absolute), ``min_fraction_of_target`` / ``max_fraction_of_target``
+    (a fraction of the prepared target model's value of the metric, known after prepare).
+    """
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    min_fraction_of_target: float | None = None
+    max_fraction_of_target: float | None = None
+
+    def __post_init__(self) -> None:
+        given = [k for k in _BOUND_KEYS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ConfigError(f"constraint on {self.metric!r} sets {', '.join(given) or 'no bound'}; valid: exactly "
+                              f"one of {', '.join(_BOUND_KEYS)}, e.g. {{metric: {self.metric}, min: 0.8}}")
+        value = getattr(self, given[0])
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"constraint on {self.metric!r}: {given[0]}={value!r} must be a finite number")
+        if given[0].endswith("_of_target"):
+            check_range(given[0], value, low=0.0, low_inclusive=False)
+
+    @property
+    def key(self) -> str:
+        return next(k for k in _BOUND_KEYS if getattr(self, k) is not None)
+
+    @property
+    def relative(self) -> bool:
+        return self.key.endswith("_of_target")
+
+    def resolve(self, target: Mapping[str, Any] | None) -> Bound:
+        """The absolute bound; ``target``: the prepared target model's metrics (needed when relative)."""
+        kind = "min" if self.key.startswith("min") else "max"
+        value = float(getattr(self, self.key))
+        if not self.relative:
+            return Bound(self.metric, kind, value, "absolute")
+        base = (target or {}).get(self.metric)
+        if not isinstance(base, (int, float)) or isinstance(base, bool) or math.isnan(base):
+            raise ConfigError(f"constraint {self.key}={value} on {self.metric!r}: the prepared target model has no "
+                              f"value of {self.metric!r} (its metrics: {', '.join(sorted(target or {})) or 'none'}); "
+                              "valid: an absolute min / max")
+        return Bound(self.metric, kind, value * base, f"{value:g} x target {base:.4g}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, self.key: getattr(self, self.key)}
 
 
 @dataclass(frozen=True)
@@ -259,6 +335,7 @@ class SearchSpace:
     parameters: tuple[Param, ...]
     objectives: tuple[Objective, ...]
     early_stopping: EarlyStopping | None = None
+    constraints: tuple[Constraint, ...] = ()
     initial_points: tuple[dict[str, Any], ...] = ()
     budget: Budget = field(default_factory=Budget)
     source: str = field(default="", compare=False)
@@ -326,6 +403,8 @@ class SearchSpace:
         if self.early_stopping is not None:
             out["early_stopping"] = to_dict(self.early_stopping)
         out["initial_points"] = [dict(p) for p in self.initial_points]
+        if self.constraints:
+            out["constraints"] = [c.to_dict() for c in self.constraints]
         out["budget"] = to_dict(self.budget)
         return out
 

@@ -12,6 +12,13 @@ from typing import Any
 
 from ray.tune import Callback
 
+from sweeps.record import (
+    FEASIBLE_KEY,
+    RECORD_PREFIX,
+    is_record_result,
+    replicate_of_result,
+)
+from sweeps.tracking.names import TAG_FEASIBLE
 from sweeps.tracking.tracker import SweepTracker
 from sweeps.tracking.values import failure_reason, flatten
 from unlearn.errors import ConfigError
@@ -73,6 +80,10 @@ def trial_error_text(trial: Any) -> str:
 class MLflowTrialCallback(Callback):
     """Ray Tune callback (driver side) that records every trial as a child run of the sweep's parent.
 
+    A trial's per-epoch results become its child run's metric history; its record (``sweeps.record``)
+    its final metrics under ``record/<metric>`` keys and the tag ``unlearn.feasible``; each finished
+    replicate (``budget.replicates`` > 1) a run nested in the child, with its seed and final metrics.
+
     Status rule on completion: Tune stopping a trial on one of its results (scheduler such as ASHA, or
     a stopper) marks that result ``done``. Such a trial is ``KILLED`` when ``max_steps`` is given and
     the stop came before step ``max_steps``; otherwise (the trainable returned, or reached
@@ -101,6 +112,7 @@ class MLflowTrialCallback(Callback):
         self.trial_id_of = trial_id_of
         self._started: set[str] = set()
         self._stopped_at: dict[str, int] = {}
+        self._records: dict[str, dict[str, float]] = {}
         self._writer: ThreadPoolExecutor | None = None
         self._last_write: Future | None = None
 
@@ -131,6 +143,14 @@ class MLflowTrialCallback(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         tid, step = self.trial_id_of(trial), result_step(result)
+        if (replicate := replicate_of_result(result)) is not None:
+            self._submit(self.tracker.replicate_run, tid, *replicate)
+            return
+        if is_record_result(result):
+            # the trial's values of record: logged as its final metrics (``record/<metric>``), at its end
+            self._records[tid] = {k: v for k, v in result_metrics(result).items() if k.startswith(RECORD_PREFIX)}
+            self._submit(self.tracker.tag_trial, tid, {TAG_FEASIBLE: "true" if result.get(FEASIBLE_KEY) else "false"})
+            return
         self._submit(self.tracker.log_metrics, tid, result_metrics(result), step)
         if result.get("done"):
             self._stopped_at[tid] = step  # Tune decided the stop on this result
@@ -144,7 +164,7 @@ class MLflowTrialCallback(Callback):
             reason = f"stopped early by Tune (scheduler or stopper) at step {stopped} of {self.max_steps}"
             self._submit(self.tracker.finish_trial, tid, "KILLED", reason)
         else:
-            self._submit(self.tracker.finish_trial, tid, "FINISHED")
+            self._submit(self.tracker.finish_trial, tid, "FINISHED", None, self._records.pop(tid, None))
         self.wait()  # a trial's end is on record before Tune goes on (and may checkpoint the experiment)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -38,7 +38,11 @@ TAG_DROPPED = "unlearn.dropped_secrets"
 TAG_TRUNCATED = "unlearn.truncated_params"
 TAG_PARAM_CONFLICTS = "unlearn.param_conflicts"
 TAG_NONFINITE = "unlearn.nonfinite"  # + "/<metric key>"
+TAG_REPLICATE = "unlearn.replicate"
+TAG_FEASIBLE = "unlearn.feasible"
 TAG_PARENT = "mlflow.parentRunId"
+# MLflow 3's UI opens an experiment on its GenAI overview (traces) unless its kind says otherwise
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 TAG_RUN_NAME = "mlflow.runName"
 
 PARAM_VALUE_LIMIT = 500  # conservative: older MLflow servers reject longer values (3.x allows 6000)

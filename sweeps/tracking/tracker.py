@@ -19,6 +19,7 @@ from sweeps.tracking.names import (
     _HTTP_ENV,
     ARTIFACT_DIR,
     BUFFER_FILE,
+    EXPERIMENT_TAGS,
     FLUSH_RETRY_INTERVAL_S,
     REASON_LIMIT,
     REJECTED_FILE,
@@ -28,6 +29,7 @@ from sweeps.tracking.names import (
     TAG_PARAM_CONFLICTS,
     TAG_PARENT,
     TAG_PREVIOUS_FAILURE,
+    TAG_REPLICATE,
     TAG_RESTARTS,
     TAG_RESUMES,
     TAG_ROLE,
@@ -125,13 +127,17 @@ class SweepTracker:
             if self.tracking_uri.startswith("sqlite:"):
                 location = (self.sweep_dir / ARTIFACT_DIR).as_uri()
             try:
-                return self.client.create_experiment(self.experiment_name, artifact_location=location)
+                return self.client.create_experiment(self.experiment_name, artifact_location=location,
+                                                     tags=EXPERIMENT_TAGS)
             except MlflowException as e:
                 if e.error_code != "RESOURCE_ALREADY_EXISTS":  # else created meanwhile by someone else
                     raise
                 exp = self.client.get_experiment_by_name(self.experiment_name)
                 if exp is None:
                     raise
+        for key, value in EXPERIMENT_TAGS.items():
+            if exp.tags.get(key) is None:  # created by an earlier version, or by someone else
+                self.client.set_experiment_tag(exp.experiment_id, key, value)
         if exp.lifecycle_stage == "deleted":
             logger.warning("MLflow experiment %r was deleted; restoring it", self.experiment_name)
             self.client.restore_experiment(exp.experiment_id)
@@ -191,6 +197,14 @@ class SweepTracker:
                           metrics=finite, nonfinite=nonfinite, step=self._last_step.get(trial_id, 0),
                           timestamp_ms=_now_ms())
 
+    def replicate_run(self, trial_id: str, index: int, seed: int, metrics: Mapping[str, Any]) -> str | None:
+        """A finished replicate of a trial: a run nested in the trial's child run, with its seed and final
+        metrics (found again by tags: a replay updates it)."""
+        _check_id("trial id", trial_id)
+        finite, nonfinite = split_finite(metrics)
+        return self._call("replicate_run", trial_id=trial_id, index=int(index), seed=int(seed), metrics=finite,
+                          nonfinite=nonfinite, timestamp_ms=_now_ms())
+
     def finish_parent(self, status: RunStatus = "FINISHED") -> str | None:
         """End the parent run (after replaying whatever the buffer still holds)."""
         _check_status(status)
@@ -199,11 +213,6 @@ class SweepTracker:
     def log_parent_artifact(self, path: Path, artifact_path: str | None = None) -> str | None:
         """Log a local file to the parent run (the file must still exist if the op is buffered)."""
         return self._call("log_parent_artifact", path=str(Path(path).resolve()), artifact_path=artifact_path)
-
-    def log_parent_figure(self, fig: Any, name: str) -> str | None:
-        """Log a plotly figure as HTML (via ``MlflowClient.log_figure``); ``name`` e.g. ``plots/history.html``."""
-        artifact_file = name if name.endswith(".html") else f"{name}.html"
-        return self._call("log_parent_figure", figure_json=fig.to_json(), artifact_file=artifact_file)
 
     def log_parent_dict(self, d: Mapping[str, Any], name: str) -> str | None:
         """Log a dict as JSON or YAML (by ``name``'s suffix) to the parent run."""
@@ -351,6 +360,23 @@ class SweepTracker:
         self.client.set_terminated(run_id, status=status, end_time=timestamp_ms)
         return run_id
 
+    def _op_replicate_run(self, trial_id: str, index: int, seed: int, metrics: dict[str, float],
+                          nonfinite: dict[str, str], timestamp_ms: int) -> str:
+        child = self._child(trial_id)
+        tags = {TAG_ROLE: "replicate", TAG_PARENT: child, TAG_TRIAL_ID: trial_id, TAG_REPLICATE: str(index)}
+        run = self._find_run(tags)
+        name = f"{trial_id}-r{index}"
+        run_id = run.info.run_id if run is not None else self.client.create_run(
+            self.experiment_id(), run_name=name, tags={**tags, TAG_SWEEP_ID: self.sweep_id or "",
+                                                       TAG_RUN_NAME: name}).info.run_id
+        if run is None:
+            self.client.log_param(run_id, "seed", str(seed))
+        entries = [Metric(k, v, timestamp_ms, 0) for k, v in metrics.items()]
+        nf = [RunTag(f"{TAG_NONFINITE}/{k}", v) for k, v in nonfinite.items()]
+        self.client.log_batch(run_id, metrics=entries, tags=nf)
+        self.client.set_terminated(run_id, status="FINISHED", end_time=timestamp_ms)
+        return run_id
+
     def _op_finish_parent(self, status: str, timestamp_ms: int) -> str:
         run_id = self._parent()
         self.client.set_terminated(run_id, status=status, end_time=timestamp_ms)
@@ -358,12 +384,6 @@ class SweepTracker:
 
     def _op_log_parent_artifact(self, path: str, artifact_path: str | None) -> str:
         self.client.log_artifact(self._parent(), path, artifact_path)
-        return self._parent()
-
-    def _op_log_parent_figure(self, figure_json: str, artifact_file: str) -> str:
-        import plotly.io
-
-        self.client.log_figure(self._parent(), plotly.io.from_json(figure_json), artifact_file)
         return self._parent()
 
     def _op_log_parent_dict(self, data: dict[str, Any], artifact_file: str) -> str:

@@ -145,6 +145,108 @@ def main_raises(argv):
     export_best(root, load_space(root / "space.yaml"), Path(argv[3]))
 
 
+def _space_file(tmp_path: Path, cache_dir: Path, **changes) -> Path:
+    space = yaml.safe_load(tiny_space(tmp_path, cache_dir, launcher="auto").read_text())
+    for key, value in changes.items():
+        *parents, leaf = key.split("__")
+        node = space
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(space))
+    return path
+
+
+@pytest.fixture(scope="module")
+def kept(tmp_path_factory, ray_local, cache_dir):
+    """One trial whose kept epoch (keep_best_by) is not its last: gradient ascent at a high rate lowers the
+    retain probability every epoch (0.013 -> 0.010 -> 0.009 measured), so the best epoch by it is the first."""
+    root = tmp_path_factory.mktemp("kept")
+    space = _space_file(root, cache_dir, base__method={"weighting": "satimp", "objective": "ga"},
+                        base__optim={"epochs": 3, "batch_size": 4, "lr": 1e-2}, base__epoch_eval=True,
+                        base__keep_best_by="retain_prob", base__eval={"max_new_tokens": 12, "batch_size": 64, "rouge": False},
+                        objectives=[{"metric": "retain_prob", "direction": "maximize"}],
+                        budget={"num_samples": 1, "seed": 0})
+    return launch_sweep(space, [], SweepSettings(out_dir=str(root / "out"), progress=False))
+
+
+def test_the_value_of_record_is_the_kept_epoch_everywhere(kept, capsys):
+    """Optuna, MLflow, the ledger, report and export-best all hold the kept epoch's value, not the last's."""
+    (trial,) = kept.trials
+    tdir = Path(trial["dir"])
+    results = json.loads((tdir / "results.json").read_text())
+    by_epoch = {h["epoch"]: h["retain_prob"] for h in results["epochs"]}
+    assert results["best_epoch"] < max(by_epoch)  # the premise: the kept epoch is not the last
+    value = by_epoch[results["best_epoch"]]
+    assert value > by_epoch[max(by_epoch)]
+    assert trial["metrics"]["retain_prob"] == value == json.loads((tdir / "record.json").read_text())["metrics"]["retain_prob"]
+    meta = load_sweep_meta(kept.out_dir)
+    (study_trial,) = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"]).trials
+    assert study_trial.value == pytest.approx(value)
+    client, _, (kid,) = _children(kept)
+    assert kid.data.metrics["record/retain_prob"] == pytest.approx(value)
+    history = client.get_metric_history(kid.info.run_id, "retain_prob")  # the per-epoch history stays as it was
+    assert {m.step: m.value for m in history} == pytest.approx(by_epoch)
+    assert json.loads((tdir / "trial.json").read_text())["record"]["retain_prob"] == pytest.approx(value)
+    assert main(["report", str(kept.out_dir)]) == 0
+    assert f"best: {trial['trial_id']} retain_prob={value:.4g}" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def replicated(tmp_path_factory, ray_local, cache_dir):
+    root = tmp_path_factory.mktemp("replicated")
+    space = _space_file(root, cache_dir, budget={"num_samples": 2, "max_concurrent": 2, "seed": 0, "replicates": 2},
+                        constraints=[{"metric": "forget_truth_ratio", "min_fraction_of_target": 0.5}])
+    return launch_sweep(space, [], SweepSettings(out_dir=str(root / "out"), progress=False))
+
+
+def test_a_replicated_trial_records_its_mean_in_optuna_mlflow_and_the_report(replicated, capsys):
+    from sweeps.space import load_space, replicate_seeds
+
+    space = load_space(replicated.out_dir / "space.yaml")
+    client, _, kids = _children(replicated)
+    meta = load_sweep_meta(replicated.out_dir)
+    study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])
+    assert len(kids) == 2 and len(study.trials) == 2
+    for t in replicated.trials:
+        record = t["record"]
+        seeds = [r["seed"] for r in record["replicates"]]
+        assert seeds == replicate_seeds(space, t["params"]) and len(set(seeds)) == 2
+        finals = [json.loads((Path(t["dir"]) / "replicates" / str(i) / "results.json").read_text())["final"]
+                  for i in range(2)]
+        mean = (finals[0]["forget_quality"] + finals[1]["forget_quality"]) / 2
+        assert t["metrics"]["forget_quality"] == pytest.approx(mean)
+        assert [s.value for s in study.trials if s.params == t["params"]] == [pytest.approx(mean)]
+        (kid,) = [k for k in kids if k.data.tags["unlearn.trial_id"] == t["trial_id"]]
+        assert kid.data.metrics["record/forget_quality"] == pytest.approx(mean)
+        assert kid.data.tags["unlearn.feasible"] == str(record["feasible"]).lower()
+        nested = client.search_runs([kid.info.experiment_id],
+                                    filter_string=f"tags.`mlflow.parentRunId` = '{kid.info.run_id}'")
+        assert sorted(int(r.data.params["seed"]) for r in nested) == sorted(seeds)
+        assert record["constraints"][0]["threshold"] > 0  # resolved against the prepared target model
+    assert main(["report", str(replicated.out_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "values of record: mean over 2 replicates" in out and "Student's t interval" in out
+    assert "constraint: forget_truth_ratio >= " in out and "feasible" in out and "+-" in out
+
+
+def test_pareto_export_writes_an_index_and_a_file_that_reproduces_replicate_zero(replicated, tmp_path, capsys):
+    out = tmp_path / "pareto"
+    assert main(["export-best", str(replicated.out_dir), "--pareto", str(out)]) == 0
+    index = yaml.safe_load((out / "index.yaml").read_text())
+    (row,) = index["pareto"]  # one objective: the best trial
+    assert row["trial"] == replicated.best["trial_id"] and row["file"] == f"{row['trial']}.yaml"
+    assert row["seeds"] == [r["seed"] for r in replicated.best["record"]["replicates"]]
+    assert "replicate 0" in (out / row["file"]).read_text()
+    cfg = load_run_config(out / row["file"])
+    rerun = run_unlearning(cfg, tmp_path / "rerun", log=lambda s: None)
+    first = json.loads((Path(replicated.best["run_dir"]) / "results.json").read_text())["final"]
+    for key in ("forget_quality", "forget_truth_ratio", "train/loss"):
+        assert rerun.metrics[key] == pytest.approx(first[key], rel=1e-5, abs=1e-8)
+    assert main(["export-best", str(replicated.out_dir), "--pareto", str(out)]) == 2  # not empty: --force
+
+
 def test_resume_of_a_finished_sweep_reruns_nothing(sweep):
     before = {t["trial_id"]: json.loads((Path(t["dir"]) / "trial.json").read_text())["starts"] for t in sweep.trials}
     again = resume_sweep(sweep.out_dir, progress=False)

@@ -109,6 +109,21 @@ def prepare(cfg: RunConfig, *, log: Log = print, data: Any = None, announce_cach
         return Prepared(root, target_dir, reference, trained=True)
 
 
+def target_metrics(cfg: RunConfig, prepared: Prepared, needed: Sequence[str] = ()) -> dict[str, float]:
+    """The prepared target model's evaluation, from the cache; evaluated again with ``cfg.eval`` when it
+    lacks a ``needed`` metric (the cache is keyed without the evaluation settings: a setup prepared
+    without ROUGE has no model utility)."""
+    info = json.loads((prepared.root / "prepared.json").read_text())
+    metrics = dict(info.get("metrics", {}).get("target", {}))
+    if all(m in metrics for m in needed):
+        return metrics
+    bench = cfg.benchmark
+    tokenizer = load_tokenizer(prepared.target_dir, trust_remote_code=cfg.model.trust_remote_code)
+    model = load_model(prepared.target_dir, cfg.model.torch_dtype, trust_remote_code=cfg.model.trust_remote_code)
+    model.to(_device()).eval()
+    return bench.evaluate(model, tokenizer, bench.load(cfg.data), cfg.data, cfg.eval, prepared.reference).metrics
+
+
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

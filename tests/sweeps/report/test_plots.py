@@ -51,11 +51,16 @@ def test_log_sweep_artifacts(tracker: SweepTracker, tmp_path: Path) -> None:
     assert (tmp_path / "out" / "plots" / "plotly.min.js").is_file()
     client = MlflowClient(tracking_uri=tracker.tracking_uri)
     logged = {f.path for d in ("sweep", "plots") for f in client.list_artifacts(tracker.parent_run_id, d)}
+    # MLflow gets PNGs (they show inline and offline); plotly HTML would load plotly.js from a CDN
     assert logged == {"sweep/space.yaml", "sweep/best_config.yaml", "sweep/trials.csv",
-                      "plots/optimization_history.html", "plots/param_importances.html", "plots/contour.html"}
-    assert set(files) == {"best_config", "trials", "optimization_history", "param_importances", "contour"}
-    html = client.download_artifacts(tracker.parent_run_id, "plots/contour.html", str(tmp_path))
-    assert "plotly" in Path(html).read_text()[:5000].lower()
+                      "plots/optimization_history.png", "plots/param_importances.png", "plots/contour.png"}
+    plots = ("optimization_history", "param_importances", "contour")
+    assert set(files) == {"best_config", "trials", *plots, *(f"{p}.png" for p in plots)}
+    png = client.download_artifacts(tracker.parent_run_id, "plots/contour.png", str(tmp_path))
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and Path(png).stat().st_size > 10_000
+    # the local interactive copies need no network: they load the plotly.min.js beside them
+    html = (tmp_path / "out" / "plots" / "contour.html").read_text()
+    assert 'src="plotly.min.js"' in html and "cdn.plot.ly" not in html
 
 
 def test_study_figures_multi_objective() -> None:

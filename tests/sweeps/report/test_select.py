@@ -40,3 +40,24 @@ def test_failed_and_unfinished_trials_are_never_best(tmp_path):
     trials = [{**_trial("a", forget_quality=1.0), "status": "FAILED"}, {**_trial("b", forget_quality=0.9), "config": None},
               _trial("c", forget_quality=0.1)]
     assert pick_best(space, trials)[0]["trial_id"] == "c"
+
+
+def test_infeasible_trials_are_never_best_and_leave_the_pareto_set(tmp_path):
+    from sweeps.record import Bound
+
+    space = _space(tmp_path, [{"metric": "forget_quality", "direction": "maximize"},
+                              {"metric": "model_utility", "direction": "maximize"}])
+    trials = [{**_trial("a", forget_quality=0.9, model_utility=0.1), "feasible": False},  # its record says so
+              _trial("b", forget_quality=0.5, model_utility=0.8), _trial("c", forget_quality=0.4, model_utility=0.7),
+              _trial("d", forget_quality=0.6, model_utility=0.3)]  # no record: judged on its metrics
+    best, pareto = pick_best(space, trials, [Bound("model_utility", "min", 0.5, "absolute")])
+    assert best["trial_id"] == "b" and [t["trial_id"] for t in pareto] == ["b"]  # c is dominated by b
+    assert pick_best(space, trials, [Bound("model_utility", "min", 0.95, "absolute")]) == (None, [])
+
+
+def test_overlap_of_intervals():
+    from sweeps.report.select import overlap
+
+    a, b = {"intervals": {"m": [0.5, 0.7]}}, {"intervals": {"m": [0.65, 0.9]}}
+    assert overlap(a, b, "m") is True and overlap(a, {"intervals": {"m": [0.71, 0.8]}}, "m") is False
+    assert overlap(a, {"intervals": {}}, "m") is None

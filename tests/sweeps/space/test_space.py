@@ -218,6 +218,35 @@ BAD: dict[str, tuple[Callable[[dict], None], list[str]]] = {
     "max_concurrent": (_set("budget/max_concurrent", 0), ["budget", "max_concurrent=0"]),
     "time_budget_s": (_set("budget/time_budget_s", 0), ["budget", "time_budget_s=0"]),
     "unknown budget key": (_set("budget/num_sample", 3), ["budget.num_sample", "num_samples"]),
+    "replicates 0": (_set("budget/replicates", 0), ["budget", "replicates=0", "[1, 100]"]),
+    "aggregate": (_set("budget/aggregate", "max"), ["budget.aggregate='max'", "mean, median"]),
+    "replicates with early stopping": (
+        _both(_set("budget/replicates", 3), _set("base/epoch_eval", True), lambda d: d["parameters"].pop("seed"),
+              _set("early_stopping", {"metric": "forget_quality", "mode": "max"})),
+        ["budget.replicates=3 with early_stopping", "valid: replicates: 1, or no early_stopping"]),
+    "replicates with a seed parameter": (_set("budget/replicates", 2), ["budget.replicates=2", "seed among the parameters"]),
+    "constraints not a list": (_set("constraints", {"metric": "model_utility", "min": 0.5}), ["constraints must be a list"]),
+    "constraint unknown metric": (_set("constraints", [{"metric": "model_utilty", "min": 0.5}]),
+                                  ["constraints[0].metric", "'model_utilty'", "did you mean 'model_utility'"]),
+    "constraint without bound": (_set("constraints", [{"metric": "model_utility"}]),
+                                 ["constraints[0]", "sets no bound", "exactly one of min, max, min_fraction_of_target"]),
+    "constraint with two bounds": (_set("constraints", [{"metric": "model_utility", "min": 0.5, "max": 0.9}]),
+                                   ["constraints[0]", "sets min, max"]),
+    "constraint unknown key": (_set("constraints", [{"metric": "model_utility", "minimum": 0.5}]),
+                               ["'constraints[0].minimum'", "did you mean 'min'"]),
+    "constraint not finite": (_set("constraints", [{"metric": "model_utility", "max": float("inf")}]),
+                              ["constraints[0]", "max=inf", "finite"]),
+    "constraint fraction not positive": (_set("constraints", [{"metric": "forget_truth_ratio", "min_fraction_of_target": 0}]),
+                                         ["constraints[0]", "min_fraction_of_target=0", "out of range"]),
+    "constraint given twice": (_set("constraints", [{"metric": "forget_prob", "max": 0.5}, {"metric": "forget_prob", "max": 0.4}]),
+                               ["constraints[1]", "max on 'forget_prob' is given twice"]),
+    "constraint on ROUGE without ROUGE": (
+        _both(_set("constraints", [{"metric": "model_utility", "min": 0.5}]), _set("base/eval", {"rouge": False})),
+        ["constraints[0].metric='model_utility'", "runs do not produce it"]),
+    "relative constraint without a fine-tuned target": (
+        _both(_set("constraints", [{"metric": "forget_truth_ratio", "min_fraction_of_target": 0.9}]),
+              _set("base/prepare", {"finetune": False, "retain_stats": "x.json"}), _set("base/model", {"name": "m"})),
+        ["constraints[0]", "prepare.finetune: false", "absolute min / max"]),
 }
 
 
@@ -457,11 +486,40 @@ def test_to_yaml_round_trips_every_field(tmp_path: Path) -> None:
     data["early_stopping"] = {"metric": "forget_quality", "mode": "max", "grace_period": 2, "reduction_factor": 3}
     data["objectives"].append({"metric": "forget_prob", "direction": "minimize"})
     data["budget"]["time_budget_s"] = 600
+    data["constraints"] = [{"metric": "forget_prob", "max": 0.5}, {"metric": "forget_truth_ratio",
+                                                                  "min_fraction_of_target": 0.9}]
     space = load_space(write(tmp_path, data))
     again = load_space(write(tmp_path, space.to_yaml(), "again.yaml"))
     assert again == space
     assert again.to_dict() == space.to_dict()
     assert again.tune_mode == ["max", "min"] and again.early_stopping.reduction_factor == 3
+    assert [c.key for c in again.constraints] == ["max", "min_fraction_of_target"]
+
+
+def test_replicate_seeds_extend_the_trial_seed(tmp_path: Path) -> None:
+    from sweeps.space import replicate_seeds, trial_seed
+
+    data = good()
+    data["parameters"].pop("seed")
+    data["budget"]["replicates"] = 4
+    space = load_space(write(tmp_path, data))
+    point = {"method.weighting": "satimp", "method.beta1": 5.0}
+    seeds = replicate_seeds(space, point)
+    assert seeds[0] == trial_seed(space, point)  # one replicate runs as a sweep without replicates did
+    assert len(set(seeds)) == 4 and seeds == replicate_seeds(space, dict(reversed(list(point.items()))))
+    assert seeds[1:] == [derive_trial_seed(seeds[0], r) for r in (1, 2, 3)]
+    assert replicate_seeds(space, {**point, "method.beta1": 4.0})[0] != seeds[0]
+
+
+def test_constraints_resolve_against_the_target() -> None:
+    from sweeps.space import Constraint
+
+    assert Constraint("model_utility", min=0.8).resolve(None).threshold == 0.8
+    relative = Constraint("model_utility", min_fraction_of_target=0.95).resolve({"model_utility": 0.6})
+    assert (relative.kind, relative.threshold) == ("min", pytest.approx(0.57)) and "0.95 x target 0.6" in relative.text
+    assert Constraint("forget_rouge", max_fraction_of_target=0.5).resolve({"forget_rouge": 0.4}).kind == "max"
+    with pytest.raises(ConfigError, match="no value of 'model_utility'.*absolute min / max"):
+        Constraint("model_utility", min_fraction_of_target=0.95).resolve({"forget_quality": 0.1})
 
 
 def test_relative_data_paths_become_absolute_in_the_driver(tmp_path, monkeypatch) -> None:

@@ -140,6 +140,29 @@ def test_parent_and_children_form_a_tree(tracker: SweepTracker) -> None:
     assert len(failed.data.tags[TAG_FAILURE]) <= 2000
 
 
+def test_the_experiment_opens_on_its_runs_in_mlflows_ui(tracker: SweepTracker) -> None:
+    """MLflow 3's UI shows an experiment without ``mlflow.experimentKind`` as a GenAI one (traces)."""
+    tracker.start_parent("sweep-kind", {}, {})
+    stored = MlflowClient(tracking_uri=tracker.tracking_uri).get_experiment(tracker.experiment_id())
+    assert stored.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_replicates_are_runs_nested_in_their_trial(tracker: SweepTracker) -> None:
+    tracker.start_parent("sweep-rep", {}, {})
+    tracker.trial_run("t1", {"method": {"beta1": 5.0}})
+    for index, seed, fq in ((0, 11, 0.5), (1, 22, 0.7), (1, 22, 0.7)):  # the last: a replay, no new run
+        tracker.replicate_run("t1", index, seed, {"forget_quality": fq, "bad": float("nan")})
+    tracker.finish_trial("t1", "FINISHED", final_metrics={"record/forget_quality": 0.6})
+    runs = runs_by_name(tracker)
+    child = runs["t1"]
+    assert child.data.metrics["record/forget_quality"] == 0.6
+    for index, seed, fq in ((0, 11, 0.5), (1, 22, 0.7)):
+        rep = runs[f"t1-r{index}"]
+        assert rep.data.tags[TAG_PARENT] == child.info.run_id and rep.data.tags["unlearn.role"] == "replicate"
+        assert rep.data.params["seed"] == str(seed) and rep.data.metrics["forget_quality"] == fq
+        assert rep.info.status == "FINISHED" and "unlearn.nonfinite/bad" in rep.data.tags
+
+
 def test_resume_reuses_parent_and_trial_runs(tracker: SweepTracker, sweep_dir: Path) -> None:
     parent = tracker.start_parent("sweep-b", {"a": 1}, {})
     child = tracker.trial_run("t0", {"x": 1})
@@ -245,6 +268,32 @@ def test_callback_records_trials(tracker: SweepTracker) -> None:
     assert runs["abc_00001"].info.status == "KILLED"
     assert "step 1 of 3" in runs["abc_00001"].data.tags[TAG_FAILURE]
     assert runs["abc_00002"].info.status == "FAILED" and runs["abc_00002"].data.tags[TAG_FAILURE]
+
+
+def test_callback_logs_the_record_as_final_metrics_and_replicates_as_nested_runs(tracker: SweepTracker) -> None:
+    from sweeps.record import Bound, make_record, record_result, replicate_result
+
+    tracker.start_parent("sweep-r", {}, {})
+    callback = pickle.loads(pickle.dumps(MLflowTrialCallback(tracker, max_steps=2)))
+    callback.setup()
+    trial = Trial("f", config={"method": {"beta1": 1.0}}, trial_id="rec_00000", stub=True)
+    callback.on_trial_start(0, [trial], trial)
+    finals = [{"forget_quality": 0.2, "model_utility": 0.4}, {"forget_quality": 0.4, "model_utility": 0.4}]
+    for i, f in enumerate(finals):
+        callback.on_trial_result(i + 1, [trial], trial, {**replicate_result(i, 100 + i, f), "training_iteration": i + 1})
+    record = make_record([{"index": i, "seed": 100 + i, "dir": "", "final": f, "best_epoch": None}
+                          for i, f in enumerate(finals)], "mean", [Bound("model_utility", "min", 0.5, "x")],
+                         ["forget_quality"])
+    callback.on_trial_result(3, [trial], trial, {**record_result(record), "training_iteration": 3})
+    callback.on_trial_complete(3, [trial], trial)
+    callback.on_experiment_end([trial])
+
+    runs = runs_by_name(tracker)
+    child = runs["rec_00000"]
+    assert child.data.metrics["record/forget_quality"] == pytest.approx(0.3)
+    assert "forget_quality" not in child.data.metrics  # no per-epoch history here: the record is its own key
+    assert child.data.tags["unlearn.feasible"] == "false" and child.info.status == "FINISHED"
+    assert {runs[f"rec_00000-r{i}"].data.metrics["forget_quality"] for i in (0, 1)} == {0.2, 0.4}
 
 
 def test_failure_reason_puts_the_exception_first() -> None:

@@ -95,3 +95,20 @@ def test_model_path_not_found(small_overrides):
     cfg = load_run_config(None, [*small_overrides, "model.name=/no/such/model"])
     with pytest.raises(ConfigError, match="model path '/no/such/model' not found"):
         prepare(cfg)
+
+
+def test_target_metrics_evaluate_what_the_cache_lacks(small_overrides):
+    """The cache is keyed without the evaluation settings: a setup prepared without ROUGE is evaluated
+    again when a constraint needs the target's model utility."""
+    from unlearn.train.prepare import target_metrics
+
+    own = [*small_overrides, "prepare.seed=5"]  # a setup of its own: prepared here, without ROUGE
+    quick = load_run_config(None, [*own, "eval.rouge=false"])
+    prepared = prepare(quick, log=lambda s: None)
+    cached = target_metrics(quick, prepared)
+    assert "model_utility" not in cached and target_metrics(quick, prepared, ["forget_quality"]) == cached
+    full = load_run_config(None, own)
+    assert prepare_key(full) == prepare_key(quick)
+    again = target_metrics(full, prepared, ["model_utility"])
+    assert 0.0 <= again["model_utility"] <= 1.0
+    assert again["forget_quality"] == pytest.approx(cached["forget_quality"])  # the same model, evaluated again
