@@ -79,7 +79,7 @@ def _absolute_data_paths(data: Any) -> Any:
     section = data.get("base", {}).get("data") if isinstance(data, Mapping) and isinstance(data.get("base"), Mapping) else None
     if not isinstance(section, dict):
         return data
-    for key in ("path", "importance_path"):
+    for key in ("path", "importance_path", "tasks_path"):
         if isinstance(section.get(key), str):
             section[key] = str(Path(section[key]).expanduser().resolve())
     return data

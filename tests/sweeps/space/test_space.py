@@ -76,6 +76,8 @@ def test_shipped_space_loads_and_round_trips(path: Path, tmp_path: Path) -> None
     assert base.model.name == "tiny"
     if base.data.benchmark == "muse":  # MUSE-News, capped to a small subset (the README runs it on the local copy)
         assert base.data.max_articles <= 16 and base.data.max_questions <= 16 and base.optim.epochs <= 5
+    elif base.data.benchmark == "wmdp":  # capped corpora and questions, MMLU's subset per evaluation
+        assert base.data.max_articles <= 64 and base.data.mmlu == "subset" and base.optim.epochs <= 5
     else:
         assert base.data.benchmark == "generated"
         assert 6 <= base.optim.epochs <= 10  # each default trial stays cheap
@@ -529,3 +531,6 @@ def test_relative_data_paths_become_absolute_in_the_driver(tmp_path, monkeypatch
     space = load_space("muse", ["base.data.path=../shared/data/muse_news"])
     assert space.base["data"]["path"] == str((REPO / ".." / "shared" / "data" / "muse_news").resolve())
     assert space.base_config.data.path == space.base["data"]["path"]
+    fixture = "unlearn/benchmarks/wmdp/fixture"
+    wmdp = load_space("wmdp", [f"base.data.path={fixture}", f"base.data.tasks_path={fixture}/tasks"])
+    assert wmdp.base["data"]["tasks_path"] == str(REPO / fixture / "tasks")

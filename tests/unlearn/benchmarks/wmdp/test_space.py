@@ -3,8 +3,6 @@ points, its corner combinations and random samples of both methods), on the hub 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sweeps.space import load_space
 from unlearn.benchmarks.wmdp import FIXTURE_DIR
 
@@ -15,7 +13,8 @@ def test_wmdp_space_loads_and_dry_runs():
     base = space.base_config
     assert (base.data.benchmark, base.data.corpus, base.data.mmlu, base.model.name) == ("wmdp", "cyber", "subset", "tiny")
     assert [p["method.objective"] for p in space.initial_points] == ["gd", "rmu"]
-    assert "# constraints:" in Path(space.source).read_text()  # where the MMLU constraint goes
+    (constraint,) = space.constraints  # MMLU kept near the prepared target's
+    assert (constraint.metric, constraint.key, constraint.min_fraction_of_target) == ("mmlu_acc", "min_fraction_of_target", 0.9)
 
 
 def test_wmdp_space_on_the_offline_fixture():
