@@ -8,7 +8,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from sweeps.record import RECORD_PREFIX
+from sweeps.record import FEASIBLE_KEY, RECORD_PREFIX
 from sweeps.space import SearchSpace
 
 
@@ -29,9 +29,9 @@ class ProgressCallback(Callback):
         """The best value any trial reported (those a resumed sweep ran before included); ``latest``: a
         trial's result that Tune has not recorded yet (callbacks see it first)."""
         results = [(t, latest[1] if latest and t is latest[0] else t.last_result or {}) for t in trials]
-        # a finished trial's value is its record (its last result); a running one's its latest epoch
-        values = [(float(v), t.trial_id) for t, r in results
-                  if isinstance(v := r.get(RECORD_PREFIX + self.metric, r.get(self.metric)), (int, float))]
+        # a finished trial's value is its record (its last result), if feasible; a running one's its latest epoch
+        values = [(float(v), t.trial_id) for t, r in results if r.get(FEASIBLE_KEY, 1)
+                  and isinstance(v := r.get(RECORD_PREFIX + self.metric, r.get(self.metric)), (int, float))]
         return (max if self.maximize else min)(values, key=lambda x: x[0]) if values else None
 
     def _line(self, trials: list, latest: tuple[Any, dict] | None = None) -> None:
