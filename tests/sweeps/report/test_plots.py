@@ -5,23 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
-import pytest
 from mlflow import MlflowClient
 
-from sweeps.layout import default_tracking_uri
 from sweeps.report.plots import log_sweep_artifacts, study_figures, trials_dataframe
 from sweeps.tracking import SweepTracker
-
-
-@pytest.fixture(scope="module")
-def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One sqlite store for the module (creating one costs seconds); each test has its own experiment."""
-    return tmp_path_factory.mktemp("sweep")
-
-
-@pytest.fixture
-def tracker(sweep_dir: Path, request: pytest.FixtureRequest) -> SweepTracker:
-    return SweepTracker(default_tracking_uri(sweep_dir), request.node.name, sweep_dir)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -53,17 +53,6 @@ def _prestart_server(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("mlflow_server")
 
 
-@pytest.fixture(scope="module")
-def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One sqlite store for the module (creating one costs seconds); each test has its own experiment."""
-    return tmp_path_factory.mktemp("sweep")
-
-
-@pytest.fixture
-def tracker(sweep_dir: Path, request: pytest.FixtureRequest) -> SweepTracker:
-    return SweepTracker(default_tracking_uri(sweep_dir), request.node.name, sweep_dir)
-
-
 def runs_by_name(tracker: SweepTracker) -> dict[str, Run]:
     client = MlflowClient(tracking_uri=tracker.tracking_uri)
     runs = client.search_runs([tracker.experiment_id()])
