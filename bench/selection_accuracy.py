@@ -43,13 +43,15 @@ from bench.search_efficiency import BETA1, BETA2, axes
 
 GRID_BETA1 = (BETA1[1], BETA1[2], BETA1[4], BETA1[5])  # 1, 2, 5, 8
 GRID_BETA2 = (BETA2[0], BETA2[2], BETA2[3], BETA2[5])  # 0, 0.1, 0.25, 1
+GRIDS = {"4x4": (GRID_BETA1, GRID_BETA2), "6x6": (BETA1, BETA2)}  # 6x6: search_efficiency's whole grid
 SEEDS = tuple(range(10))
 TOP = 5
 MAX_TRIALS = 200
 Table = dict[str, list[float]]  # "beta1,beta2" -> final forget quality per seed (SEEDS order)
 
 
-def record_table(path: Path, overrides: list[str], seeds: tuple[int, ...] = SEEDS) -> Table:
+def record_table(path: Path, overrides: list[str], seeds: tuple[int, ...] = SEEDS,
+                 grid: tuple[tuple[float, ...], tuple[float, ...]] = GRIDS["4x4"]) -> Table:
     """Runs every grid point with every seed; writes the table to ``path`` after each point."""
     from unlearn.train.config import load_run_config
     from unlearn.train.run import run_local
@@ -57,7 +59,7 @@ def record_table(path: Path, overrides: list[str], seeds: tuple[int, ...] = SEED
     table: Table = {}
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        for b1, b2 in itertools.product(GRID_BETA1, GRID_BETA2):
+        for b1, b2 in itertools.product(*grid):
             values = []
             for s in seeds:
                 cfg = load_run_config(None, [*overrides, f"method.beta1={b1}", f"method.beta2={b2}", f"seed={s}",
@@ -224,6 +226,8 @@ def main() -> None:
     ap.add_argument("--table", type=Path, help="reuse a recorded table (JSON) instead of running the grid")
     ap.add_argument("--sweeps", type=int, default=200, help="sweep seeds simulated")
     ap.add_argument("--compute", type=int, nargs="+", default=[12, 18, 24], help="total runs per sweep (x 3)")
+    ap.add_argument("--grid", choices=sorted(GRIDS), default="4x4", help="beta1 x beta2 grid to record")
+    ap.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds per grid point to record (0..N-1)")
     args = ap.parse_args()
     if any(c % 3 for c in args.compute):
         raise SystemExit(f"--compute {args.compute}: each must be a multiple of 3 (R = 3 at equal compute)")
@@ -232,7 +236,7 @@ def main() -> None:
         recorded = json.loads(args.table.read_text())
     else:
         path = args.json.with_suffix(".table.json") if args.json else Path("selection_accuracy.table.json")
-        record_table(path, args.set)
+        record_table(path, args.set, tuple(range(args.seeds)), GRIDS[args.grid])
         recorded = json.loads(path.read_text())
     table = recorded["table"]
     grid = grid_summary(table)

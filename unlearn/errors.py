@@ -41,16 +41,15 @@ def check_range(name: str, value: float, *, low: float | None = None, high: floa
                 low_inclusive: bool = True, high_inclusive: bool = True) -> None:
     """Raise ConfigError naming ``name`` and the valid range if ``value`` is outside it, or not finite
     (``optim.lr=inf`` would pass an open-ended range and diverge the run)."""
+    lo = "-inf" if low is None else f"{low}"
+    hi = "inf" if high is None else f"{high}"
+    rng = f"{'[' if low_inclusive and low is not None else '('}{lo}, {hi}{']' if high_inclusive and high is not None else ')'}"
     if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{name}={value!r} is not a finite number; valid: a finite number"
-                          + (f" >= {low}" if low is not None else "") + (f" <= {high}" if high is not None else ""))
+        raise ConfigError(f"{name}={value!r} is not a finite number; valid: a finite number in {rng}")
     ok = True
     if low is not None:
         ok &= value >= low if low_inclusive else value > low
     if high is not None:
         ok &= value <= high if high_inclusive else value < high
     if not ok:
-        lo = "-inf" if low is None else f"{low}"
-        hi = "inf" if high is None else f"{high}"
-        rng = f"{'[' if low_inclusive and low is not None else '('}{lo}, {hi}{']' if high_inclusive and high is not None else ')'}"
         raise ConfigError(f"{name}={value!r} is out of range; valid: {rng}")

@@ -66,7 +66,7 @@ def test_forget_term_value_and_gradient(acts, gamma, coeff):
     h2 = h.clone().requires_grad_(True)
     ref = gamma * naive_mean_sq(h2, c.expand(B, T, H), mask)
     ref.backward()
-    torch.testing.assert_close(out.loss.double(), ref, rtol=1e-6, atol=1e-9)  # fp32 maths inside
+    torch.testing.assert_close(out.loss.double(), ref, rtol=1e-5, atol=1e-9)  # fp32 maths inside
     torch.testing.assert_close(h1.grad, h2.grad, rtol=1e-5, atol=1e-9)
     assert out.stats["forget_act_mse"] == pytest.approx(float(ref.detach()) / gamma, rel=1e-5)
     assert bool((h1.grad[~mask] == 0).all())  # padding carries no gradient
@@ -83,8 +83,8 @@ def test_full_length_sequences_equal_both_references(acts):
     ours = m.activation_forget_term(h, full, c).loss.double()
     wmdp = F.mse_loss(h, c.expand_as(h))
     per_seq = ((h - c) ** 2).mean(-1).sum(1) / T
-    torch.testing.assert_close(ours, wmdp, rtol=1e-6, atol=0)
-    torch.testing.assert_close(ours, per_seq.mean(), rtol=1e-6, atol=0)
+    torch.testing.assert_close(ours, wmdp, rtol=1e-5, atol=0)
+    torch.testing.assert_close(ours, per_seq.mean(), rtol=1e-5, atol=0)
     padded = m.activation_forget_term(h, mask, c).loss.double()
     assert abs(float(padded - F.mse_loss(h, c.expand_as(h)))) > 1e-4  # the reference counts padding
 
@@ -99,7 +99,7 @@ def test_embed_retain_term_value_and_gradient(acts):
     h2 = h.clone().requires_grad_(True)
     expect = 30.0 * naive_mean_sq(h2, ref_h, mask)
     expect.backward()
-    torch.testing.assert_close(out.loss.double(), expect, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(out.loss.double(), expect, rtol=1e-5, atol=1e-9)
     torch.testing.assert_close(h1.grad, h2.grad, rtol=1e-5, atol=1e-9)
 
 
@@ -108,7 +108,7 @@ def test_sum_reduction_does_not_divide(acts):
     m = build_method("uniform", objective="rmu", reduction="sum")
     c = m.control_vector(H, seed=0).double()
     expect = naive_mean_sq(h, c.expand(B, T, H), mask) * mask.sum()
-    torch.testing.assert_close(m.activation_forget_term(h, mask, c).loss.double(), expect, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(m.activation_forget_term(h, mask, c).loss.double(), expect, rtol=1e-5, atol=1e-9)
 
 
 def test_defaults_are_the_references():
