@@ -44,7 +44,7 @@ class Bound:
     def violation(self, metrics: Mapping[str, Any]) -> float:
         """How far ``metrics`` are from satisfying it: <= 0 satisfied (Optuna's convention), > 0 violated."""
         value = metrics.get(self.metric)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+        if not is_value(value):
             return MISSING_VIOLATION
         return float(self.threshold - value if self.kind == "min" else value - self.threshold)
 
@@ -66,6 +66,11 @@ def bound_from_dict(d: Mapping[str, Any]) -> Bound:
 
 def _numeric(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_value(v: Any) -> bool:
+    """A metric value a bound can judge: a number, not NaN."""
+    return _numeric(v) and not math.isnan(v)
 
 
 def aggregate(finals: Sequence[Mapping[str, Any]], how: Literal["mean", "median"]) -> dict[str, float]:

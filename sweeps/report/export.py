@@ -94,9 +94,10 @@ def export_best(root: Path, space: SearchSpace, out_yaml: Path, *, model_dir: Pa
             raise ConfigError(f"trial {trial_id!r} has no finished run in {root}; finished trials: "
                               f"{', '.join(t['trial_id'] for t in trials if t['config']) or 'none'}")
     else:
-        chosen, _ = pick_best(space, trials, load_bounds(root))
+        bounds = load_bounds(root)
+        chosen, _ = pick_best(space, trials, bounds)
         if chosen is None:
-            raise ConfigError(f"{root}: no finished{' feasible' if load_bounds(root) else ''} trial has all objective "
+            raise ConfigError(f"{root}: no finished{' feasible' if bounds else ''} trial has all objective "
                               f"metrics ({', '.join(space.metric_names)})")
     src = Path(chosen["run_dir"]) / MODEL_DIR
     if model_dir is not None:

@@ -80,7 +80,7 @@ from unlearn.train.config import RunConfig, run_config_from_dict
 if TYPE_CHECKING:
     import optuna
 
-from sweeps.record import Bound
+from sweeps.record import Bound, is_value
 from sweeps.space.checks import _validate
 from sweeps.space.keys import _same
 from sweeps.space.sampling import _MASK32
@@ -311,7 +311,7 @@ class Constraint:
         if not self.relative:
             return Bound(self.metric, kind, value, "absolute")
         base = (target or {}).get(self.metric)
-        if not isinstance(base, (int, float)) or isinstance(base, bool) or math.isnan(base):
+        if not is_value(base):
             raise ConfigError(f"constraint {self.key}={value} on {self.metric!r}: the prepared target model has no "
                               f"value of {self.metric!r} (its metrics: {', '.join(sorted(target or {})) or 'none'}); "
                               "valid: an absolute min / max")
