@@ -9,7 +9,8 @@ Everything a resume, a report or an export needs lies in the directory:
     DIR/mlflow.db, mlartifacts/   the default MLflow store (``mlflow ui --backend-store-uri sqlite:///DIR/mlflow.db``)
     DIR/ray/                  Ray Tune experiment state and each trial's Ray Train checkpoints
     DIR/constraints.json      the space's constraints resolved to absolute bounds (after prepare)
-    DIR/trials/<id>/          trial.json (driver's record), record.json (the trial's values of record: sweeps.record)
+    DIR/trials/<id>/          trial.json (driver's record), plan.json (the trial's resolved config: sweeps.plan),
+                              record.json (the trial's values of record: sweeps.record)
                               and its run: config.json, results.json, model/ (with budget.replicates > 1:
                               one run per replicate in replicates/<r>/)
     DIR/best_config.yaml      the chosen trial's run config, ready to run
@@ -36,6 +37,7 @@ TRIALS_DIR = "trials"
 TRIAL_FILE = "trial.json"
 CONFIG_FILE = "config.json"
 RECORD_FILE = "record.json"
+PLAN_FILE = "plan.json"
 REPLICATES_DIR = "replicates"
 CONSTRAINTS_FILE = "constraints.json"
 BEST_FILE = "best_config.yaml"

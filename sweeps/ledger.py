@@ -15,9 +15,7 @@ from ray.tune import Callback
 
 from sweeps.layout import TRIAL_FILE, trial_dir, write_json_atomic
 from sweeps.record import (
-    FEASIBLE_KEY,
-    is_record_result,
-    record_values,
+    ReportedRecord,
     replicate_of_result,
 )
 
@@ -57,8 +55,8 @@ class LedgerCallback(Callback):
         if (replicate := replicate_of_result(result)) is not None:
             self._update(trial, replicates_done=replicate[0] + 1)
             return
-        if is_record_result(result):  # the trial's values of record (the full record is its record.json)
-            self._update(trial, record=record_values(result), feasible=bool(result.get(FEASIBLE_KEY)))
+        if (record := ReportedRecord.of(result)) is not None:  # its values of record (in full: record.json)
+            self._update(trial, record=record.values, feasible=record.feasible)
             return
         metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         self._update(trial, last_metrics=metrics, epoch=result.get("epoch"), stopped=bool(result.get("done")))

@@ -107,8 +107,49 @@ def interval_method(how: Literal["mean", "median"]) -> str:
     return "Student's t interval of the mean" if how == "mean" else "percentile bootstrap interval of the median"
 
 
+@dataclass(frozen=True)
+class TrialRecord:
+    """A trial's record (``trials/<id>/record.json``): its values of record (``metrics``), how they were
+    aggregated, its replicates (each: ``index, seed, dir, final, best_epoch``), the 95 % intervals of the
+    watched metrics, each constraint with its violation, and whether it is feasible."""
+
+    metrics: dict[str, float]
+    aggregate: str
+    replicates: tuple[dict[str, Any], ...]
+    intervals: dict[str, tuple[float, float]]
+    interval_method: str | None
+    constraints: tuple[dict[str, Any], ...]
+    feasible: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """``record.json``'s plain data."""
+        return {"metrics": dict(self.metrics), "aggregate": self.aggregate,
+                "replicates": [dict(r) for r in self.replicates],
+                "intervals": {m: list(iv) for m, iv in self.intervals.items()},
+                "interval_method": self.interval_method, "constraints": [dict(c) for c in self.constraints],
+                "feasible": self.feasible}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> TrialRecord:
+        return cls(dict(doc["metrics"]), doc["aggregate"], tuple(dict(r) for r in doc["replicates"]),
+                   {m: (float(iv[0]), float(iv[1])) for m, iv in doc["intervals"].items()},
+                   doc.get("interval_method"), tuple(dict(c) for c in doc["constraints"]), bool(doc["feasible"]))
+
+    def to_result(self) -> dict[str, float]:
+        """The flat Tune result that carries the record (``record/<metric>``, feasibility, violations,
+        intervals): these keys are also the trial's final MLflow metrics."""
+        out = {RECORD_PREFIX + k: v for k, v in self.metrics.items()}
+        out[RECORD_FLAG] = len(self.replicates)
+        out[FEASIBLE_KEY] = 1.0 if self.feasible else 0.0
+        for i, c in enumerate(self.constraints):
+            out[f"{VIOLATION_PREFIX}{i}"] = c["violation"]
+        for m, (low, high) in self.intervals.items():
+            out[f"{RECORD_PREFIX}{m}/low"], out[f"{RECORD_PREFIX}{m}/high"] = low, high
+        return out
+
+
 def make_record(replicates: Sequence[Mapping[str, Any]], how: Literal["mean", "median"],
-                bounds: Sequence[Bound], metrics: Sequence[str]) -> dict[str, Any]:
+                bounds: Sequence[Bound], metrics: Sequence[str]) -> TrialRecord:
     """The trial's record from its replicates (each: ``index, seed, dir, final, best_epoch``).
 
     ``metrics``: the ones that get an interval (the objectives and constrained metrics).
@@ -118,43 +159,49 @@ def make_record(replicates: Sequence[Mapping[str, Any]], how: Literal["mean", "m
     intervals = {}
     for m in metrics:
         if m in values and (iv := interval([float(f[m]) for f in finals], how)) is not None:
-            intervals[m] = list(iv)
+            intervals[m] = iv
     violations = [b.violation(values) for b in bounds]
-    return {
-        "metrics": values, "aggregate": how, "replicates": [dict(r) for r in replicates],
-        "intervals": intervals, "interval_method": interval_method(how) if intervals else None,
-        "constraints": [{**b.to_dict(), "violation": v} for b, v in zip(bounds, violations)],
-        "feasible": all(v <= 0 for v in violations),
-    }
+    return TrialRecord(values, how, tuple(dict(r) for r in replicates), intervals,
+                       interval_method(how) if intervals else None,
+                       tuple({**b.to_dict(), "violation": v} for b, v in zip(bounds, violations)),
+                       all(v <= 0 for v in violations))
 
 
-def record_result(record: Mapping[str, Any]) -> dict[str, float]:
-    """The flat Tune result that carries a record (``record/<metric>``, feasibility, violations)."""
-    out = {RECORD_PREFIX + k: v for k, v in record["metrics"].items()}
-    out[RECORD_FLAG] = len(record["replicates"])
-    out[FEASIBLE_KEY] = 1.0 if record["feasible"] else 0.0
-    for i, c in enumerate(record["constraints"]):
-        out[f"{VIOLATION_PREFIX}{i}"] = c["violation"]
-    for m, (low, high) in record["intervals"].items():
-        out[f"{RECORD_PREFIX}{m}/low"], out[f"{RECORD_PREFIX}{m}/high"] = low, high
-    return out
+@dataclass(frozen=True)
+class ReportedRecord:
+    """A record as a Tune result carries it (``TrialRecord.to_result``), decoded once (``of``) for the
+    driver's readers: the searcher, the ledger, MLflow and the progress line read its fields."""
 
+    values: dict[str, float]
+    """The metrics of record under their own names."""
+    feasible: bool
+    violations: tuple[float, ...]
+    entries: dict[str, float]
+    """Every ``record/...`` entry of the result, as MLflow keeps them (the trial's final metrics)."""
 
-def is_record_result(result: Mapping[str, Any]) -> bool:
-    return RECORD_FLAG in result
+    @classmethod
+    def of(cls, result: Mapping[str, Any]) -> ReportedRecord | None:
+        """The record ``result`` carries; None for any other result (an epoch's, a replicate's)."""
+        if RECORD_FLAG not in result:
+            return None
+        entries = {k: v for k, v in result.items() if k.startswith(RECORD_PREFIX)}
+        values = {k[len(RECORD_PREFIX):]: v for k, v in entries.items()
+                  if "/" not in k[len(RECORD_PREFIX):] and k not in (RECORD_FLAG, FEASIBLE_KEY)}
+        violations = []
+        while (v := entries.get(f"{VIOLATION_PREFIX}{len(violations)}")) is not None:
+            violations.append(float(v))
+        return cls(values, bool(entries.get(FEASIBLE_KEY)), tuple(violations), entries)
 
-
-def record_values(result: Mapping[str, Any]) -> dict[str, float]:
-    """The metrics of record in a record result, under their own names (intervals and flags left out)."""
-    return {k[len(RECORD_PREFIX):]: v for k, v in result.items() if k.startswith(RECORD_PREFIX)
-            and "/" not in k[len(RECORD_PREFIX):] and k not in (RECORD_FLAG, FEASIBLE_KEY)}
+    def violation_list(self, n: int) -> list[float]:
+        """The ``n`` constraint violations (a missing one counts as violated by far)."""
+        return [self.violations[i] if i < len(self.violations) else MISSING_VIOLATION for i in range(n)]
 
 
 def violations_of(result: Mapping[str, Any], n: int, bounds: Sequence[Bound] = ()) -> list[float]:
-    """The ``n`` constraint violations of a result: from a record result's keys; from ``bounds`` on the
+    """The ``n`` constraint violations of a result: its record's, if it carries one; from ``bounds`` on the
     result's own metrics otherwise (a trial stopped early by ASHA reports no record)."""
-    if is_record_result(result):
-        return [float(result.get(f"{VIOLATION_PREFIX}{i}", MISSING_VIOLATION)) for i in range(n)]
+    if (record := ReportedRecord.of(result)) is not None:
+        return record.violation_list(n)
     return [b.violation(result) for b in bounds] if bounds else [MISSING_VIOLATION] * n
 
 

@@ -10,8 +10,7 @@ from ray.tune.search.optuna import OptunaSearch
 from sweeps.record import (
     REPLICATE_KEY,
     Bound,
-    is_record_result,
-    record_values,
+    ReportedRecord,
     violations_of,
 )
 from sweeps.space import SearchSpace, define_by_run
@@ -48,7 +47,7 @@ class SweepSearch(OptunaSearch):
         return self.metric if isinstance(self.metric, list) else [self.metric]
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if is_record_result(result) or REPLICATE_KEY in result:
+        if REPLICATE_KEY in result or ReportedRecord.of(result) is not None:
             return
         if all(m in result for m in self._metrics()) and not self._already_finished(trial_id):
             super().on_trial_result(trial_id, result)
@@ -58,8 +57,8 @@ class SweepSearch(OptunaSearch):
             self._ot_trials.pop(trial_id, None)
             return
         if result and not error:
-            if is_record_result(result):
-                result = {**result, **record_values(result)}  # the record's values under the metrics' names
+            if (record := ReportedRecord.of(result)) is not None:
+                result = {**result, **record.values}  # the record's values under the metrics' names
             ot_trial = self._ot_trials.get(trial_id)
             if ot_trial is not None:
                 for bound, v in zip(self.bounds, violations_of(result, len(self.bounds), self.bounds)):

@@ -34,14 +34,12 @@ from sweeps.report import collect_trials, pick_best, write_best_config
 from sweeps.report.plots import log_sweep_artifacts
 from sweeps.report.trials import load_bounds
 from sweeps.search import make_searcher
-from sweeps.space import SearchSpace, load_space, resolved_trial_config
+from sweeps.plan import DRIVER_CPU, TrialPlans
+from sweeps.space import SearchSpace, load_space
 from sweeps.trial import TrialContext, run_trial
 from unlearn.config import to_dict
 from unlearn.errors import ConfigError, UnlearnError
 from unlearn.train.prepare import prepare
-
-DRIVER_CPU = 0.1  # a trial's own process only launches and watches its Ray Train workers (launcher ray_train)
-
 
 @dataclass
 class SweepResult:
@@ -76,40 +74,26 @@ class NoTrialFinished(UnlearnError):
         self.result = result
 
 
-def _mlflow_params(space: SearchSpace, trial: Any) -> dict[str, Any]:
-    """Every resolved parameter of a trial (its whole run config, dotted), for its MLflow child run."""
-    from sweeps.tracking import flatten
-
-    params = flatten(to_dict(resolved_trial_config(space, dict(trial.config))))
-    return {**params, "trial.sampled": ",".join(sorted(trial.config))}
-
-
 class _ParamsOf:
     """Picklable ``params_of`` for the MLflow callback (Tune pickles callbacks into its state)."""
 
-    def __init__(self, space: SearchSpace) -> None:
-        self.space = space
+    def __init__(self, plans: TrialPlans) -> None:
+        self.plans = plans
 
     def __call__(self, trial: Any) -> dict[str, Any]:
-        return _mlflow_params(self.space, trial)
-
-
-def trial_resources(scaling) -> dict[str, float]:
-    """What a trial's own process holds: the run itself with ``local`` (one CPU worker), a driver's share
-    with ``ray_train`` (whose workers hold their own)."""
-    return {"CPU": scaling.cpus_per_worker} if scaling.resolved_launcher == "local" else {"CPU": DRIVER_CPU}
+        return self.plans.get(trial.config).mlflow_params
 
 
 class _TrialResources:
     """Picklable per-trial resources for ``tune.with_resources``: a space may sample ``scaling.*``."""
 
-    def __init__(self, space: SearchSpace) -> None:
-        self.space = space
+    def __init__(self, plans: TrialPlans) -> None:
+        self.plans = plans
 
     def __call__(self, config: dict[str, Any]):
         from ray.tune import PlacementGroupFactory
 
-        return PlacementGroupFactory([trial_resources(resolved_trial_config(self.space, dict(config)).scaling)])
+        return PlacementGroupFactory([self.plans.get(config).resources])
 
 
 def _reuse_trial_actors(space: SearchSpace) -> bool:
@@ -372,8 +356,9 @@ def _fit(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
     from sweeps.tracking import MLflowTrialCallback
 
     ctx = TrialContext(space, str(settings.root), settings.ray_storage, bounds)
-    trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, ctx=ctx), _TrialResources(space))
-    mlflow_callback = MLflowTrialCallback(tracker, max_steps=space.max_epochs, params_of=_ParamsOf(space))
+    plans = TrialPlans(space)
+    trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, ctx=ctx), _TrialResources(plans))
+    mlflow_callback = MLflowTrialCallback(tracker, max_steps=space.max_epochs, params_of=_ParamsOf(plans))
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     # Tune's own per-trial result.json / progress.csv (its ResultGrid reads them); no TensorBoard files

@@ -12,15 +12,17 @@ where the run executes:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from sweeps.results import finished_results, load_results
 from unlearn.errors import ConfigError, UnlearnError
 from unlearn.train.config import RunConfig
 from unlearn.train.prepare import Prepared, prepare
@@ -259,7 +261,28 @@ class StopAfterEpochs(Exception):
     """Raised by a run asked to stop early (``stop_after_epochs``): simulates an interruption."""
 
 
-def _worker_entry(config: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class WorkerArgs:
+    """What ``run_unlearning`` hands each Ray Train worker (as ``train_loop_config={"args": ...}``).
+
+    ``out_dir``: where rank 0 writes ``results.json``; ``checkpoint_root``: the run's checkpoints in Ray
+    Train's layout (None with remote storage: Ray Train's own checkpoints then); ``tune_trial`` /
+    ``wait_for_tune``: as ``run_unlearning``'s; ``stop_after``: epochs after which to stop (an
+    interruption); ``fit_start``: when this attempt's ``fit`` started (the run's timeline starts there).
+    """
+
+    run: RunConfig
+    prepared: Prepared
+    out_dir: Path
+    launcher: str
+    checkpoint_root: Path | None = None
+    tune_trial: bool = False
+    wait_for_tune: bool = True
+    stop_after: int | None = None
+    fit_start: float = 0.0
+
+
+def _worker_entry(config: dict[str, WorkerArgs]) -> None:
     import faulthandler
 
     import ray.train
@@ -268,11 +291,11 @@ def _worker_entry(config: dict[str, Any]) -> None:
     from unlearn.train.loop import Dist
     from unlearn.train.strategy import make_strategy
 
-    local = config["launcher"] == "local"
+    args = config["args"]
+    cfg = args.run
+    local = args.launcher == "local"
     if not local:  # a local run leaves the calling process's fault handling as it is
         faulthandler.enable()  # stacks of a native crash (Ray's own crash handler is off: see sweeps.cluster)
-    cfg: RunConfig = config["run"]  # the objects themselves: frozen dataclasses pickle
-    prepared: Prepared = config["prepared"]
     threads, data_limit = torch.get_num_threads(), _data_limit()
     torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
     if cfg.scaling.memory_limit_gb is not None:
@@ -285,15 +308,14 @@ def _worker_entry(config: dict[str, Any]) -> None:
         ctx = ray.train.get_context()
         dist = Dist(ctx.get_world_rank(), ctx.get_world_size(), device)
     strategy = make_strategy(cfg.scaling.resolved_strategy, device, dist.world_size)
-    out_dir = Path(config["out_dir"]) if config["out_dir"] else None
-    root = config.get("checkpoint_root")
-    reporter = (LocalReporter(Path(root), to_tune=config["tune_trial"], wait_for_tune=config["wait_for_tune"],
-                              stop_after=config.get("stop_after")) if local
-                else RayReporter(config.get("stop_after"), Path(root) if root else None))
+    reporter = (LocalReporter(args.checkpoint_root, to_tune=args.tune_trial, wait_for_tune=args.wait_for_tune,
+                              stop_after=args.stop_after) if local
+                else RayReporter(args.stop_after, args.checkpoint_root))
     log = print if dist.rank == 0 else (lambda s: None)
     ended = False  # the run returned or stopped as asked: its reports must all reach Tune
     try:
-        result = unlearn_worker(cfg, prepared, strategy=strategy, dist=dist, reporter=reporter, out_dir=out_dir, log=log)
+        result = unlearn_worker(cfg, args.prepared, strategy=strategy, dist=dist, reporter=reporter,
+                                out_dir=args.out_dir, log=log)
         ended = True
     except StopAfterEpochs:
         ended = True
@@ -311,11 +333,12 @@ def _worker_entry(config: dict[str, Any]) -> None:
             _restore_data_limit(data_limit)
             torch.set_num_threads(threads)
             reporter.close(raise_errors=ended)
-    if dist.rank == 0 and out_dir is not None:
+    if dist.rank == 0:
         # when the driver called fit(): the timeline then also shows Ray Train's own start-up
-        result.timeline = {"fit_start": config["fit_start"], **result.timeline}
-        write_results(out_dir, cfg, prepared, result, {"ray_workers": dist.world_size, "strategy": strategy.name,
-                                                           "device": str(device), "launcher": config["launcher"]})
+        result.timeline = {"fit_start": args.fit_start, **result.timeline}
+        write_results(args.out_dir, cfg, args.prepared, result, {"ray_workers": dist.world_size,
+                                                                 "strategy": strategy.name, "device": str(device),
+                                                                 "launcher": args.launcher})
 
 
 def _scaling_config(cfg: RunConfig, launcher: str):
@@ -363,7 +386,6 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
     from ray.train.torch import TorchTrainer
 
     from sweeps.cluster import check_placeable, ensure_ray
-    from sweeps.results import finished_results
 
     out = Path(out_dir).resolve()
     launcher = cfg.scaling.resolved_launcher
@@ -384,10 +406,9 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
         raise ConfigError(f"storage {storage} with scaling.launcher={cfg.scaling.launcher}: a run in this process "
                           "checkpoints to a local or shared file system path; valid: such a --storage-path, or "
                           "scaling.launcher=ray_train")
-    loop_config = {"run": cfg, "prepared": prepared,
-                   "out_dir": str(out), "stop_after": stop_after_epochs, "launcher": launcher,
-                   "tune_trial": tune_trial, "wait_for_tune": wait_for_tune,
-                   "checkpoint_root": str(storage / (name or "unlearn")) if not remote else None}
+    args = WorkerArgs(cfg, prepared, out, launcher, tune_trial=tune_trial, wait_for_tune=wait_for_tune,
+                      stop_after=stop_after_epochs,
+                      checkpoint_root=None if remote else Path(storage) / (name or "unlearn"))
     callbacks = []
     if tune_trial and launcher == "ray_train":
         from ray.tune.integration.ray_train import TuneReportCallback
@@ -397,9 +418,10 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
     while True:
         # Ray Train's own FailureConfig would also retry a diverged or out-of-memory run; a fresh run
         # resumes from the latest checkpoint all the same, and only a lost worker is worth it.
-        loop_config["fit_start"] = time.time()  # the run's timeline starts here (Ray Train's own start-up)
+        # the run's timeline starts here (Ray Train's own start-up)
+        attempt = dataclasses.replace(args, fit_start=time.time())
         trainer = TorchTrainer(
-            _worker_entry, train_loop_config=loop_config,
+            _worker_entry, train_loop_config={"args": attempt},
             scaling_config=_scaling_config(cfg, launcher),
             run_config=ray.train.RunConfig(name=name or "unlearn", storage_path=str(storage),
                                            failure_config=ray.train.FailureConfig(max_failures=0),
@@ -421,10 +443,7 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
                 raise
             # local mode raises the training function's own error, in this process
             raise RunFailedError(failure_summary(cfg, f"{type(e).__name__}: {e}", in_process=True)) from e
-    results = out / "results.json"
-    if stop_after_epochs is not None or not results.is_file():
+    if stop_after_epochs is not None or not (out / RESULTS_FILE).is_file():
         return None
-    from sweeps.results import load_results
-
-    doc = load_results(out)
+    doc = load_results(out)  # rank 0 wrote them, in a worker's process
     return WorkerResult(doc["final"], doc["epochs"], doc.get("best_epoch"), doc.get("reference_max_change"))

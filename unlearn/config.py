@@ -139,17 +139,25 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Return a copy of ``data`` with dotted overrides applied (keys are checked later, by from_dict)."""
+Override = tuple[list[str], Any]
+"""A parsed override: the key's parts and its value (``parse_override``)."""
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str | Override]) -> dict[str, Any]:
+    """Return a copy of ``data`` with dotted overrides applied (keys are checked later, by from_dict).
+
+    Each override is a ``key.path=value`` string or an already parsed ``(parts, value)`` pair.
+    """
     out = _deepcopy(data)
-    for text in overrides:
-        path, value = parse_override(text)
+    for item in overrides:
+        path, value = parse_override(item) if isinstance(item, str) else item
         node = out
         for part in path[:-1]:
             nxt = node.get(part)
             if nxt is None:
                 nxt = node[part] = {}
             if not isinstance(nxt, dict):
+                text = item if isinstance(item, str) else ".".join(path)
                 raise ConfigError(f"override {text!r}: {part!r} is a value, not a section")
             node = nxt
         node[path[-1]] = value

@@ -6,6 +6,7 @@ One module per concern: ``schema`` (the typed objects and the YAML schema in its
 ``keys`` (the run-config keys a space may name).
 """
 
+from sweeps.space.checks import validate_space
 from sweeps.space.keys import run_config_keys
 from sweeps.space.parse import (
     SPACES_DIR,
@@ -36,5 +37,5 @@ from sweeps.space.schema import (
 __all__ = [
     "DISTRIBUTIONS", "SPACES_DIR", "TOP_LEVEL_KEYS", "Budget", "Constraint", "DefineByRun", "EarlyStopping", "Objective",
     "Param", "SearchSpace", "define_by_run", "derive_trial_seed", "replicate_seeds", "load_space", "resolve_space_path",
-    "resolved_trial_config", "run_config_keys", "space_from_dict", "trial_run_config", "trial_seed",
+    "resolved_trial_config", "run_config_keys", "space_from_dict", "trial_run_config", "trial_seed", "validate_space",
 ]

@@ -1,8 +1,7 @@
-"""Cross-field checks of a search space, run when a SearchSpace is built (the dry run last)."""
+"""Cross-field checks of a search space, run once it is built (``validate_space``; the dry run last)."""
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -10,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from sweeps.space.dryrun import _dry_run
 from sweeps.space.keys import _check_run_config_key, run_config_keys
 from unlearn.errors import ConfigError, close_matches, unknown_name
-from unlearn.train.config import run_config_from_dict
 
 if TYPE_CHECKING:
     from sweeps.space.schema import Param, SearchSpace
@@ -21,14 +19,25 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 # ------------------------------------------------------------------ validation
 
 
+def validate_space(space: SearchSpace) -> SearchSpace:
+    """Every check across fields, then the dry run; errors name the file (``space.source``) and the field.
+
+    Returns ``space``, valid.
+    """
+    try:
+        _validate(space)
+    except ConfigError as e:
+        raise type(e)(f"{space.source}: {e}" if space.source else str(e)) from None
+    return space
+
+
 def _validate(space: SearchSpace) -> None:
-    """Every check across fields, then the dry run; errors name the field."""
     if not isinstance(space.name, str) or not _NAME_RE.match(space.name):
         raise ConfigError(f"name={space.name!r} is not valid; valid: letters, digits, - and _")
     if not isinstance(space.base, dict):
         raise ConfigError(f"base must be a mapping (a partial run config), got {space.base!r}")
     try:
-        run_config_from_dict(copy.deepcopy(space.base))
+        space.base_config
     except ConfigError as e:
         raise type(e)(f"base: {e}") from None
     _check_parameters(space.parameters)

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sweeps.space.checks import validate_space
 from sweeps.space.keys import _check_run_config_key, _numeric_kind, run_config_keys
 from sweeps.space.overrides import _apply_space_overrides
 from sweeps.space.schema import (
@@ -91,7 +92,7 @@ def space_from_dict(data: Mapping[str, Any], *, source: str = "") -> SearchSpace
         kwargs = _parse(data)
     except ConfigError as e:
         raise type(e)(f"{source}: {e}" if source else str(e)) from None
-    return SearchSpace(**kwargs, source=source)
+    return validate_space(SearchSpace(**kwargs, source=source))
 
 
 def _parse(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from unlearn.config import to_dict
 from unlearn.errors import ConfigError, check_range
 from unlearn.train.config import RunConfig, run_config_from_dict
 
@@ -76,25 +74,12 @@ def trial_run_config(space: SearchSpace, params: Mapping[str, Any], *, seed: int
 def _build_run_config(space: SearchSpace, params: Mapping[str, Any], seed: int) -> RunConfig:
     check_range("seed", seed, low=0)
     keys = run_config_keys()
-    data = copy.deepcopy(space.base)
-    if "method" not in data:  # as in run_config_from_dict: no method section means the default one
-        data["method"] = {k: v for k, v in to_dict(RunConfig().method).items() if v is not None}
-    for key, value in params.items():
+    for key in params:
         _check_run_config_key(key, keys, "trial parameters")
-        _set_dotted(data, key, value)
+    overrides = [(key.split("."), value) for key, value in params.items()]
     if "seed" not in params:
-        data["seed"] = seed
-    return run_config_from_dict(data)
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    *sections, leaf = key.split(".")
-    node = data
-    for part in sections:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[leaf] = value
+        overrides.append((["seed"], seed))
+    return run_config_from_dict(space.base, overrides)
 
 
 def _fmt(params: Mapping[str, Any]) -> str:

@@ -66,6 +66,7 @@ reported with its parameter values. Every error is a ConfigError naming the file
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,7 +82,6 @@ if TYPE_CHECKING:
     import optuna
 
 from sweeps.record import Bound, is_value
-from sweeps.space.checks import _validate
 from sweeps.space.keys import _same
 from sweeps.space.sampling import _MASK32
 
@@ -326,7 +326,8 @@ class SearchSpace:
     """A validated search space (see the module docstring for the YAML schema).
 
     ``base`` is plain data (a partial RunConfig); ``source`` is the file it was loaded from, used in
-    error messages. Construction validates everything, including the dry run.
+    error messages. ``load_space`` / ``space_from_dict`` validate it once built (``validate_space``:
+    every cross-field check and the dry run); construction itself checks nothing.
     """
 
     name: str
@@ -339,12 +340,6 @@ class SearchSpace:
     initial_points: tuple[dict[str, Any], ...] = ()
     budget: Budget = field(default_factory=Budget)
     source: str = field(default="", compare=False)
-
-    def __post_init__(self) -> None:
-        try:
-            _validate(self)
-        except ConfigError as e:
-            raise type(e)(f"{self.source}: {e}" if self.source else str(e)) from None
 
     @property
     def param_map(self) -> dict[str, Param]:
@@ -375,10 +370,10 @@ class SearchSpace:
         modes = ["max" if d == "maximize" else "min" for d in self.directions]
         return modes if self.is_multi_objective else modes[0]
 
-    @property
+    @functools.cached_property
     def base_config(self) -> RunConfig:
-        """The RunConfig of the base alone."""
-        return run_config_from_dict(copy.deepcopy(self.base))
+        """The RunConfig of the base alone (built once per space)."""
+        return run_config_from_dict(self.base)
 
     @property
     def max_epochs(self) -> int:

@@ -13,9 +13,7 @@ from typing import Any
 from ray.tune import Callback
 
 from sweeps.record import (
-    FEASIBLE_KEY,
-    RECORD_PREFIX,
-    is_record_result,
+    ReportedRecord,
     replicate_of_result,
 )
 from sweeps.tracking.names import TAG_FEASIBLE
@@ -146,10 +144,10 @@ class MLflowTrialCallback(Callback):
         if (replicate := replicate_of_result(result)) is not None:
             self._submit(self.tracker.replicate_run, tid, *replicate)
             return
-        if is_record_result(result):
+        if (record := ReportedRecord.of(result)) is not None:
             # the trial's values of record: logged as its final metrics (``record/<metric>``), at its end
-            self._records[tid] = {k: v for k, v in result_metrics(result).items() if k.startswith(RECORD_PREFIX)}
-            self._submit(self.tracker.tag_trial, tid, {TAG_FEASIBLE: "true" if result.get(FEASIBLE_KEY) else "false"})
+            self._records[tid] = result_metrics(record.entries)
+            self._submit(self.tracker.tag_trial, tid, {TAG_FEASIBLE: "true" if record.feasible else "false"})
             return
         self._submit(self.tracker.log_metrics, tid, result_metrics(result), step)
         if result.get("done"):

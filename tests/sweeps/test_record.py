@@ -9,12 +9,11 @@ from scipy import stats
 from sweeps.record import (
     MISSING_VIOLATION,
     Bound,
+    ReportedRecord,
+    TrialRecord,
     aggregate,
     interval,
-    is_record_result,
     make_record,
-    record_result,
-    record_values,
     replicate_of_result,
     replicate_result,
     violations_of,
@@ -72,20 +71,22 @@ def test_bounds_follow_optunas_sign_convention():
 def test_record_feasibility_is_judged_on_the_aggregate():
     bound = Bound("model_utility", "min", 0.49, "absolute")
     record = make_record(_replicates(), "mean", [bound], ["forget_quality", "model_utility"])
-    assert record["metrics"]["model_utility"] == pytest.approx(0.5)
-    assert record["feasible"] is True  # replicate 2 alone (0.45) would break it
-    assert record["constraints"][0]["violation"] == pytest.approx(-0.01)
-    assert set(record["intervals"]) == {"forget_quality", "model_utility"}
+    assert record.metrics["model_utility"] == pytest.approx(0.5)
+    assert record.feasible is True  # replicate 2 alone (0.45) would break it
+    assert record.constraints[0]["violation"] == pytest.approx(-0.01)
+    assert set(record.intervals) == {"forget_quality", "model_utility"}
     strict = make_record(_replicates(), "mean", [Bound("model_utility", "min", 0.51, "absolute")], [])
-    assert strict["feasible"] is False and strict["intervals"] == {}
+    assert strict.feasible is False and strict.intervals == {}
+    assert TrialRecord.from_dict(record.to_dict()) == record  # record.json and back
 
 
 def test_record_travels_through_a_tune_result_and_back():
     bound = Bound("model_utility", "min", 0.6, "absolute")
     record = make_record(_replicates(), "mean", [bound], ["forget_quality"])
-    result = record_result(record)
-    assert is_record_result(result) and not is_record_result({"forget_quality": 0.1})
-    assert record_values(result) == {k: v for k, v in record["metrics"].items()}
+    result = record.to_result()
+    assert ReportedRecord.of(result) is not None and ReportedRecord.of({"forget_quality": 0.1}) is None
+    assert ReportedRecord.of(result).values == {k: v for k, v in record.metrics.items()}
+    assert ReportedRecord.of(result).feasible is False
     assert violations_of(result, 1) == [pytest.approx(0.1)]
     assert result["record/forget_quality/low"] < result["record/forget_quality"] < result["record/forget_quality/high"]
     # a trial stopped early reports no record: its own metrics are judged

@@ -41,7 +41,7 @@ def test_a_study_trial_orphaned_by_a_driver_crash_is_adopted_not_duplicated(tmp_
 
 
 def test_the_study_is_told_the_record_not_the_last_epoch_and_each_constraint(tmp_path):
-    from sweeps.record import Bound, make_record, record_result
+    from sweeps.record import Bound, make_record
 
     space, settings = _space(tmp_path), SweepSettings(out_dir=str(tmp_path / "out"))
     (tmp_path / "out").mkdir()
@@ -54,8 +54,8 @@ def test_the_study_is_told_the_record_not_the_last_epoch_and_each_constraint(tmp
     finals = [{"forget_quality": 0.9, "model_utility": 0.45}, {"forget_quality": 0.7, "model_utility": 0.45}]
     record = make_record([{"index": i, "seed": i, "dir": "", "final": f, "best_epoch": 1} for i, f in enumerate(finals)],
                          "mean", [bound], ["forget_quality"])
-    searcher.on_trial_result("a", record_result(record))  # not an intermediate value
-    searcher.on_trial_complete("a", {**record_result(record), "epoch": 2})
+    searcher.on_trial_result("a", record.to_result())  # not an intermediate value
+    searcher.on_trial_complete("a", {**record.to_result(), "epoch": 2})
 
     searcher.suggest("b")  # stopped early (ASHA): no record, its last evaluated epoch is told
     searcher.on_trial_result("b", {"epoch": 1, "training_iteration": 1, "forget_quality": 0.3, "model_utility": 0.7})

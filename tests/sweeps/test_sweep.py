@@ -73,6 +73,20 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial(sweep):
     assert any(a.path.startswith("plots/") for a in client.list_artifacts(parent.info.run_id, "plots"))
 
 
+def test_each_trial_writes_its_plan_and_mlflow_records_the_same(sweep):
+    """The trial resolves its plan once (plan.json); its run's config and the driver's MLflow params agree."""
+    _, _, kids = _children(sweep)
+    by_id = {k.data.tags["unlearn.trial_id"]: k for k in kids}
+    for t in sweep.trials:
+        plan = json.loads((sweep.out_dir / "trials" / t["trial_id"] / "plan.json").read_text())
+        cfg = plan["replicates"][0]["config"]
+        assert plan["params"] == t["params"]
+        assert cfg == json.loads((Path(t["dir"]) / "config.json").read_text())
+        params = by_id[t["trial_id"]].data.params
+        assert params["seed"] == str(cfg["seed"]) == str(plan["replicates"][0]["seed"])
+        assert float(params["method.beta1"]) == cfg["method"]["beta1"] == t["params"]["method.beta1"]
+
+
 def test_a_finished_trials_process_runs_the_next_trial(sweep):
     """Tune reuses trial actors (no early stopping here): 3 trials, 2 at a time, in 2 processes; with one
     CPU worker (launcher auto) each trial's run executes in that process (Ray Train's local mode)."""

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from unlearn.config import apply_overrides, from_dict, load_yaml, to_dict
+from unlearn.config import Override, apply_overrides, from_dict, load_yaml, parse_override, to_dict
 from unlearn.benchmarks import get_benchmark
 from unlearn.benchmarks.config import DataConfig, EvalConfig
 from unlearn.errors import ConfigError, check_range
 from unlearn.losses.head import check_loss_path
-from unlearn.losses.method import MethodConfig
+from unlearn.losses.method import PARAM_NAMES, MethodConfig
 from unlearn.models.load import MODEL_PRESETS, ModelConfig
 
 
@@ -125,6 +126,11 @@ class ScalingConfig:
         return "local" if self.workers == 1 and not self.use_gpu else "ray_train"
 
 
+DEFAULT_METHOD = MethodConfig(weighting="satimp", objective="gd", beta1=5.0, beta2=0.1, alpha=1.0)
+"""The method of a config that names none: SatImp (beta1=5, beta2=0.1, the authors' recommendation) on
+gradient difference. Decided here only; ``run_config_from_dict`` fills it in."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """One unlearning run: prepare (cached) -> unlearn -> evaluate."""
@@ -132,9 +138,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
-    # SatImp (beta1=5, beta2=0.1, the authors' recommendation) on gradient difference.
-    method: MethodConfig = field(default_factory=lambda: MethodConfig(weighting="satimp", objective="gd", beta1=5.0,
-                                                                      beta2=0.1, alpha=1.0))
+    method: MethodConfig = DEFAULT_METHOD
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
@@ -181,22 +185,47 @@ class RunConfig:
 
 
 def load_run_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """The default config, updated by a YAML file and dotted ``key=value`` overrides; validated."""
+    """The default config, updated by a YAML file and dotted ``key=value`` overrides; validated.
+
+    An override changes its one field of what the file (or the default) resolves to: ``method.beta1=3``
+    keeps the default method's objective and alpha.
+    """
     data: dict[str, Any] = load_yaml(path) if path is not None else {}
-    data = apply_overrides(data, overrides)
     where = str(path) if path is not None else ""
     try:
-        return run_config_from_dict(data)
+        return run_config_from_dict(data, overrides)
     except ConfigError as e:
         raise type(e)(f"{where}: {e}" if where else str(e)) from None
 
 
-def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
-    """Build a RunConfig from plain data; ``method`` keys replace the default SatImp ones as a whole."""
+def run_config_from_dict(data: Mapping[str, Any], overrides: Iterable[str | Override] = ()) -> RunConfig:
+    """Build a RunConfig from plain data and dotted overrides (``key=value`` strings or parsed pairs).
+
+    Data without a ``method`` section gets ``DEFAULT_METHOD``, whose fields the overrides then change one
+    by one; a default hyper-parameter that no longer applies to the components an override chose (beta1
+    once ``method.weighting=uniform``) is left out, while one given explicitly is checked as usual. A
+    ``method`` section of the data replaces the default as a whole.
+    """
     data = dict(data)
-    if "method" not in data:
-        data["method"] = to_dict(RunConfig().method)
+    default_method = "method" not in data
+    if default_method:
+        data["method"] = {k: v for k, v in to_dict(DEFAULT_METHOD).items() if v is not None}
+    parsed = [parse_override(o) if isinstance(o, str) else o for o in overrides]
+    data = apply_overrides(data, parsed)
+    if default_method and isinstance(data.get("method"), dict):
+        explicit = {path[1] for path, _ in parsed if len(path) == 2 and path[0] == "method"}
+        data["method"] = _without_inapplicable_defaults(data["method"], explicit)
     return from_dict(RunConfig, data)
+
+
+def _without_inapplicable_defaults(method: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
+    """``method`` without the default hyper-parameters (not in ``explicit``) that its components do not take."""
+    components = {k: v for k, v in method.items() if k not in PARAM_NAMES}
+    try:
+        applicable = {p for ps in from_dict(MethodConfig, components).applicable().values() for p in ps}
+    except ConfigError:
+        return method  # the components themselves are wrong: building the config says how
+    return {k: v for k, v in method.items() if k not in PARAM_NAMES or k in explicit or k in applicable}
 
 
 def run_config_to_dict(cfg: RunConfig) -> dict[str, Any]:

@@ -260,7 +260,7 @@ def test_callback_records_trials(tracker: SweepTracker) -> None:
 
 
 def test_callback_logs_the_record_as_final_metrics_and_replicates_as_nested_runs(tracker: SweepTracker) -> None:
-    from sweeps.record import Bound, make_record, record_result, replicate_result
+    from sweeps.record import Bound, make_record, replicate_result
 
     tracker.start_parent("sweep-r", {}, {})
     callback = pickle.loads(pickle.dumps(MLflowTrialCallback(tracker, max_steps=2)))
@@ -273,7 +273,7 @@ def test_callback_logs_the_record_as_final_metrics_and_replicates_as_nested_runs
     record = make_record([{"index": i, "seed": 100 + i, "dir": "", "final": f, "best_epoch": None}
                           for i, f in enumerate(finals)], "mean", [Bound("model_utility", "min", 0.5, "x")],
                          ["forget_quality"])
-    callback.on_trial_result(3, [trial], trial, {**record_result(record), "training_iteration": 3})
+    callback.on_trial_result(3, [trial], trial, {**record.to_result(), "training_iteration": 3})
     callback.on_trial_complete(3, [trial], trial)
     callback.on_experiment_end([trial])
 
