@@ -379,7 +379,8 @@ def _fit(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
     # Tune's own per-trial result.json / progress.csv (its ResultGrid reads them); no TensorBoard files
     # (MLflow is the UI; Tune's auto loggers are off during fit, see TUNE_ENV)
     callbacks = [LedgerCallback(settings.root, space.max_epochs), mlflow_callback,
-                 ProgressCallback(space, enabled=settings.progress), JsonLoggerCallback(), CSVLoggerCallback()]
+                 ProgressCallback(space, enabled=settings.progress, bounds=bounds), JsonLoggerCallback(),
+                 CSVLoggerCallback()]
     path = storage_child(settings.ray_storage, TUNE_NAME)
     if resume and ray.tune.Tuner.can_restore(path):
         tuner = ray.tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
