@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,16 +103,30 @@ def _print_outcome(sweep) -> int:
                  "seed": cfg["seed"]}
         print("\nbest config (trial " + result.best["trial_id"] + "; in full in best_config.yaml):")
         print(yaml.safe_dump(shown, sort_keys=False, default_flow_style=None).rstrip())
-    print(f"\nresults:   {result.out_dir}")
-    if result.best is not None:
-        print(f"best:      {result.out_dir / 'best_config.yaml'}  (unlearn-sweep run it to reproduce)")
-    else:
-        print("best:      none (no finished trial has all objective metrics)")
-    uri = result.mlflow_uri
-    browse = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"open {uri}"
-    print(f"browse:    {browse}")
-    print(f"study:     optuna-dashboard sqlite:///{result.out_dir / 'optuna.db'}")
+    print("\n" + format_where(result))
     return 0
+
+
+def format_where(result) -> str:
+    """Where a finished sweep's results are, and the commands that open them (quoted for a POSIX shell:
+    a sweep directory may hold spaces or any other character)."""
+    from sweeps.layout import OPTUNA_DB
+    from sweeps.tracking import MLFLOW_UI, runs_page_url
+
+    lines = [f"results:   {result.out_dir}"]
+    if result.best is not None:
+        lines.append(f"best:      {result.out_dir / 'best_config.yaml'}  (unlearn-sweep run it to reproduce)")
+    else:
+        lines.append("best:      none (no finished trial has all objective metrics)")
+    uri, sqlite = result.mlflow_uri, result.mlflow_uri.startswith("sqlite")
+    if sqlite:
+        lines.append(f"browse:    mlflow ui --backend-store-uri {shlex.quote(uri)}")
+    if result.experiment_id is not None:  # the runs, not MLflow 3's GenAI overview
+        lines.append(f"runs:      {runs_page_url(MLFLOW_UI if sqlite else uri, result.experiment_id)}")
+    elif not sqlite:
+        lines.append(f"browse:    {uri}")
+    lines.append(f"study:     optuna-dashboard {shlex.quote(f'sqlite:///{result.out_dir / OPTUNA_DB}')}")
+    return "\n".join(lines)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

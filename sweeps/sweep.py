@@ -5,6 +5,7 @@ The sweep directory's layout is ``sweeps.layout``; the searcher is ``sweeps.sear
 
 from __future__ import annotations
 
+import shlex
 import signal
 import threading
 import time
@@ -53,6 +54,7 @@ class SweepResult:
     pareto: list[dict[str, Any]] = field(default_factory=list)
     mlflow_uri: str = ""
     parent_run_id: str | None = None
+    experiment_id: str | None = None
 
 
 class SweepInterrupted(Exception):
@@ -61,7 +63,8 @@ class SweepInterrupted(Exception):
 
     def __init__(self, out_dir: Path, signum: int = signal.SIGINT) -> None:
         name = signal.Signals(signum).name
-        super().__init__(f"interrupted ({name}); continue it with: unlearn-sweep resume {out_dir}")
+        super().__init__(f"interrupted ({name}); continue it with: unlearn-sweep resume "
+                         f"{shlex.quote(str(out_dir))}")
         self.out_dir = out_dir
         self.signum = signum
 
@@ -510,4 +513,5 @@ def finish_sweep(root: Path, *, tracker=None, space: SearchSpace | None = None) 
         tracker.finish_parent("FINISHED" if finished else "FAILED")
         tracker.flush()
     return SweepResult(root, trials, best, pareto, meta["tracking_uri"],
-                       tracker.parent_run_id if tracker is not None else None)
+                       tracker.parent_run_id if tracker is not None else None,
+                       tracker.experiment_id() if tracker is not None else None)
