@@ -45,7 +45,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     check_address(args.address)
     check_model_dirs(cfg)
     check_prepare_inputs(cfg, cfg.benchmark.load(cfg.data))
-    result = run_unlearning(cfg, args.out, address=args.address, storage_path=args.storage_path)
+    result = run_unlearning(cfg, args.out, address=args.address, storage_path=args.storage_path, verbose=args.verbose)
     m = result.metrics if result else {}
     print("\n".join(f"{k:>20}: {m[k]:.4g}" for k in cfg.benchmark.metrics.shown if k in m))
     print(f"results: {Path(args.out).resolve() / 'results.json'}\nmodel:   {Path(args.out).resolve() / 'model'}")
@@ -58,7 +58,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
     settings = SweepSettings(out_dir=args.out or _default_out(args.space), address=args.address,
                              storage_path=args.storage_path, mlflow_uri=args.mlflow_uri,
-                             optuna_storage=args.optuna_storage, progress=not args.quiet)
+                             optuna_storage=args.optuna_storage, progress=not args.quiet, verbose=args.verbose)
     return _print_outcome(lambda: launch_sweep(args.space, args.overrides, settings))
 
 
@@ -71,7 +71,8 @@ def _default_out(space: str) -> str:
 def _cmd_resume(args: argparse.Namespace) -> int:
     from sweeps.sweep import resume_sweep
 
-    return _print_outcome(lambda: resume_sweep(args.dir, address=args.address, progress=not args.quiet))
+    return _print_outcome(lambda: resume_sweep(args.dir, address=args.address, progress=not args.quiet,
+                                               verbose=args.verbose))
 
 
 INTERRUPTED_EXIT = 130  # the shell's code for a command stopped by SIGINT (128 + 2); SIGTERM: 143
@@ -186,6 +187,12 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="dotted overrides of any config field, e.g. method.beta1=3 optim.lr=2e-5")
 
 
+def _add_verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbose", action="store_true",
+                   help="Ray's notices (token authentication of a local cluster) and the libraries' progress bars "
+                        "(lm-evaluation-harness, datasets)")
+
+
 def _split_config(args: argparse.Namespace) -> None:
     """``run a=b`` has no config file: a first positional with '=' is an override."""
     if args.config is not None and "=" in args.config and not Path(args.config).exists():
@@ -211,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory (results.json, model/)")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local cluster)")
     p.add_argument("--storage-path", help="Ray Train storage (checkpoints); shared storage on a multi-node cluster")
+    _add_verbose(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("launch", help="run a sweep (Ray Tune + Optuna) over a search space; every trial in MLflow")
@@ -223,12 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mlflow-uri", help="MLflow tracking URI, e.g. http://127.0.0.1:5000 (default: sqlite in --out)")
     p.add_argument("--optuna-storage", help="Optuna database URL (default: sqlite in --out)")
     p.add_argument("--quiet", action="store_true", help="no live progress line")
+    _add_verbose(p)
     p.set_defaults(func=_cmd_launch)
 
     p = sub.add_parser("resume", help="continue an interrupted sweep; finished trials are not re-run")
     p.add_argument("dir")
     p.add_argument("--address")
     p.add_argument("--quiet", action="store_true")
+    _add_verbose(p)
     p.set_defaults(func=_cmd_resume)
 
     p = sub.add_parser("report", help="table of a sweep's trials and its best / Pareto set (no Ray needed)")
@@ -273,10 +283,15 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from sweeps.envvars import QUIET_ENV, scoped_env
+
     parser = build_parser()
     args = _parse(parser, argv)
+    # before the libraries are imported (tqdm reads its switch then); a TQDM_DISABLE of the user's stays
+    quiet = QUIET_ENV if hasattr(args, "verbose") and not args.verbose else {}
     try:
-        return int(args.func(args) or 0)
+        with scoped_env(quiet, keep_set=True):
+            return int(args.func(args) or 0)
     except UnlearnError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

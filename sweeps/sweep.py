@@ -203,7 +203,7 @@ def launch_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...],
     root.mkdir(parents=True, exist_ok=True)
     with sweep_lock(root, action="launch"):
         _check_new_sweep(settings)  # again, as the owner: another launch may have won the race
-        resources = ensure_ray(settings.address)
+        resources = ensure_ray(settings.address, verbose=settings.verbose)
         check_placeable(cfg.scaling, resources)
         sweep_id = uuid.uuid4().hex[:12]
         meta = {"sweep_id": sweep_id, "name": space.name, "study_name": f"{space.name}-{sweep_id}",
@@ -267,7 +267,8 @@ def _require_a_finished_trial(result: SweepResult) -> SweepResult:
     return result
 
 
-def resume_sweep(out_dir: str | Path, *, address: str | None = None, progress: bool = True) -> SweepResult:
+def resume_sweep(out_dir: str | Path, *, address: str | None = None, progress: bool = True,
+                 verbose: bool = False) -> SweepResult:
     """Continue an interrupted sweep: finished trials are kept, unfinished ones run again from checkpoints.
 
     Raises:
@@ -284,14 +285,14 @@ def resume_sweep(out_dir: str | Path, *, address: str | None = None, progress: b
     check_unlocked(root, action="resume")  # a launch still starting has written no sweep.json yet
     meta = load_sweep_meta(root)
     settings = SweepSettings(**{**meta["settings"], "address": address or meta["settings"].get("address"),
-                                "progress": progress})
+                                "progress": progress, "verbose": verbose})
     space = load_space(root / SPACE_FILE)
     check_storage_path(settings.storage_path)
     check_tracking_uri(settings.tracking_uri)
     check_address(settings.address)
     _check_study(root, meta, settings)
     with sweep_lock(root, action="resume"):  # the checks above only read: a failed one leaves no lock file
-        resources = ensure_ray(settings.address)
+        resources = ensure_ray(settings.address, verbose=settings.verbose)
         result = _run(space, settings, meta, resources, resume=True)
     return _require_a_finished_trial(result)
 
@@ -334,7 +335,7 @@ def _tracker(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any]):
 
     tracker = SweepTracker(settings.tracking_uri, f"unlearn-sweep/{space.name}", settings.root)
     params = flatten({"space": space.to_dict(), "settings": {k: v for k, v in to_dict(settings).items()
-                                                             if k != "progress"}})
+                                                             if k not in ("progress", "verbose")}})
     tracker.start_parent(meta["sweep_id"], params, {"unlearn.sweep_dir": str(settings.root),
                                                     "unlearn.study_name": meta["study_name"]}, run_name=space.name)
     return tracker

@@ -66,3 +66,26 @@ def test_a_tracking_server_gets_its_own_runs_page(tmp_path):
     assert "browse" not in where
     assert where["runs"] == ["http://mlflow.lab:5000/#/experiments/12/runs?workflowType=machine_learning"]
 
+
+
+@pytest.mark.parametrize("argv", [["launch", "satimp"], ["resume", "D"], ["run", "--out", "D"]])
+def test_verbose_is_an_option_of_the_commands_that_start_ray(argv):
+    assert _parse(build_parser(), [*argv, "--verbose"]).verbose is True
+    assert _parse(build_parser(), argv).verbose is False
+
+
+def test_rays_token_notice_is_hidden_unless_verbose(caplog):
+    """The notice ray.init logs when it starts a local cluster with token authentication (Ray >= 2.59)."""
+    import logging
+
+    import ray._private.authentication.authentication_token_setup as token_setup
+
+    from sweeps.cluster import TOKEN_NOTICE_LOGGER, _token_notice
+
+    assert token_setup.logger.name == TOKEN_NOTICE_LOGGER  # where Ray logs it
+    for shown in (False, True):
+        caplog.clear()
+        with _token_notice(shown):
+            token_setup._warn_token_auth_enabled()
+        assert ("Token authentication is enabled" in caplog.text) is shown
+    assert token_setup.logger.level == logging.NOTSET  # put back
