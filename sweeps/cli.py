@@ -88,7 +88,8 @@ def _print_outcome(sweep) -> int:
     try:
         result = sweep()
     except SweepInterrupted as e:
-        print(format_report(e.out_dir, load_space(e.out_dir / SPACE_FILE)))
+        if not e.undone and (e.out_dir / SPACE_FILE).is_file():  # what ran so far
+            print(format_report(e.out_dir, load_space(e.out_dir / SPACE_FILE)))
         print(f"\nsweep {e}", file=sys.stderr)
         return 128 + e.signum
     except NoTrialFinished as e:

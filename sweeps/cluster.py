@@ -58,7 +58,7 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, verbo
             kwargs["dashboard_port"] = port
             kwargs["runtime_env"]["env_vars"].update(LOCAL_TRAIN_ENV, RAY_API_SERVER_ADDRESS=f"http://127.0.0.1:{port}")
         try:
-            with _token_notice(shown=verbose or address != "local"):
+            with _token_notice(shown=verbose or address != "local"), _keep_sigterm_handler():
                 ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as e:
             if address == "local":
@@ -66,6 +66,29 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, verbo
             raise ConfigError(f"cannot connect to the Ray cluster at --address {address!r}: {e}; valid: the address "
                               "printed by `ray start --head` (e.g. 127.0.0.1:6379), or none for a local cluster") from None
     return dict(ray.cluster_resources())
+
+
+@contextmanager
+def _keep_sigterm_handler():
+    """ray.init installs a SIGTERM handler of its own (``sys.exit``; Ray's native one prints a stack dump) over
+    a Python handler the caller set (a sweep's: a one-line message, exit 143): the caller's is put back, and
+    a SIGTERM that came during ray.init is delivered to it."""
+    import signal
+    import threading
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous) or threading.current_thread() is not threading.main_thread():
+        yield  # no handler of the caller's: Ray's stays (``run``)
+        return
+    try:
+        yield
+    except SystemExit as e:
+        if e.code == signal.SIGTERM:  # Ray's handler ran
+            signal.signal(signal.SIGTERM, previous)
+            previous(signal.SIGTERM, None)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
