@@ -53,10 +53,11 @@ class ProgressCallback(Callback):
                   and self._feasible(r)]
         return (max if self.maximize else min)(values, key=lambda x: x[0]) if values else None
 
-    def _line(self, trials: list, latest: tuple[Any, dict] | None = None) -> None:
+    def _line(self, trials: list, latest: tuple[Any, dict] | None = None, ended: tuple[Any, str] | None = None) -> None:
+        """``ended``: a trial and the status it is ending with (Tune calls back before it sets it)."""
         if not self.enabled:
             return
-        status = [t.status for t in trials]
+        status = [ended[1] if ended and t is ended[0] else t.status for t in trials]
         done, running, failed = status.count("TERMINATED"), status.count("RUNNING"), status.count("ERROR")
         best = self._best(trials, latest)
         if not self.live and (done, failed, best) == self.shown:
@@ -72,10 +73,10 @@ class ProgressCallback(Callback):
         self._line(trials, (trial, result))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._line(trials)
+        self._line(trials, ended=(trial, "TERMINATED"))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._line(trials)
+        self._line(trials, ended=(trial, "ERROR"))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if self.enabled and self.live and self.drawn:

@@ -52,10 +52,11 @@ def _sweep(cb: ProgressCallback) -> None:
         a.last_result = result
     record = _record(0.3, 0.85)
     cb.on_trial_result(0, trials, a, record)
-    a.last_result, a.status = record, "TERMINATED"
-    cb.on_trial_complete(0, trials, a)
-    b.status = "ERROR"
+    a.last_result = record
+    cb.on_trial_complete(0, trials, a)  # Tune calls back before it sets the status
+    a.status = "TERMINATED"
     cb.on_trial_error(0, trials, b)
+    b.status = "ERROR"
     cb.on_experiment_end(trials)
 
 
