@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,7 +45,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     check_address(args.address)
     check_model_dirs(cfg)
     check_prepare_inputs(cfg, cfg.benchmark.load(cfg.data))
-    result = run_unlearning(cfg, args.out, address=args.address, storage_path=args.storage_path)
+    result = run_unlearning(cfg, args.out, address=args.address, storage_path=args.storage_path, verbose=args.verbose)
     m = result.metrics if result else {}
     print("\n".join(f"{k:>20}: {m[k]:.4g}" for k in cfg.benchmark.metrics.shown if k in m))
     print(f"results: {Path(args.out).resolve() / 'results.json'}\nmodel:   {Path(args.out).resolve() / 'model'}")
@@ -57,7 +58,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
     settings = SweepSettings(out_dir=args.out or _default_out(args.space), address=args.address,
                              storage_path=args.storage_path, mlflow_uri=args.mlflow_uri,
-                             optuna_storage=args.optuna_storage, progress=not args.quiet)
+                             optuna_storage=args.optuna_storage, progress=not args.quiet, verbose=args.verbose)
     return _print_outcome(lambda: launch_sweep(args.space, args.overrides, settings))
 
 
@@ -70,7 +71,8 @@ def _default_out(space: str) -> str:
 def _cmd_resume(args: argparse.Namespace) -> int:
     from sweeps.sweep import resume_sweep
 
-    return _print_outcome(lambda: resume_sweep(args.dir, address=args.address, progress=not args.quiet))
+    return _print_outcome(lambda: resume_sweep(args.dir, address=args.address, progress=not args.quiet,
+                                               verbose=args.verbose))
 
 
 INTERRUPTED_EXIT = 130  # the shell's code for a command stopped by SIGINT (128 + 2); SIGTERM: 143
@@ -86,7 +88,8 @@ def _print_outcome(sweep) -> int:
     try:
         result = sweep()
     except SweepInterrupted as e:
-        print(format_report(e.out_dir, load_space(e.out_dir / SPACE_FILE)))
+        if not e.undone and (e.out_dir / SPACE_FILE).is_file():  # what ran so far
+            print(format_report(e.out_dir, load_space(e.out_dir / SPACE_FILE)))
         print(f"\nsweep {e}", file=sys.stderr)
         return 128 + e.signum
     except NoTrialFinished as e:
@@ -102,16 +105,30 @@ def _print_outcome(sweep) -> int:
                  "seed": cfg["seed"]}
         print("\nbest config (trial " + result.best["trial_id"] + "; in full in best_config.yaml):")
         print(yaml.safe_dump(shown, sort_keys=False, default_flow_style=None).rstrip())
-    print(f"\nresults:   {result.out_dir}")
-    if result.best is not None:
-        print(f"best:      {result.out_dir / 'best_config.yaml'}  (unlearn-sweep run it to reproduce)")
-    else:
-        print("best:      none (no finished trial has all objective metrics)")
-    uri = result.mlflow_uri
-    browse = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"open {uri}"
-    print(f"browse:    {browse}")
-    print(f"study:     optuna-dashboard sqlite:///{result.out_dir / 'optuna.db'}")
+    print("\n" + format_where(result))
     return 0
+
+
+def format_where(result) -> str:
+    """Where a finished sweep's results are, and the commands that open them (quoted for a POSIX shell:
+    a sweep directory may hold spaces or any other character)."""
+    from sweeps.layout import OPTUNA_DB
+    from sweeps.tracking import MLFLOW_UI, runs_page_url
+
+    lines = [f"results:   {result.out_dir}"]
+    if result.best is not None:
+        lines.append(f"best:      {result.out_dir / 'best_config.yaml'}  (unlearn-sweep run it to reproduce)")
+    else:
+        lines.append("best:      none (no finished trial has all objective metrics)")
+    uri, sqlite = result.mlflow_uri, result.mlflow_uri.startswith("sqlite")
+    if sqlite:
+        lines.append(f"browse:    mlflow ui --backend-store-uri {shlex.quote(uri)}")
+    if result.experiment_id is not None:  # the runs, not MLflow 3's GenAI overview
+        lines.append(f"runs:      {runs_page_url(MLFLOW_UI if sqlite else uri, result.experiment_id)}")
+    elif not sqlite:
+        lines.append(f"browse:    {uri}")
+    lines.append(f"study:     optuna-dashboard {shlex.quote(f'sqlite:///{result.out_dir / OPTUNA_DB}')}")
+    return "\n".join(lines)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -171,6 +188,12 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="dotted overrides of any config field, e.g. method.beta1=3 optim.lr=2e-5")
 
 
+def _add_verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbose", action="store_true",
+                   help="Ray's notices (token authentication of a local cluster) and the libraries' progress bars "
+                        "(lm-evaluation-harness, datasets)")
+
+
 def _split_config(args: argparse.Namespace) -> None:
     """``run a=b`` has no config file: a first positional with '=' is an override."""
     if args.config is not None and "=" in args.config and not Path(args.config).exists():
@@ -196,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory (results.json, model/)")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local cluster)")
     p.add_argument("--storage-path", help="Ray Train storage (checkpoints); shared storage on a multi-node cluster")
+    _add_verbose(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("launch", help="run a sweep (Ray Tune + Optuna) over a search space; every trial in MLflow")
@@ -208,12 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mlflow-uri", help="MLflow tracking URI, e.g. http://127.0.0.1:5000 (default: sqlite in --out)")
     p.add_argument("--optuna-storage", help="Optuna database URL (default: sqlite in --out)")
     p.add_argument("--quiet", action="store_true", help="no live progress line")
+    _add_verbose(p)
     p.set_defaults(func=_cmd_launch)
 
     p = sub.add_parser("resume", help="continue an interrupted sweep; finished trials are not re-run")
     p.add_argument("dir")
     p.add_argument("--address")
     p.add_argument("--quiet", action="store_true")
+    _add_verbose(p)
     p.set_defaults(func=_cmd_resume)
 
     p = sub.add_parser("report", help="table of a sweep's trials and its best / Pareto set (no Ray needed)")
@@ -258,10 +284,15 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from sweeps.envvars import QUIET_ENV, scoped_env
+
     parser = build_parser()
     args = _parse(parser, argv)
+    # before the libraries are imported (tqdm reads its switch then); a TQDM_DISABLE of the user's stays
+    quiet = QUIET_ENV if hasattr(args, "verbose") and not args.verbose else {}
     try:
-        return int(args.func(args) or 0)
+        with scoped_env(quiet, keep_set=True):
+            return int(args.func(args) or 0)
     except UnlearnError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
+from sweeps.envvars import QUIET_ENV
 from unlearn.errors import ConfigError
 from unlearn.train.config import ScalingConfig
 
@@ -22,10 +25,15 @@ TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
 # BENCHMARKS.md). A cluster given by --address keeps it.
 LOCAL_TRAIN_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 LOCAL_NUM_CPUS = 8  # logical CPUs declared for a local cluster (see README: lets trials overlap on 2 cores)
+# Where ray.init says, as a warning, that a new local cluster has token authentication (Ray >= 2.59)
+TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
-def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> dict[str, float]:
+def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, verbose: bool = False) -> dict[str, float]:
     """Start (or connect to) Ray once per process; returns the cluster's total resources.
+
+    A local cluster starts without Ray's notice that token authentication is on (it stays on); ``verbose``
+    shows it. ``QUIET_ENV``, when set here, is set in the workers too.
 
     Raises:
         ConfigError: the address cannot be reached (checked before any trial or worker starts).
@@ -37,7 +45,8 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> di
         address = address or os.environ.get("RAY_ADDRESS") or None
         # The dashboard (bound to loopback) also serves the state API that Ray Train's cleaner actors poll.
         kwargs: dict = {"include_dashboard": True, "dashboard_host": "127.0.0.1", "configure_logging": False,
-                        "runtime_env": {"env_vars": dict(TRAIN_ENV)}}
+                        "runtime_env": {"env_vars": {**TRAIN_ENV, **{k: os.environ[k] for k in QUIET_ENV
+                                                                     if k in os.environ}}}}
         if address is None:
             address = "local"  # always a fresh cluster: never attach silently to one left running
             kwargs["num_cpus"] = num_cpus or max(LOCAL_NUM_CPUS, os.cpu_count() or 1)
@@ -49,13 +58,51 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> di
             kwargs["dashboard_port"] = port
             kwargs["runtime_env"]["env_vars"].update(LOCAL_TRAIN_ENV, RAY_API_SERVER_ADDRESS=f"http://127.0.0.1:{port}")
         try:
-            ray.init(address=address, **kwargs)
+            with _token_notice(shown=verbose or address != "local"), _keep_sigterm_handler():
+                ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as e:
             if address == "local":
                 raise
             raise ConfigError(f"cannot connect to the Ray cluster at --address {address!r}: {e}; valid: the address "
                               "printed by `ray start --head` (e.g. 127.0.0.1:6379), or none for a local cluster") from None
     return dict(ray.cluster_resources())
+
+
+@contextmanager
+def _keep_sigterm_handler():
+    """ray.init installs a SIGTERM handler of its own (``sys.exit``; Ray's native one prints a stack dump) over
+    a Python handler the caller set (a sweep's: a one-line message, exit 143): the caller's is put back, and
+    a SIGTERM that came during ray.init is delivered to it."""
+    import signal
+    import threading
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous) or threading.current_thread() is not threading.main_thread():
+        yield  # no handler of the caller's: Ray's stays (``run``)
+        return
+    try:
+        yield
+    except SystemExit as e:
+        if e.code == signal.SIGTERM:  # Ray's handler ran
+            signal.signal(signal.SIGTERM, previous)
+            previous(signal.SIGTERM, None)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _token_notice(shown: bool):
+    """Ray's warning that the local cluster it starts has token authentication, hidden unless ``shown``: the
+    cluster is this tool's own, on loopback, and the token is in ~/.ray/auth_token (README, Ray cluster)."""
+    logger = logging.getLogger(TOKEN_NOTICE_LOGGER)
+    level = logger.level
+    if not shown:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 _VALID_ADDRESSES = ("auto (the cluster `ray start --head` started on this machine), the host:port of a running "

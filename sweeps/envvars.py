@@ -6,6 +6,10 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping
 
+# tqdm's own switch, read when tqdm is imported: no progress bars of lm-evaluation-harness, datasets or
+# transformers in the console of a command run without ``--verbose`` (nor in its Ray workers)
+QUIET_ENV = {"TQDM_DISABLE": "1"}
+
 
 @contextlib.contextmanager
 def scoped_env(values: Mapping[str, str], *, keep_set: bool = False) -> Iterator[None]:

@@ -55,6 +55,7 @@ class SweepSettings:
     mlflow_uri: str | None = None
     optuna_storage: str | None = None  # an Optuna RDB URL; default sqlite:///DIR/optuna.db
     progress: bool = True
+    verbose: bool = False  # Ray's notices and the libraries' progress bars (``--verbose``)
 
     @property
     def root(self) -> Path:

@@ -5,6 +5,7 @@ The sweep directory's layout is ``sweeps.layout``; the searcher is ``sweeps.sear
 
 from __future__ import annotations
 
+import shlex
 import signal
 import threading
 import time
@@ -51,17 +52,21 @@ class SweepResult:
     pareto: list[dict[str, Any]] = field(default_factory=list)
     mlflow_uri: str = ""
     parent_run_id: str | None = None
+    experiment_id: str | None = None
 
 
 class SweepInterrupted(Exception):
     """Ctrl-C (SIGINT) or SIGTERM stopped the sweep: its state is saved, ``unlearn-sweep resume DIR``
-    continues it."""
+    continues it; or (``undone``) stopped a launch before its first trial, which removed what it wrote."""
 
-    def __init__(self, out_dir: Path, signum: int = signal.SIGINT) -> None:
+    def __init__(self, out_dir: Path, signum: int = signal.SIGINT, *, undone: bool = False) -> None:
         name = signal.Signals(signum).name
-        super().__init__(f"interrupted ({name}); continue it with: unlearn-sweep resume {out_dir}")
+        todo = (" before its first trial; nothing was kept: launch it again (the same --out is accepted)" if undone
+                else f"; continue it with: unlearn-sweep resume {shlex.quote(str(out_dir))}")
+        super().__init__(f"interrupted ({name}){todo}")
         self.out_dir = out_dir
         self.signum = signum
+        self.undone = undone
 
 
 class NoTrialFinished(UnlearnError):
@@ -162,12 +167,24 @@ def launch_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...],
     """Validate everything, then run a new sweep into ``settings.out_dir``.
 
     Everything is checked before anything is written; the directory is then locked for the driver's
-    life (``sweeps.lock``). A launch that fails before its first trial started removes what it wrote,
-    so a corrected launch into the same ``--out`` is accepted.
+    life (``sweeps.lock``). A launch that fails, or is interrupted, before its first trial started removes
+    what it wrote, so a (corrected) launch into the same ``--out`` is accepted.
 
     Raises:
         NoTrialFinished: the sweep ran, but none of its trials finished.
+        SweepInterrupted: Ctrl-C or SIGTERM, at any point (``undone`` before the first trial).
     """
+    root = settings.root
+    with _interruptible(root):
+        try:
+            return _launch(space_path, overrides, settings)
+        except SweepInterrupted as e:
+            if _any_trial_started(root):
+                raise
+            raise SweepInterrupted(root, e.signum, undone=True) from None
+
+
+def _launch(space_path: str | Path, overrides: list[str] | tuple[str, ...], settings: SweepSettings) -> SweepResult:
     from sweeps.checks import check_model_dirs
     from sweeps.cluster import check_placeable, ensure_ray
     from sweeps.lock import check_unlocked, sweep_lock
@@ -184,21 +201,19 @@ def launch_sweep(space_path: str | Path, overrides: list[str] | tuple[str, ...],
     root.mkdir(parents=True, exist_ok=True)
     with sweep_lock(root, action="launch"):
         _check_new_sweep(settings)  # again, as the owner: another launch may have won the race
-        resources = ensure_ray(settings.address)
-        check_placeable(cfg.scaling, resources)
         sweep_id = uuid.uuid4().hex[:12]
         meta = {"sweep_id": sweep_id, "name": space.name, "study_name": f"{space.name}-{sweep_id}",
                 "created": time.time(), "settings": to_dict(settings), "source": space.source,
                 "overrides": list(overrides), "tracking_uri": settings.tracking_uri,
                 "optuna_storage": settings.study_storage, "ray_storage": settings.ray_storage}
         try:
+            resources = ensure_ray(settings.address, verbose=settings.verbose)
+            check_placeable(cfg.scaling, resources)
             (root / SPACE_FILE).write_text(space.to_yaml())
             write_json_atomic(root / SWEEP_FILE, meta)
             write_json_atomic(root / SWEEP_BACKUP, meta)  # sweep.json is never rewritten: this copy restores it
             result = _run(space, settings, meta, resources, resume=False)
-        except SweepInterrupted:
-            raise
-        except Exception:
+        except Exception:  # SweepInterrupted included
             if not _any_trial_started(root):
                 _undo_launch(settings, meta)
             raise
@@ -248,31 +263,38 @@ def _require_a_finished_trial(result: SweepResult) -> SweepResult:
     return result
 
 
-def resume_sweep(out_dir: str | Path, *, address: str | None = None, progress: bool = True) -> SweepResult:
+def resume_sweep(out_dir: str | Path, *, address: str | None = None, progress: bool = True,
+                 verbose: bool = False) -> SweepResult:
     """Continue an interrupted sweep: finished trials are kept, unfinished ones run again from checkpoints.
 
     Raises:
         SweepLockedError: another driver owns the directory.
         ConfigError: its settings are damaged, or its study is missing (checked before anything runs).
         NoTrialFinished: the sweep ended, but none of its trials finished.
+        SweepInterrupted: Ctrl-C or SIGTERM, at any point.
     """
+    root = Path(out_dir).expanduser().resolve()
+    with _interruptible(root):
+        return _resume(root, address, progress, verbose)
+
+
+def _resume(root: Path, address: str | None, progress: bool, verbose: bool) -> SweepResult:
     from sweeps.checks import check_storage_path
     from sweeps.cluster import check_address, ensure_ray
     from sweeps.lock import check_unlocked, sweep_lock
     from sweeps.tracking import check_tracking_uri
 
-    root = Path(out_dir).expanduser().resolve()
     check_unlocked(root, action="resume")  # a launch still starting has written no sweep.json yet
     meta = load_sweep_meta(root)
     settings = SweepSettings(**{**meta["settings"], "address": address or meta["settings"].get("address"),
-                                "progress": progress})
+                                "progress": progress, "verbose": verbose})
     space = load_space(root / SPACE_FILE)
     check_storage_path(settings.storage_path)
     check_tracking_uri(settings.tracking_uri)
     check_address(settings.address)
     _check_study(root, meta, settings)
     with sweep_lock(root, action="resume"):  # the checks above only read: a failed one leaves no lock file
-        resources = ensure_ray(settings.address)
+        resources = ensure_ray(settings.address, verbose=settings.verbose)
         result = _run(space, settings, meta, resources, resume=True)
     return _require_a_finished_trial(result)
 
@@ -315,7 +337,7 @@ def _tracker(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any]):
 
     tracker = SweepTracker(settings.tracking_uri, f"unlearn-sweep/{space.name}", settings.root)
     params = flatten({"space": space.to_dict(), "settings": {k: v for k, v in to_dict(settings).items()
-                                                             if k != "progress"}})
+                                                             if k not in ("progress", "verbose")}})
     tracker.start_parent(meta["sweep_id"], params, {"unlearn.sweep_dir": str(settings.root),
                                                     "unlearn.study_name": meta["study_name"]}, run_name=space.name)
     return tracker
@@ -364,7 +386,8 @@ def _fit(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
     # Tune's own per-trial result.json / progress.csv (its ResultGrid reads them); no TensorBoard files
     # (MLflow is the UI; Tune's auto loggers are off during fit, see TUNE_ENV)
     callbacks = [LedgerCallback(settings.root, space.max_epochs), mlflow_callback,
-                 ProgressCallback(space, enabled=settings.progress), JsonLoggerCallback(), CSVLoggerCallback()]
+                 ProgressCallback(space, enabled=settings.progress, bounds=bounds), JsonLoggerCallback(),
+                 CSVLoggerCallback()]
     path = storage_child(settings.ray_storage, TUNE_NAME)
     if resume and ray.tune.Tuner.can_restore(path):
         tuner = ray.tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
@@ -417,6 +440,26 @@ class _Interrupt:
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and what a cluster scheduler sends
+
+
+@contextmanager
+def _interruptible(root: Path) -> Iterator[None]:
+    """Ctrl-C or SIGTERM outside ``Tuner.fit`` (checks, Ray's start, prepare, the summary) raises
+    SweepInterrupted at once: the CLI says so in one line (exit 130 / 143), rather than a traceback, or
+    Ray's ``sys.exit`` and its native stack dump. ``_stop_on_interrupt`` takes over while fit runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum, frame) -> None:
+        raise SweepInterrupted(root, signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 @contextmanager
@@ -494,4 +537,5 @@ def finish_sweep(root: Path, *, tracker=None, space: SearchSpace | None = None) 
         tracker.finish_parent("FINISHED" if finished else "FAILED")
         tracker.flush()
     return SweepResult(root, trials, best, pareto, meta["tracking_uri"],
-                       tracker.parent_run_id if tracker is not None else None)
+                       tracker.parent_run_id if tracker is not None else None,
+                       tracker.experiment_id() if tracker is not None else None)

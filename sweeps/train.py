@@ -362,7 +362,7 @@ def _scaling_config(cfg: RunConfig, launcher: str):
 def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | None = None, name: str | None = None,
                    storage_path: str | Path | None = None, address: str | None = None, max_failures: int = 0,
                    tune_trial: bool = False, wait_for_tune: bool = True, stop_after_epochs: int | None = None,
-                   log=print) -> WorkerResult | None:
+                   log=print, verbose: bool = False) -> WorkerResult | None:
     """prepare (cached) -> unlearn with Ray Train (``scaling.launcher``) -> evaluate; rank 0 writes
     ``out_dir/results.json``.
 
@@ -376,6 +376,7 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
         wait_for_tune: each report waits until Tune's driver has processed it (a scheduler may stop the
             trial on it); else a ``local`` run reports from a thread and goes on (``TuneReportThread``).
         stop_after_epochs: stop after this many epochs (an interruption; a second call resumes).
+        verbose: Ray's notices when it starts a local cluster (``sweeps.cluster.ensure_ray``).
 
     Raises:
         ConfigError: ``out_dir`` already holds a finished run (checked before Ray starts; never overwritten);
@@ -398,7 +399,7 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
                           "this process, one CPU worker); valid: scaling.launcher=ray_train to run on the cluster's "
                           "workers, or no --address")
     if launcher == "ray_train":
-        check_placeable(cfg.scaling, ensure_ray(address))
+        check_placeable(cfg.scaling, ensure_ray(address, verbose=verbose))
     prepared = prepared or prepare(cfg, log=log, announce_cached=not tune_trial)
     remote = "://" in str(storage_path or "")  # a URI (s3://, gs://): Path() would fold its '//'
     storage = str(storage_path) if remote else Path(storage_path).resolve() if storage_path else out / "ray"

@@ -25,12 +25,12 @@ from sweeps.tracking.names import (
     RunStatus,
 )
 from sweeps.tracking.tracker import SweepTracker, sync_buffer
-from sweeps.tracking.uri import check_tracking_uri
+from sweeps.tracking.uri import MLFLOW_UI, check_tracking_uri, runs_page_url
 from sweeps.tracking.values import failure_reason, flatten
 
 __all__ = [
-    "BUFFER_FILE", "TAG_DROPPED", "TAG_FAILURE", "TAG_PARENT", "TAG_RESTARTS", "TAG_ROLE", "TAG_SWEEP_ID",
+    "BUFFER_FILE", "MLFLOW_UI", "TAG_DROPPED", "TAG_FAILURE", "TAG_PARENT", "TAG_RESTARTS", "TAG_ROLE", "TAG_SWEEP_ID",
     "TAG_TRIAL_ID", "MLflowTrialCallback", "OpBuffer", "RunStatus", "SweepTracker", "check_tracking_uri",
-    "default_tracking_uri", "failure_reason", "flatten", "is_unreachable", "result_metrics", "sync_buffer",
-    "trial_error_text",
+    "default_tracking_uri", "failure_reason", "flatten", "is_unreachable", "result_metrics", "runs_page_url",
+    "sync_buffer", "trial_error_text",
 ]

@@ -41,7 +41,9 @@ TAG_NONFINITE = "unlearn.nonfinite"  # + "/<metric key>"
 TAG_REPLICATE = "unlearn.replicate"
 TAG_FEASIBLE = "unlearn.feasible"
 TAG_PARENT = "mlflow.parentRunId"
-# MLflow 3's UI opens an experiment on its GenAI overview (traces) unless its kind says otherwise
+# The experiment's kind for MLflow 3 UIs that read it (up to 3.x before the workflow switch). MLflow 3.17's
+# UI ignores the tag: an experiment opens as the UI's workflow type says (a sidebar switch kept in the
+# browser, "genai" by default: the GenAI overview), or the page URL's ``workflowType`` (``runs_page_url``).
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 TAG_RUN_NAME = "mlflow.runName"
 

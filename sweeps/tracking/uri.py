@@ -14,6 +14,18 @@ from unlearn.errors import ConfigError
 # --------------------------------------------------------------------------------------------------
 # URIs
 # --------------------------------------------------------------------------------------------------
+MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+
+
+def runs_page_url(ui: str, experiment_id: str) -> str:
+    """The MLflow UI page of an experiment's runs (table and charts).
+
+    ``workflowType=machine_learning``: MLflow 3.17's UI shows an experiment as its workflow switch says,
+    GenAI (an overview of traces) unless the browser chose otherwise; the URL's value wins over it.
+    """
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 def check_tracking_uri(uri: str) -> None:
     """Fail fast, before a sweep starts, on a tracking URI the sweep could not write to.
 

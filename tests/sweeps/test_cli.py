@@ -1,4 +1,7 @@
-"""The command line's parsing: overrides before or after options, and what it refuses (no sweep runs)."""
+"""The command line's parsing: overrides before or after options, and what it refuses; the commands it
+prints (no sweep runs)."""
+
+import shlex
 
 import pytest
 
@@ -30,3 +33,59 @@ def test_export_best_needs_a_destination(capsys):
         main(["export-best", "somewhere"])
     err = capsys.readouterr().err
     assert "--out FILE" in err and "--pareto OUTDIR" in err
+
+
+def _commands(text: str) -> dict[str, list[str]]:
+    """Each ``name:`` line's value as a shell splits it."""
+    return {line.split(":", 1)[0]: shlex.split(line.split(":", 1)[1]) for line in text.splitlines()}
+
+
+def test_printed_commands_survive_a_shell(tmp_path):
+    """A sweep directory with spaces and non-ASCII characters: each printed command is one word per argument."""
+    from sweeps.cli import format_where
+    from sweeps.layout import default_tracking_uri
+    from sweeps.sweep import SweepInterrupted, SweepResult
+
+    root = tmp_path / "runs" / "ü 目录" / "s"
+    uri = default_tracking_uri(root)
+    where = _commands(format_where(SweepResult(root, [], None, mlflow_uri=uri, experiment_id="7")))
+    assert where["browse"] == ["mlflow", "ui", "--backend-store-uri", uri]
+    assert where["study"] == ["optuna-dashboard", f"sqlite:///{root / 'optuna.db'}"]
+    # the runs page (MLflow 3.17's UI would open the GenAI overview without workflowType)
+    assert where["runs"] == ["http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"]
+    hint = str(SweepInterrupted(root)).split("continue it with: ", 1)[1]
+    assert shlex.split(hint) == ["unlearn-sweep", "resume", str(root)]
+
+
+def test_a_tracking_server_gets_its_own_runs_page(tmp_path):
+    from sweeps.cli import format_where
+    from sweeps.sweep import SweepResult
+
+    where = _commands(format_where(SweepResult(tmp_path, [], None, mlflow_uri="http://mlflow.lab:5000/",
+                                               experiment_id="12")))
+    assert "browse" not in where
+    assert where["runs"] == ["http://mlflow.lab:5000/#/experiments/12/runs?workflowType=machine_learning"]
+
+
+
+@pytest.mark.parametrize("argv", [["launch", "satimp"], ["resume", "D"], ["run", "--out", "D"]])
+def test_verbose_is_an_option_of_the_commands_that_start_ray(argv):
+    assert _parse(build_parser(), [*argv, "--verbose"]).verbose is True
+    assert _parse(build_parser(), argv).verbose is False
+
+
+def test_rays_token_notice_is_hidden_unless_verbose(caplog):
+    """The notice ray.init logs when it starts a local cluster with token authentication (Ray >= 2.59)."""
+    import logging
+
+    import ray._private.authentication.authentication_token_setup as token_setup
+
+    from sweeps.cluster import TOKEN_NOTICE_LOGGER, _token_notice
+
+    assert token_setup.logger.name == TOKEN_NOTICE_LOGGER  # where Ray logs it
+    for shown in (False, True):
+        caplog.clear()
+        with _token_notice(shown):
+            token_setup._warn_token_auth_enabled()
+        assert ("Token authentication is enabled" in caplog.text) is shown
+    assert token_setup.logger.level == logging.NOTSET  # put back

@@ -350,6 +350,38 @@ def test_second_driver_is_refused_and_sigterm_stops_gracefully(tmp_path, cache_d
     check_unlocked(root, action="resume")  # free again: the resume may run
 
 
+def test_sigterm_during_prepare_is_one_line_and_leaves_nothing(tmp_path):
+    """SIGTERM while the launch prepares its models (before Tune's fit, with Ray started): the one-line
+    message and exit 143 a SIGTERM during the sweep gets, no native stack dump, and nothing that blocks
+    launching into the same --out again."""
+    path = tiny_space(tmp_path, tmp_path / "cache", num_samples=1, epochs=1, launcher="auto")
+    space = yaml.safe_load(path.read_text())
+    space["base"]["prepare"]["epochs"] = 200  # a fresh cache: prepare is still training when the signal comes
+    path.write_text(yaml.safe_dump(space))
+    root = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen([sys.executable, "-m", "sweeps", "launch", str(path), "--out", str(root)], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (root / "sweep.json").exists() and time.monotonic() < deadline:  # Ray started; prepare next
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            time.sleep(0.05)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not list((tmp_path / "cache").glob("prepared/*/prepared.json")), out[-2000:]  # it came during prepare
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert err.strip().splitlines()[-1] == ("sweep interrupted (SIGTERM) before its first trial; nothing was kept: "
+                                            "launch it again (the same --out is accepted)"), err[-3000:]
+    assert "SIGTERM received" not in err and "Traceback" not in err, err[-3000:]
+    assert [p.name for p in root.iterdir()] == [".sweep.lock"]  # as a failed launch leaves it
+
+
 def test_failed_launch_undone_then_all_trials_fail_then_missing_study(tmp_path, ray_local, cache_dir, capsys):
     """A launch that fails before its first trial leaves nothing that blocks the corrected one; a sweep whose
     trials all fail exits non-zero, says so and logs nothing as best; a resume without its optuna.db is

@@ -65,8 +65,8 @@ def check_prepare_inputs(cfg: RunConfig, data: Any) -> None:
         check_model_source(type(cfg.model)(name=cfg.prepare.retain_model))
     else:
         raise ConfigError(
-            f"model {cfg.model.name!r} is used as the target as it is (prepare.finetune=false); forget quality needs "
-            "the retain model's statistics: set prepare.retain_stats ({cfg.benchmark.reference_doc}) "
+            f"model {cfg.model.name!r} is used as the target as it is (prepare.finetune=false); the benchmark's "
+            f"metrics need the retain model's statistics: set prepare.retain_stats ({cfg.benchmark.reference_doc}) "
             "or prepare.retain_model, or set prepare.finetune=true"
         )
 

@@ -112,3 +112,16 @@ def test_target_metrics_evaluate_what_the_cache_lacks(small_overrides):
     again = target_metrics(full, prepared, ["model_utility"])
     assert 0.0 <= again["model_utility"] <= 1.0
     assert again["forget_quality"] == pytest.approx(cached["forget_quality"])  # the same model, evaluated again
+
+
+@pytest.mark.parametrize("benchmark", ["generated", "muse"])
+def test_a_hub_model_without_finetune_says_which_statistics_it_needs(benchmark):
+    from unlearn.train.prepare import check_prepare_inputs
+
+    cfg = load_run_config(None, ["model.name=org/some-model", "prepare.finetune=false",
+                                 f"data.benchmark={benchmark}"])
+    with pytest.raises(ConfigError) as info:
+        check_prepare_inputs(cfg, None)
+    message = str(info.value)
+    assert cfg.benchmark.reference_doc in message and "{cfg." not in message, message
+    assert "prepare.retain_stats" in message and "prepare.retain_model" in message

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from unlearn.data.jsonl import explain_unreadable
 from unlearn.errors import ConfigError, unknown_name
 
 HUB_NAME = "locuslab/TOFU"
@@ -95,8 +96,10 @@ def load_tofu_config(name: str, path: str | Path | None = None) -> list[dict]:
         where = str(file)
         try:
             ds = datasets.load_dataset("json", data_files=str(file), split="train")
-        except Exception as e:  # datasets raises many types for bad JSON; the user needs the file
-            raise ConfigError(f"{where}: cannot be read as JSON lines ({type(e).__name__}: {e})") from None
+        except Exception as e:  # datasets raises many types for bad JSON, naming neither the file nor the line
+            expected = f"one JSON object per line with {', '.join(required_columns(name))}"
+            raise explain_unreadable(file, expected) or ConfigError(
+                f"{where}: cannot be read as JSON lines ({type(e).__name__}: {e}); expected {expected}") from None
     rows = ds.to_list()
     validate_rows(rows, name, where)
     return rows

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -95,6 +96,27 @@ def _pooled(results: Mapping[str, Any], tasks: tuple[str, ...]) -> tuple[float, 
     return float(aggregate_subtask_metrics(accs, sizes, weight_by_size=True)), float(pooled_sample_stderr(errs, sizes))
 
 
+def _bars_shown() -> bool:
+    """tqdm's own switch (``TQDM_DISABLE``, which ``unlearn-sweep`` sets without ``--verbose``). The harness's
+    per-request bars pass ``disable=False`` explicitly, which wins over the switch: ``_hflm`` honours it."""
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() in ("", "0", "false")
+
+
+def _hflm(bars: bool):
+    """The harness's ``HFLM``, or one whose log-likelihood requests run without their progress bars
+    (``simple_evaluate`` offers no way to ask for that: it calls ``lm.loglikelihood(requests)``)."""
+    from lm_eval.models.huggingface import HFLM
+
+    if bars:
+        return HFLM
+
+    class QuietHFLM(HFLM):
+        def loglikelihood(self, requests, disable_tqdm: bool = False):
+            return super().loglikelihood(requests, disable_tqdm=True)
+
+    return QuietHFLM
+
+
 def evaluate_harness(model, tokenizer, index: TaskIndex, plan: Mapping[str, tuple[str, ...]], *,
                      batch_size: int, limit: int | None = None) -> dict[str, float]:
     """Each metric of ``plan`` (and its ``_stderr``) for ``model``, through ``lm_eval.simple_evaluate``.
@@ -108,7 +130,6 @@ def evaluate_harness(model, tokenizer, index: TaskIndex, plan: Mapping[str, tupl
         limit: the first N questions of each task (``data.max_questions``); None: all.
     """
     from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
 
     tasks = tuple(dict.fromkeys(t for ts in plan.values() for t in ts))
     index.check(tasks)
@@ -116,7 +137,7 @@ def evaluate_harness(model, tokenizer, index: TaskIndex, plan: Mapping[str, tupl
     model.eval()
     try:
         with _isolated():
-            lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+            lm = _hflm(_bars_shown())(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
             results = simple_evaluate(model=lm, tasks=list(tasks), task_manager=index.manager, limit=limit,
                                       log_samples=False)
     finally:

@@ -93,3 +93,16 @@ def test_load_benchmark_forget01_pairs_retain99_and_holdout01(tofu_dir):
     assert [r["question"] for r in bench.forget] == [r["question"] for r in bench.forget_eval]
     assert [r["question"] for r in bench.retain + bench.forget] == [r["question"] for r in bench.full]
     assert all(len(r["perturbed_answer"]) == 5 for r in bench.forget_eval)
+
+
+@pytest.mark.parametrize(("content", "pattern"), [
+    ("", r"forget01.jsonl is empty; expected one JSON object per line with question, answer"),
+    ("\n  \n", r"forget01.jsonl is empty"),
+    ('{"question": "q", "answer": "a"}\n{"question": "q2", "answer": \n{"question": "q3", "answer": "c"}\n',
+     r"forget01.jsonl line 2 is not JSON \(Expecting value\); expected one JSON object per line"),
+])
+def test_an_unreadable_local_file_says_where_and_what(tmp_path, content, pattern):
+    (tmp_path / "forget01.jsonl").write_text(content)
+    with pytest.raises(ConfigError, match=pattern) as info:
+        load_tofu_config("forget01", tmp_path)
+    assert "StopIteration" not in str(info.value) and "DatasetGenerationError" not in str(info.value)

@@ -112,3 +112,17 @@ def test_the_installed_harness_knows_the_real_tasks():
     assert "installed harness (lm-eval 0.4" in real.source
     with pytest.raises(ConfigError, match=r"'wmdp_chemistry' is not known to the installed harness.*wmdp_chem"):
         real.check(("wmdp_chemistry",))
+
+
+def test_request_bars_follow_tqdms_switch(model_and_tokenizer, index, monkeypatch, capsys):
+    """The harness's request bars set ``disable=False`` themselves; TQDM_DISABLE (what unlearn-sweep sets
+    without --verbose) turns them off all the same, and the metrics do not change."""
+    model, tok = model_and_tokenizer
+    plan = {names.WMDP_CYBER_ACC: ("wmdp_cyber",)}
+    shown = evaluate_harness(model, tok, index, plan, batch_size=16, limit=4)
+    assert "Running loglikelihood requests" in capsys.readouterr().err
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    quiet = evaluate_harness(model, tok, index, plan, batch_size=16, limit=4)
+    err = capsys.readouterr().err
+    assert "Running loglikelihood requests" not in err and "Tokenizing inputs" not in err, err[-500:]
+    assert quiet == shown
