@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
@@ -12,7 +12,6 @@ from unlearn.config import CustomConfig, build, coerce_fields
 from unlearn.errors import ConfigError, check_range, unknown_name
 
 O = TypeVar("O", bound=BenchmarkOptions)
-COMMON = ("benchmark", "path", "split", "max_length")  # the keys every benchmark has; the others are options
 
 
 @dataclass(frozen=True)
@@ -79,6 +78,9 @@ class DataConfig(CustomConfig):
     def config_keys(cls) -> dict[str, Any]:
         hints = get_type_hints(cls)
         return {**{k: hints[k] for k in COMMON}, **{k: key.type for k, key in option_keys().items()}}
+
+
+COMMON = tuple(f.name for f in fields(DataConfig) if f.name != "options")  # every benchmark's keys
 
 
 @dataclass(frozen=True)
