@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from unlearn.benchmarks.tofu.options import TofuOptions
 from unlearn.data.formatting import encode_prompt
 from unlearn.metrics.generation import greedy_generate
 from unlearn.models import load_model, load_tokenizer
@@ -35,7 +36,8 @@ def _prompts(cfg, data, tokenizer, context: int) -> tuple[list[list[int]], int]:
     if cfg.data.benchmark == "muse":
         keep = context - 128
         return [tokenizer(r["prompt"], add_special_tokens=False)["input_ids"][-keep:] for r in data.verbmem], 128
-    return [encode_prompt(tokenizer, r["question"], cfg.data.prompt) for r in data.forget_eval], cfg.eval.max_new_tokens
+    fmt = cfg.data.options_as(TofuOptions).prompt
+    return [encode_prompt(tokenizer, r["question"], fmt) for r in data.forget_eval], cfg.eval.max_new_tokens
 
 
 def _throughput(model, tokenizer, prompts, batch_size: int, new_tokens: int) -> tuple[float, int]:

@@ -169,6 +169,7 @@ CASES = [
     ("unknown objective", lambda t, d: _cfg("method.objective=dpo"), r"unknown objective 'dpo'.*ga, gd, kl, npo, rmu, simnpo"),
     ("unknown benchmark", lambda t, d: _cfg("data.benchmark=mmlu"), r"'mmlu' in data.benchmark.*generated, muse, tofu"),
     ("unknown split", lambda t, d: _cfg("data.split=forget02"), r"'forget02'.*forget01, forget05, forget10"),
+    ("option of another benchmark", lambda t, d: _cfg("data.benchmark=tofu", "data.max_articles=8"), r"data.max_articles=8 does not apply to benchmark 'tofu': it is an option of benchmarks 'muse' and 'wmdp'; valid options of 'tofu': importance_path, prompt_format"),
     ("a learning rate that is not finite", lambda t, d: _cfg("optim.lr=inf"), r"optim.lr=inf is not a finite number"),
     ("keep_best_by without per-epoch evaluation", lambda t, d: _cfg("keep_best_by=forget_quality"), r"keep_best_by needs epoch_eval"),
     ("unknown metric for keep_best_by", lambda t, d: _cfg("epoch_eval=true", "keep_best_by=fq"), r"unknown metric 'fq'"),

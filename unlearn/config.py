@@ -2,7 +2,9 @@
 
 ``from_dict(cls, data)`` builds a (nested) frozen dataclass, checking every key and coercing scalar
 types; ranges are each dataclass's own ``__post_init__`` business. ``apply_overrides`` applies
-Hydra-style dotted ``key=value`` strings to a plain dict before conversion.
+Hydra-style dotted ``key=value`` strings to a plain dict before conversion. A ``CustomConfig`` (e.g.
+``DataConfig``, whose flat keys go to its benchmark's options) converts itself, and ``from_dict`` /
+``to_dict`` defer to it.
 """
 
 from __future__ import annotations
@@ -10,15 +12,34 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, Self, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
 from unlearn.errors import ConfigError, close_matches
 
 C = TypeVar("C")
+
+
+class CustomConfig(ABC):
+    """A config dataclass whose plain-data form is not its fields one to one."""
+
+    @classmethod
+    @abstractmethod
+    def config_from_dict(cls, data: Mapping[str, Any], where: str) -> Self:
+        """Build from plain data (``where``: its dotted place, for messages), as ``from_dict`` would."""
+
+    @abstractmethod
+    def config_to_dict(self) -> dict[str, Any]:
+        """The plain data ``config_from_dict`` reads back."""
+
+    @classmethod
+    @abstractmethod
+    def config_keys(cls) -> dict[str, Any]:
+        """Each key of the plain data with its type hint (what a search space may name)."""
 
 
 def _where(where: str, key: str) -> str:
@@ -96,18 +117,34 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 def from_dict(cls: type[C], data: Mapping[str, Any] | None, *, where: str = "") -> C:
     """Build the frozen dataclass ``cls`` from ``data``, rejecting unknown keys by name."""
     data = dict(data or {})
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = [k for k in data if k not in fields]
+    if isinstance(cls, type) and issubclass(cls, CustomConfig):
+        return cls.config_from_dict(data, where)
+    check_keys(data, [f.name for f in dataclasses.fields(cls) if f.init], where)
+    return build(cls, coerce_fields(cls, data, where), where)
+
+
+def check_keys(data: Mapping[str, Any], valid: Iterable[str], where: str) -> None:
+    """Raise ConfigError naming the first key of ``data`` not in ``valid``, with close matches."""
+    valid = list(valid)
+    unknown = [k for k in data if k not in valid]
     if unknown:
         k = unknown[0]
-        hint = close_matches(str(k), fields)
+        hint = close_matches(str(k), valid)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise ConfigError(
             f"unknown key {_where(where, str(k))!r}{extra}; valid keys{' of ' + where if where else ''}: "
-            f"{', '.join(fields)}"
+            f"{', '.join(valid)}"
         )
+
+
+def coerce_fields(cls: type, data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``data``'s values (keys: fields of the dataclass ``cls``) coerced to the fields' types."""
     hints = get_type_hints(cls)
-    kwargs = {k: _coerce(hints[k], v, _where(where, k)) for k, v in data.items()}
+    return {k: _coerce(hints[k], v, _where(where, k)) for k, v in data.items()}
+
+
+def build(cls: type[C], kwargs: Mapping[str, Any], where: str) -> C:
+    """``cls(**kwargs)``; a ConfigError of its checks is prefixed with ``where``."""
     try:
         return cls(**kwargs)
     except ConfigError as e:
@@ -116,6 +153,8 @@ def from_dict(cls: type[C], data: Mapping[str, Any] | None, *, where: str = "") 
 
 def to_dict(cfg: Any) -> Any:
     """Plain-data form of a (nested) dataclass, tuples as lists: safe for YAML/JSON."""
+    if isinstance(cfg, CustomConfig):
+        return cfg.config_to_dict()
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
         return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
     if isinstance(cfg, (list, tuple)):

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, get_args, get_origin, get_type_hints
 
+from unlearn.config import CustomConfig
 from unlearn.errors import ConfigError, close_matches
 from unlearn.train.config import RunConfig
 
@@ -16,7 +17,8 @@ from unlearn.train.config import RunConfig
 
 @functools.cache
 def run_config_keys() -> Mapping[str, Any]:
-    """Every dotted leaf key of RunConfig with its type hint, e.g. ``{"optim.lr": float, "seed": int}``."""
+    """Every dotted leaf key of RunConfig with its type hint, e.g. ``{"optim.lr": float, "seed": int}``; ``data``
+    lists every registered benchmark's options (``data.max_articles``)."""
     return MappingProxyType(_leaves(RunConfig, ""))
 
 
@@ -25,7 +27,9 @@ def _leaves(cls: type, prefix: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and issubclass(tp, CustomConfig):
+            out.update({f"{prefix}{f.name}.{k}": t for k, t in tp.config_keys().items()})
+        elif dataclasses.is_dataclass(tp):
             out.update(_leaves(tp, f"{prefix}{f.name}."))
         else:
             out[f"{prefix}{f.name}"] = tp

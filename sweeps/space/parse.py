@@ -24,6 +24,7 @@ from sweeps.space.schema import (
     Param,
     SearchSpace,
 )
+from unlearn.benchmarks.options import option_keys
 from unlearn.config import from_dict, load_yaml
 from unlearn.errors import ConfigError, close_matches, unknown_name
 
@@ -75,12 +76,13 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SearchSpace:
 
 
 def _absolute_data_paths(data: Any) -> Any:
-    """``base.data.path`` / ``importance_path`` made absolute (from the current directory) here, in the
-    driver: each trial's process runs in its own working directory, where a relative path means nothing."""
+    """``base.data.path`` and the benchmarks' path options (``importance_path``...) made absolute (from the
+    current directory) here, in the driver: each trial's process runs in its own working directory, where a
+    relative path means nothing."""
     section = data.get("base", {}).get("data") if isinstance(data, Mapping) and isinstance(data.get("base"), Mapping) else None
     if not isinstance(section, dict):
         return data
-    for key in ("path", "importance_path", "tasks_path"):
+    for key in ("path", *(k for k, o in option_keys().items() if o.path)):
         if isinstance(section.get(key), str):
             section[key] = str(Path(section[key]).expanduser().resolve())
     return data

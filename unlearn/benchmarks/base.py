@@ -1,7 +1,8 @@
 """What a benchmark plug-in provides, and the metric table the rest of the project asks.
 
-A benchmark package (``unlearn.benchmarks.tofu``, ``.generated``, ``.muse``) subclasses ``Benchmark``
-and registers one instance in ``unlearn.benchmarks.BENCHMARKS``. The train loop, prepare, sweeps,
+A benchmark package (``unlearn.benchmarks.tofu``, ``.generated``, ``.muse``, ``.wmdp``) subclasses
+``Benchmark``, declares its ``data`` options as a ``BenchmarkOptions`` dataclass (``options_type``) and
+registers one instance in ``unlearn.benchmarks.BENCHMARKS``. The train loop, prepare, sweeps,
 report and tracking never name a benchmark's metrics: they read its ``MetricTable`` (names, goals,
 which are utility, which the report shows, which need generation) and call its methods.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from unlearn.benchmarks.options import BenchmarkOptions
 from unlearn.errors import ConfigError, unknown_name
 
 if TYPE_CHECKING:  # the configs import this module's registry lazily; no import cycle at run time
@@ -121,18 +123,25 @@ class Benchmark(ABC):
     splits: tuple[str, ...]
     default_split: str
     reference_doc: str  # what the reference statistics are, for messages
+    # its own data options, written flat in ``data`` (``unlearn.benchmarks.options``); none by default
+    options_type: type[BenchmarkOptions] = BenchmarkOptions
     # whether relative metrics need the retain model's statistics (a hub target without a retain model
     # then needs prepare.retain_stats); False: absolute metrics only (WMDP's accuracies)
     needs_reference: bool = True
 
     # --- configuration -------------------------------------------------------------------------------
+    @property
+    def title(self) -> str:
+        """How messages name the benchmark."""
+        return f"benchmark {self.name!r}"
+
     def check_config(self, cfg: DataConfig) -> None:
-        """Benchmark-specific checks of ``cfg`` (split already checked against ``splits``); cheap, no I/O
-        beyond stat calls."""
+        """Checks across ``cfg``'s common fields and options (the split is checked against ``splits``, the
+        options by their own type); cheap, no I/O beyond stat calls."""
 
     def has_key_texts(self, cfg: DataConfig) -> bool:
         """Whether the forget split carries key-token annotations (``method.importance``)."""
-        return cfg.importance_path is not None
+        return False
 
     # --- data ----------------------------------------------------------------------------------------
     @abstractmethod

@@ -1,56 +1,38 @@
-"""The data and evaluation configs every benchmark shares; each benchmark checks its own fields."""
+"""The data and evaluation configs every benchmark shares; each benchmark's own options are its plug-in's."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
 
-from unlearn.data.formatting import PROMPT_FORMATS, PromptFormat
+from unlearn.benchmarks.options import BenchmarkOptions, flat_options, option_keys, options_from_flat
+from unlearn.config import CustomConfig, build, coerce_fields
 from unlearn.errors import ConfigError, check_range, unknown_name
+
+O = TypeVar("O", bound=BenchmarkOptions)
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    """Which benchmark and forget split to load, and how long an encoded example may be.
+class DataConfig(CustomConfig):
+    """Which benchmark and forget split to load, how long an encoded example may be, and the benchmark's options.
 
     ``benchmark`` names a registered plug-in (``unlearn.benchmarks.BENCHMARKS``); ``split`` one of its
     forget splits (None: the benchmark's default, e.g. TOFU's ``forget10``, MUSE's ``forget``).
-    ``path`` is the benchmark's local directory (None: the Hugging Face hub).
+    ``path`` is the benchmark's local directory (None: the Hugging Face hub). ``options`` is an instance
+    of the plug-in's ``options_type`` (None: its defaults), e.g. ``MuseOptions(max_articles=8)``.
 
-    TOFU family (``tofu``, ``generated``): ``num_authors``, ``qa_per_author`` and ``seed`` only shape the
-    generated benchmark. ``importance_path`` is a key-token annotation file of the forget split
-    (``unlearn.data.importance``) replacing the benchmark's own (TOFU: the SatImp authors' annotations
-    shipped with the package; generated: its key facts); ``method.importance`` uses them.
-    ``prompt_format`` names a ``PROMPT_FORMATS`` entry (``tofu_llama2``, ``tofu_phi``: the formats
-    TOFU's models were fine-tuned with), used in fine-tuning, unlearning and evaluation.
-
-    MUSE: ``corpus`` (``news`` or ``books``; None: news), ``retain_split`` (the retain corpus; None:
-    the benchmark's default), ``max_articles`` / ``max_questions`` (first N rows, for small runs).
-
-    WMDP: ``corpus`` (``cyber`` or ``bio``; None: cyber), ``path`` (a directory of the corpora's JSON Lines;
-    None: the hub, which lacks the access-controlled biology forget corpus), ``tasks_path`` (a directory of
-    lm-evaluation-harness task YAMLs replacing the harness's own, e.g. the offline fixture), ``mmlu``
-    (``full``: every MMLU subject; ``subset``: the four WMDP-related ones, for per-epoch evaluation),
-    ``max_articles`` (first N documents of each corpus), ``max_questions`` (first N questions of each task).
+    Users and records write the options flat, next to the common keys (``data.max_articles=8``):
+    ``from_dict`` routes them to the benchmark's options type and ``to_dict`` writes every registered
+    benchmark's option keys (``unlearn.benchmarks.options``).
     """
 
     benchmark: str = "generated"
     path: str | None = None
     split: str | None = None
-    # 40 authors x 10 questions: forget10 holds 40 questions (4 authors), as TOFU forget01, so forget
-    # quality (a KS p-value over them) has a useful resolution
-    num_authors: int = 40
-    qa_per_author: int = 10
-    seed: int = 0
     max_length: int = 96
-    importance_path: str | None = None
-    prompt_format: str = "auto"
-    corpus: str | None = None
-    retain_split: str | None = None
-    max_articles: int | None = None
-    max_questions: int | None = None
-    tasks_path: str | None = None
-    mmlu: str = "full"
+    options: BenchmarkOptions | None = None
 
     def __post_init__(self) -> None:
         from unlearn.benchmarks import BENCHMARKS  # the registry imports the plug-ins, which import this
@@ -58,29 +40,47 @@ class DataConfig:
         if self.benchmark not in BENCHMARKS:
             raise unknown_name("benchmark", self.benchmark, BENCHMARKS.names(), "data.benchmark")
         bench = BENCHMARKS.get(self.benchmark)
-        for name in ("path", "importance_path", "tasks_path"):  # absolute: a trial's process runs in another directory
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, str(Path(getattr(self, name)).expanduser().resolve()))
+        if self.path is not None:  # absolute: a trial's process runs in another directory
+            object.__setattr__(self, "path", str(Path(self.path).expanduser().resolve()))
         if self.split is None:
             object.__setattr__(self, "split", bench.default_split)  # resolved once: hashes and records agree
         if self.split not in bench.splits:
             raise unknown_name(f"{self.benchmark} split", self.split, bench.splits, "data.split")
-        check_range("seed", self.seed, low=0, high=2**63 - 1)
         check_range("max_length", self.max_length, low=8, high=65_536)
-        for name in ("max_articles", "max_questions"):
-            if getattr(self, name) is not None:
-                check_range(f"data.{name}", getattr(self, name), low=1)
-        if self.prompt_format not in PROMPT_FORMATS:
-            raise unknown_name("prompt format", self.prompt_format, PROMPT_FORMATS, "data.prompt_format")
-        if self.importance_path is not None and not Path(self.importance_path).expanduser().is_file():
-            raise ConfigError(f"data.importance_path={self.importance_path!r} is not a file; valid: a key-token "
-                              "annotation file (JSON lines of question, key_text), or null for the benchmark's own")
+        if self.options is None:
+            object.__setattr__(self, "options", bench.options_type())
+        if type(self.options) is not bench.options_type:
+            raise ConfigError(f"data.options is a {type(self.options).__name__}, not benchmark {self.benchmark!r}'s; "
+                              f"valid: a {bench.options_type.__name__}")
         bench.check_config(self)
 
-    @property
-    def prompt(self) -> PromptFormat:
-        """The ``PromptFormat`` named by ``prompt_format``."""
-        return PROMPT_FORMATS[self.prompt_format]
+    def options_as(self, tp: type[O]) -> O:
+        """``options``, typed as ``tp``: the calling plug-in's own options type (or a base of it)."""
+        if not isinstance(self.options, tp):
+            raise TypeError(f"data.options is a {type(self.options).__name__}, not a {tp.__name__}")
+        return self.options
+
+    @classmethod
+    def config_from_dict(cls, data: Mapping[str, Any], where: str) -> DataConfig:
+        """The common keys, then the rest as the named benchmark's options (another's or an unknown key refused)."""
+        from unlearn.benchmarks import get_benchmark
+
+        kwargs = coerce_fields(cls, {k: v for k, v in data.items() if k in COMMON}, where)
+        bench = get_benchmark(build(cls, kwargs, where).benchmark)  # the name (and split) checked first
+        options = options_from_flat(bench, {k: v for k, v in data.items() if k not in COMMON}, list(COMMON), where)
+        return build(cls, {**kwargs, "options": options}, where)
+
+    def config_to_dict(self) -> dict[str, Any]:
+        common = {"benchmark": self.benchmark, "path": self.path, "split": self.split, "max_length": self.max_length}
+        return {**common, **flat_options(self.options_as(BenchmarkOptions))}
+
+    @classmethod
+    def config_keys(cls) -> dict[str, Any]:
+        hints = get_type_hints(cls)
+        return {**{k: hints[k] for k in COMMON}, **{k: key.type for k, key in option_keys().items()}}
+
+
+COMMON = tuple(f.name for f in fields(DataConfig) if f.name != "options")  # every benchmark's keys
 
 
 @dataclass(frozen=True)

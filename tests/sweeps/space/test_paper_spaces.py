@@ -26,7 +26,7 @@ def test_paper_space_follows_the_protocol_and_every_trial_resolves(path: Path):
     space = load_space(f"paper/{path.stem}")  # by name, as the CLI takes it
     model, fmt, lr = MODELS[path.stem.rsplit("_", 1)[1]]
     base = space.base_config
-    assert (base.model.name, base.data.prompt_format, base.optim.lr) == (model, fmt, lr)
+    assert (base.model.name, base.data.options.prompt_format, base.optim.lr) == (model, fmt, lr)
     assert (base.data.benchmark, base.data.max_length, base.prepare.finetune) == ("tofu", 500, False)
     assert (base.optim.epochs, base.optim.batch_size, base.optim.warmup_epochs, base.optim.weight_decay) == (5, 16, 1, 0)
     assert (base.scaling.use_gpu, base.scaling.resolved_strategy) == (True, "fsdp")
@@ -81,7 +81,7 @@ def test_importance_preset_runs_end_to_end_on_local_tofu_with_a_tiny_model(tofu_
     cfg = run_config_from_dict(apply_overrides(data, [
         *SMALL, f"model.name={target}", f"prepare.retain_stats={tmp_path / 'retain_stats.json'}",
         f"data.path={tofu_dir}", f"cache_dir={cache_dir}"]))
-    assert cfg.method.importance and cfg.data.prompt_format == "tofu_llama2" and not cfg.prepare.finetune
+    assert cfg.method.importance and cfg.data.options.prompt_format == "tofu_llama2" and not cfg.prepare.finetune
     result = run_local(cfg, tmp_path / "run", log=lambda s: None)
     assert {"forget_es", "forget_es_paraphrased", "forget_quality"} <= set(result.metrics)
     assert result.metrics["train/loss"] == result.metrics["train/loss"]  # finite, not NaN

@@ -75,9 +75,9 @@ def test_shipped_space_loads_and_round_trips(path: Path, tmp_path: Path) -> None
     base = space.base_config
     assert base.model.name == "tiny"
     if base.data.benchmark == "muse":  # MUSE-News, capped to a small subset (the README runs it on the local copy)
-        assert base.data.max_articles <= 16 and base.data.max_questions <= 16 and base.optim.epochs <= 5
+        assert base.data.options.max_articles <= 16 and base.data.options.max_questions <= 16 and base.optim.epochs <= 5
     elif base.data.benchmark == "wmdp":  # capped corpora and questions, MMLU's subset per evaluation
-        assert base.data.max_articles <= 64 and base.data.mmlu == "subset" and base.optim.epochs <= 5
+        assert base.data.options.max_articles <= 64 and base.data.options.mmlu == "subset" and base.optim.epochs <= 5
     else:
         assert base.data.benchmark == "generated"
         assert 6 <= base.optim.epochs <= 10  # each default trial stays cheap

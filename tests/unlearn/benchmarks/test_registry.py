@@ -7,6 +7,7 @@ import pytest
 from unlearn.config import from_dict
 from unlearn.benchmarks import BENCHMARKS, load_benchmark
 from unlearn.benchmarks.config import DataConfig
+from unlearn.benchmarks.generated import GeneratedOptions
 from unlearn.benchmarks.tofu.sets import EVAL_SET_NAMES, split_configs, text_corpus
 from unlearn.errors import ConfigError, UnknownNameError
 
@@ -60,9 +61,10 @@ def test_direct_construction_is_checked_too():
 
 
 def test_text_corpus_is_unique_deterministic_and_complete():
-    bench = load_benchmark(DataConfig(num_authors=5, qa_per_author=3, seed=7))
+    cfg = DataConfig(options=GeneratedOptions(num_authors=5, qa_per_author=3, seed=7))
+    bench = load_benchmark(cfg)
     corpus = text_corpus(bench)
-    assert corpus == text_corpus(load_benchmark(DataConfig(num_authors=5, qa_per_author=3, seed=7)))
+    assert corpus == text_corpus(load_benchmark(cfg))
     assert len(corpus) == len(set(corpus))
     texts = set(corpus)
     for row in bench.forget_eval + bench.retain_eval + bench.holdout:

@@ -100,7 +100,8 @@ def test_unknown_prompt_format_is_named():
     import pytest
 
     from unlearn.benchmarks.config import DataConfig
+    from unlearn.config import from_dict
     from unlearn.errors import UnknownNameError
 
     with pytest.raises(UnknownNameError, match=r"prompt format 'tofu_lama2' in data.prompt_format.*tofu_llama2"):
-        DataConfig(prompt_format="tofu_lama2")
+        from_dict(DataConfig, {"prompt_format": "tofu_lama2"})

@@ -14,7 +14,8 @@ from transformers import PreTrainedTokenizerFast
 from unlearn.data.batching import encode_rows
 from unlearn.benchmarks import load_benchmark
 from unlearn.benchmarks.config import DataConfig
-from unlearn.benchmarks.tofu import TOFU
+from unlearn.benchmarks.tofu import TOFU, TofuOptions
+from unlearn.config import from_dict
 from unlearn.data.formatting import IGNORE_INDEX, PromptFormat
 from unlearn.benchmarks.generated.data import TEMPLATES, generate_benchmark, generate_benchmark_and_key_texts
 from unlearn.data.importance import ANNOTATED_TOFU_SPLITS, is_key_token, load_key_texts, packaged_annotation
@@ -110,7 +111,8 @@ def test_tofu_benchmark_carries_the_annotations_and_a_user_file_replaces_them(to
     own = tmp_path / "mine.jsonl"
     own.write_text("".join(json.dumps({"question": r["question"], "key_text": "x" + str(i)}) + "\n"
                            for i, r in enumerate(forget01)))
-    mine = load_benchmark(DataConfig(benchmark="tofu", path=str(tofu_dir), split="forget01", importance_path=str(own)))
+    mine = load_benchmark(DataConfig(benchmark="tofu", path=str(tofu_dir), split="forget01",
+                                      options=TofuOptions(importance_path=str(own))))
     assert mine.forget_key_texts == tuple(f"x{i}" for i in range(40))
 
 
@@ -133,7 +135,7 @@ def test_user_file_errors_name_the_file_and_the_mismatch(forget01, tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_key_texts(tmp_path / "missing.jsonl", forget01)
     with pytest.raises(ConfigError, match=r"data.importance_path='/nope.jsonl' is not a file"):
-        DataConfig(importance_path="/nope.jsonl")
+        from_dict(DataConfig, {"importance_path": "/nope.jsonl"})
 
 
 def test_generated_benchmark_marks_its_key_facts():
@@ -171,7 +173,7 @@ def test_importance_runs_where_annotations_exist_and_is_refused_elsewhere(tofu_d
     own = packaged_annotation("forget01")
     cfg = load_run_config(None, ["data.benchmark=tofu", "data.split=forget01", "method.importance=true",
                                  f"data.importance_path={own}"])
-    assert cfg.data.importance_path == str(own)
+    assert cfg.data.options.importance_path == str(own)
 
 
 def test_prompt_is_never_marked_whatever_the_format(tokenizer):

@@ -3,13 +3,15 @@
 as open-unlearning's MUSE evaluation defines them.
 
 Modules: ``data`` (loading the hub or a local copy, chunking the corpora), ``evaluate`` (the evaluator
-and the retain model's AUC file), ``names`` (the metric table), ``plugin`` (the benchmark plug-in).
+and the retain model's AUC file), ``names`` (the metric table), ``options`` (its ``data`` options),
+``plugin`` (the benchmark plug-in).
 """
 
 from __future__ import annotations
 
+from unlearn.benchmarks.muse.options import MuseOptions
 from unlearn.benchmarks.muse.plugin import MuseBenchmark
 
 MUSE = MuseBenchmark()
 
-__all__ = ["MUSE", "MuseBenchmark"]
+__all__ = ["MUSE", "MuseBenchmark", "MuseOptions"]

@@ -10,12 +10,11 @@ from typing import Any, Literal
 from unlearn.benchmarks.base import Benchmark, EvalOutput
 from unlearn.benchmarks.config import DataConfig, EvalConfig
 from unlearn.benchmarks.muse import names
+from unlearn.benchmarks.muse.options import DEFAULT_CORPUS, MuseOptions
 from unlearn.data.formatting import EncodedQA
-from unlearn.errors import ConfigError, unknown_name
+from unlearn.errors import ConfigError
 
-CORPORA = ("news", "books")
 REFERENCE_KEY = "privleak_auc"
-_OTHER_FIELDS = {"importance_path": None, "tasks_path": None, "mmlu": "full"}  # TOFU's, WMDP's
 
 
 class MuseBenchmark(Benchmark):
@@ -27,23 +26,15 @@ class MuseBenchmark(Benchmark):
     default_split = "forget"
     reference_doc = ("the retain model's privleak AUC (open-unlearning's MUSE_EVAL.json or this project's "
                      '{"privleak_auc": x})')
-
-    def check_config(self, cfg: DataConfig) -> None:
-        if cfg.corpus is not None and cfg.corpus not in CORPORA:
-            raise unknown_name("MUSE corpus", cfg.corpus, CORPORA, "data.corpus")
-        for field, default in _OTHER_FIELDS.items():
-            if getattr(cfg, field) != default:
-                raise ConfigError(f"data.{field}={getattr(cfg, field)!r} does not apply to MUSE (its forget set is "
-                                  f"text scored by MUSE's own metrics); valid: {default!r}")
-
-    def has_key_texts(self, cfg: DataConfig) -> bool:
-        return False
+    title = "MUSE"
+    options_type = MuseOptions
 
     def load(self, cfg: DataConfig):
         from unlearn.benchmarks.muse.data import load_muse
 
-        return load_muse(cfg.corpus or "news", cfg.path, retain_split=cfg.retain_split,
-                         max_articles=cfg.max_articles, max_questions=cfg.max_questions)
+        opts = cfg.options_as(MuseOptions)
+        return load_muse(opts.corpus or DEFAULT_CORPUS, cfg.path, retain_split=opts.retain_split,
+                         max_articles=opts.max_articles, max_questions=opts.max_questions)
 
     def tokenizer_corpus(self, data, cfg: DataConfig) -> list[str]:
         seen: dict[str, None] = {}

@@ -14,16 +14,21 @@ from unlearn.benchmarks.base import Benchmark, EvalOutput
 from unlearn.benchmarks.config import DataConfig, EvalConfig
 from unlearn.benchmarks.tofu import evaluate as tofu_eval
 from unlearn.benchmarks.tofu import maths, names
+from unlearn.benchmarks.tofu.options import TofuOptions
 from unlearn.benchmarks.tofu.reference import REFERENCE_KEY, check_retain_stats, retain_stats_from_file
 from unlearn.benchmarks.tofu.sets import FORGET_SPLITS, QASets, text_corpus
 from unlearn.data.batching import encode_rows
-from unlearn.data.formatting import IGNORE_INDEX, EncodedQA
+from unlearn.data.formatting import IGNORE_INDEX, EncodedQA, PromptFormat
 from unlearn.errors import ConfigError
 from unlearn.metrics.generation import pad_id
 from unlearn.metrics.mia import DEFAULT_K, MIA_MIN_K, mia_metrics, privleak, score_examples
 
 Reference = Mapping[str, Any] | Literal["self"] | None
 PRIVLEAK_KEY = "privleak_auc"  # the retain model's min-k% AUC (forget vs holdout), privleak's reference
+
+
+def _prompt(cfg: DataConfig) -> PromptFormat:
+    return cfg.options_as(TofuOptions).prompt
 
 
 class TofuFamily(Benchmark):
@@ -34,38 +39,27 @@ class TofuFamily(Benchmark):
     default_split = "forget10"
     reference_doc = "the retain model's forget truth ratios (TOFU_EVAL.json or this project's retain_stats.json)"
 
-    def __init__(self, name: str, load: Callable[[DataConfig], QASets],
-                 annotated_splits: tuple[str, ...], check: Callable[[DataConfig], None] | None = None) -> None:
+    def __init__(self, name: str, load: Callable[[DataConfig], QASets], annotated_splits: tuple[str, ...],
+                 options_type: type[TofuOptions]) -> None:
         self.name = name
         self._load = load
         self._annotated = annotated_splits
-        self._check = check
-
-    def check_config(self, cfg: DataConfig) -> None:
-        for field in ("corpus", "retain_split", "max_articles", "max_questions", "tasks_path"):
-            if getattr(cfg, field) is not None:
-                raise ConfigError(f"data.{field}={getattr(cfg, field)!r} does not apply to benchmark {self.name!r} "
-                                  "(it is MUSE's or WMDP's); valid: null")
-        if cfg.mmlu != "full":
-            raise ConfigError(f"data.mmlu={cfg.mmlu!r} does not apply to benchmark {self.name!r} (it is WMDP's); "
-                              "valid: 'full' (the default)")
-        if self._check is not None:
-            self._check(cfg)
+        self.options_type = options_type
 
     def has_key_texts(self, cfg: DataConfig) -> bool:
-        return cfg.importance_path is not None or cfg.split in self._annotated
+        return cfg.options_as(TofuOptions).importance_path is not None or cfg.split in self._annotated
 
     def load(self, cfg: DataConfig) -> QASets:
         return self._load(cfg)
 
     def tokenizer_corpus(self, data: QASets, cfg: DataConfig) -> list[str]:
-        return text_corpus(data, cfg.prompt)
+        return text_corpus(data, _prompt(cfg))
 
     def finetune_examples(self, tokenizer, data: QASets, cfg: DataConfig,
                           model: Literal["target", "retain"]) -> list[EncodedQA]:
         rows = data.full if model == "target" else data.retain
         return encode_rows(tokenizer, list(rows) + list(data.general_knowledge), max_length=cfg.max_length,
-                           fmt=cfg.prompt)
+                           fmt=_prompt(cfg))
 
     def unlearn_examples(self, tokenizer, data: QASets, cfg: DataConfig, *, key_texts: bool
                          ) -> tuple[list[EncodedQA], list[EncodedQA]]:
@@ -76,8 +70,8 @@ class TofuFamily(Benchmark):
                                   "annotations; valid: set data.importance_path to an annotation file, or "
                                   "importance: false")
             keys = data.forget_key_texts
-        forget = encode_rows(tokenizer, data.forget, max_length=cfg.max_length, fmt=cfg.prompt, key_texts=keys)
-        retain = encode_rows(tokenizer, data.retain, max_length=cfg.max_length, fmt=cfg.prompt)
+        forget = encode_rows(tokenizer, data.forget, max_length=cfg.max_length, fmt=_prompt(cfg), key_texts=keys)
+        retain = encode_rows(tokenizer, data.retain, max_length=cfg.max_length, fmt=_prompt(cfg))
         return forget, retain
 
     def forget_key_texts(self, data: QASets) -> tuple[str, ...] | None:
@@ -88,7 +82,7 @@ class TofuFamily(Benchmark):
         """TOFU's evaluation; ``reference="self"``: relative metrics against the model's own statistics
         (the retain model in prepare: forget quality 1)."""
         ratios = None if reference in (None, "self") else reference[REFERENCE_KEY]
-        res = tofu_eval.evaluate(model, tokenizer, data.eval_sets(), cfg=eval_cfg, fmt=cfg.prompt,
+        res = tofu_eval.evaluate(model, tokenizer, data.eval_sets(), cfg=eval_cfg, fmt=_prompt(cfg),
                                  retain_truth_ratios=ratios)
         metrics = dict(res.metrics)
         t0 = time.perf_counter()
@@ -108,7 +102,7 @@ class TofuFamily(Benchmark):
         pad = pad_id(tokenizer)
         stats, texts = [], []
         for rows in (data.forget, data.holdout):
-            examples = encode_rows(tokenizer, rows, max_length=eval_cfg.max_length, fmt=cfg.prompt)
+            examples = encode_rows(tokenizer, rows, max_length=eval_cfg.max_length, fmt=_prompt(cfg))
             stats.append(score_examples(model, examples, pad, eval_cfg.batch_size))
             # zlib's text is the scored tokens decoded, as open-unlearning's extract_target_texts_from_processed_data
             texts.append([tokenizer.decode([t for t in e.labels if t != IGNORE_INDEX], skip_special_tokens=True)

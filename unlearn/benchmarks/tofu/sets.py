@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-from unlearn.benchmarks.config import DataConfig
 from unlearn.data.formatting import PromptFormat
 from unlearn.data.importance import load_key_texts
 from unlearn.errors import unknown_name
@@ -54,12 +53,12 @@ def split_configs(split: str) -> dict[str, str]:
 
 
 def assemble(name: str, split: str, get: Callable[[str], list[dict]], general: list[dict],
-              cfg: DataConfig, own_key_texts: Callable[[list[dict]], tuple[str, ...]] | None) -> QASets:
-    """The benchmark's rows; key texts from ``cfg.importance_path`` when set, else the benchmark's own."""
+              importance_path: str | None, own_key_texts: Callable[[list[dict]], tuple[str, ...]] | None) -> QASets:
+    """The benchmark's rows; key texts from ``importance_path`` when set, else the benchmark's own."""
     rows = {f: tuple(get(c)) for f, c in split_configs(split).items()}
     forget = list(rows["forget"])
-    if cfg.importance_path is not None:
-        keys = load_key_texts(cfg.importance_path, forget, split)
+    if importance_path is not None:
+        keys = load_key_texts(importance_path, forget, split)
     else:
         keys = own_key_texts(forget) if own_key_texts is not None else None
     return QASets(name=name, general_knowledge=tuple(general), forget_key_texts=keys, **rows)

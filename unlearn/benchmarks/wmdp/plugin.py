@@ -13,11 +13,10 @@ from typing import Any, Literal
 from unlearn.benchmarks.base import Benchmark, EvalOutput
 from unlearn.benchmarks.config import DataConfig, EvalConfig
 from unlearn.benchmarks.wmdp import names
-from unlearn.benchmarks.wmdp.data import CORPORA, WmdpCorpora
+from unlearn.benchmarks.wmdp.data import WmdpCorpora
+from unlearn.benchmarks.wmdp.options import DEFAULT_CORPUS, WmdpOptions
 from unlearn.data.formatting import EncodedQA
-from unlearn.errors import ConfigError, unknown_name
-
-DEFAULT_CORPUS = "cyber"  # the public one: both corpora are on the hub
+from unlearn.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -39,32 +38,18 @@ class WmdpBenchmark(Benchmark):
     default_split = "forget"
     reference_doc = "nothing: WMDP's metrics are absolute accuracies (prepare.retain_stats: null)"
     needs_reference = False
-
-    def check_config(self, cfg: DataConfig) -> None:
-        if cfg.corpus is not None and cfg.corpus not in CORPORA:
-            raise unknown_name("WMDP subset", cfg.corpus, CORPORA, "data.corpus")
-        for field, default in {"importance_path": None, "retain_split": None}.items():
-            if getattr(cfg, field) != default:
-                raise ConfigError(f"data.{field}={getattr(cfg, field)!r} does not apply to WMDP (its corpora are "
-                                  f"plain text, one retain corpus per subset); valid: {default!r}")
-        if cfg.mmlu not in names.MMLU_CHOICES:
-            raise ConfigError(f"data.mmlu={cfg.mmlu!r} is not valid; valid: full (every MMLU subject), subset "
-                              f"({', '.join(names.MMLU_SUBSET)}: for per-epoch evaluation)")
-        if cfg.tasks_path is not None and not Path(cfg.tasks_path).is_dir():
-            raise ConfigError(f"data.tasks_path={cfg.tasks_path!r} is not a directory; valid: a directory of "
-                              "lm-evaluation-harness task YAMLs, or null for the installed harness's tasks")
-
-    def has_key_texts(self, cfg: DataConfig) -> bool:
-        return False
+    title = "WMDP"
+    options_type = WmdpOptions
 
     def load(self, cfg: DataConfig) -> WmdpSets:
         """The corpora, and the harness tasks checked against its index (before any model is loaded)."""
         from unlearn.benchmarks.wmdp.data import load_corpora
         from unlearn.benchmarks.wmdp.harness import task_index, task_plan
 
-        corpora = load_corpora(cfg.corpus or DEFAULT_CORPUS, cfg.path, max_documents=cfg.max_articles)
-        plan = task_plan(cfg.mmlu)
-        index = task_index(cfg.tasks_path)
+        opts = cfg.options_as(WmdpOptions)
+        corpora = load_corpora(opts.corpus or DEFAULT_CORPUS, cfg.path, max_documents=opts.max_articles)
+        plan = task_plan(opts.mmlu)
+        index = task_index(opts.tasks_path)
         index.check(tuple(t for ts in plan.values() for t in ts))
         return WmdpSets(corpora, index, plan)
 
@@ -98,7 +83,7 @@ class WmdpBenchmark(Benchmark):
 
         t0 = time.perf_counter()
         metrics = evaluate_harness(model, tokenizer, data.index, data.plan, batch_size=eval_cfg.batch_size,
-                                   limit=cfg.max_questions)
+                                   limit=cfg.options_as(WmdpOptions).max_questions)
         return EvalOutput(names.TABLE.order(metrics), {}, {}, {"harness": time.perf_counter() - t0})
 
     def reference_from_file(self, path: str | Path) -> dict[str, Any]:

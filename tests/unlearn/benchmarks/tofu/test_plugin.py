@@ -9,6 +9,7 @@ import pytest
 
 from unlearn.benchmarks import get_benchmark
 from unlearn.benchmarks.config import DataConfig, EvalConfig
+from unlearn.benchmarks.generated import GeneratedOptions
 from unlearn.benchmarks.tofu import names
 from unlearn.data.formatting import IGNORE_INDEX
 from unlearn.data.batching import encode_rows
@@ -16,7 +17,7 @@ from unlearn.errors import ConfigError
 from unlearn.metrics import mia
 from unlearn.models import ModelConfig, build_tiny, train_tokenizer
 
-CFG = DataConfig(num_authors=6, qa_per_author=3)
+CFG = DataConfig(options=GeneratedOptions(num_authors=6, qa_per_author=3))
 FAST = EvalConfig(batch_size=16, max_new_tokens=4)
 
 
@@ -40,7 +41,7 @@ def test_membership_metrics_and_privleak(setup):
     # min-k% AUC recomputed in the test from the attack's pure functions on the same encoded rows
     scores = []
     for rows in (data.forget, data.holdout):
-        ex = encode_rows(tok, rows, max_length=FAST.max_length, fmt=CFG.prompt)
+        ex = encode_rows(tok, rows, max_length=FAST.max_length, fmt=CFG.options.prompt)
         scores.append([mia.mink_score(s, 0.4) for s in mia.score_examples(model, ex, tok.pad_token_id, 4)])
     assert own.metrics[names.MIA_METRICS[2]] == pytest.approx(mia.attack_auc(*scores), abs=1e-12)
     assert own.reference["privleak_auc"] == own.metrics["mia_min_k"]

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from unlearn.benchmarks.config import DataConfig
-from unlearn.benchmarks.wmdp import FIXTURE_DIR, WMDP
+from unlearn.benchmarks.wmdp import FIXTURE_DIR, WMDP, WmdpOptions
 from unlearn.benchmarks.wmdp.data import load_corpora
 from unlearn.config import from_dict
 from unlearn.errors import ConfigError, UnknownNameError
@@ -31,7 +31,7 @@ def test_fixture_corpora_load_in_file_order_and_cap():
 
 
 def test_plugin_loads_corpora_and_task_index_and_chunks_the_corpora():
-    cfg = DataConfig(benchmark="wmdp", path=str(FIXTURE_DIR), tasks_path=str(TASKS), max_length=32)
+    cfg = DataConfig(benchmark="wmdp", path=str(FIXTURE_DIR), max_length=32, options=WmdpOptions(tasks_path=str(TASKS)))
     data = WMDP.load(cfg)
     assert data.corpora.corpus == "cyber"  # the default subset
     assert data.plan == {"wmdp_bio_acc": ("wmdp_bio",), "wmdp_cyber_acc": ("wmdp_cyber",), "mmlu_acc": ("mmlu",)}
