@@ -9,7 +9,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from sweeps.record import RECORD_PREFIX, Bound, violations_of
+from sweeps.record import Bound, ReportedRecord, violations_of
 from sweeps.space import SearchSpace
 
 
@@ -49,9 +49,13 @@ class ProgressCallback(Callback):
         results = [(t, latest[1] if latest and t is latest[0] else t.last_result or {}) for t in trials]
         # a finished trial's value is its record (its last result); a running one's its latest epoch
         values = [(float(v), t.trial_id) for t, r in results
-                  if isinstance(v := r.get(RECORD_PREFIX + self.metric, r.get(self.metric)), (int, float))
-                  and self._feasible(r)]
+                  if isinstance(v := self._value(r), (int, float)) and self._feasible(r)]
         return (max if self.maximize else min)(values, key=lambda x: x[0]) if values else None
+
+    def _value(self, result: dict) -> Any:
+        """The objective in a result: its record's value, or a running trial's epoch's."""
+        record = ReportedRecord.of(result)
+        return record.values.get(self.metric) if record is not None else result.get(self.metric)
 
     def _line(self, trials: list, latest: tuple[Any, dict] | None = None, ended: tuple[Any, str] | None = None) -> None:
         """``ended``: a trial and the status it is ending with (Tune calls back before it sets it)."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from sweeps.progress import ProgressCallback
-from sweeps.record import Bound, make_record, record_result
+from sweeps.record import Bound, make_record
 from sweeps.space import load_space
 
 
@@ -37,8 +37,8 @@ def space():
 
 def _record(fq: float, mu: float) -> dict:
     final = {"forget_quality": fq, "model_utility": mu}
-    return record_result(make_record([{"index": 0, "seed": 0, "dir": "d", "final": final, "best_epoch": None}],
-                                     "mean", [UTILITY], ["forget_quality", "model_utility"]))
+    return make_record([{"index": 0, "seed": 0, "dir": "d", "final": final, "best_epoch": None}],
+                       "mean", [UTILITY], ["forget_quality", "model_utility"]).to_result()
 
 
 def _sweep(cb: ProgressCallback) -> None:
