@@ -13,7 +13,7 @@ Ray's own task timeline (``ray.timeline()``) then splits the run, per run:
   cleaner and worker, up to the worker's ``init_train_context``;
 - worker context: ``init_train_context`` (unpickling the training function: importing torch there);
 - backend: process group, environment, dataset manager, up to ``run_train_fn``;
-- training code import: the training function importing ``sweeps.train`` (this project's code:
+- training code import: the training function importing ``sweeps.ray_run`` (this project's code:
   transformers, the losses, ...), timed inside the worker;
 - the function's end -> ``fit()`` returns: the controller noticing, shutting the group down.
 The first run of a cluster also starts Ray Train's cluster-wide helpers: reported apart, the median is
@@ -37,7 +37,7 @@ def train_fn(config: dict) -> None:
     import ray.train
 
     t0 = time.time()
-    import sweeps.train  # noqa: F401  (what a real worker imports before it loads data and model)
+    import sweeps.ray_run  # noqa: F401  (what a real worker imports before it loads data and model)
 
     t1 = time.time()
     if config["gpu"]:

@@ -22,7 +22,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 def one(cfg, prepared, out: Path) -> dict:
-    from sweeps.train import run_unlearning
+    from sweeps.ray_run import run_unlearning
 
     t0 = time.perf_counter()
     res = run_unlearning(cfg, out, prepared=prepared, log=lambda s: None)

@@ -10,7 +10,7 @@ reports (mean and worst per epoch):
 - ``ray.tune.report``: returns once Tune's driver has processed the result and asked for the next one;
 - Tune's result buffering (``TUNE_RESULT_BUFFER_LENGTH`` = ``TUNE_RESULT_BUFFER_MIN_TIME_S`` = 5): the
   trial's actor collects results and the driver gets them in batches;
-- ``sweeps.train.TuneReportThread``: the trial hands each result to a thread that reports it.
+- ``sweeps.reporters.TuneReportThread``: the trial hands each result to a thread that reports it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ WAYS = ("report", "tune_buffering", "report_thread")
 def trial(config: dict) -> None:
     import ray.tune
 
-    from sweeps.train import TuneReportThread
+    from sweeps.reporters import TuneReportThread
 
     sender = TuneReportThread() if config["way"] == "report_thread" else None
     waits = []

@@ -33,9 +33,9 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from sweeps.checks import check_model_dirs, check_storage_path, check_writable_dir
+    from sweeps.preflight import check_model_dirs, check_storage_path, check_writable_dir
     from sweeps.cluster import check_address
-    from sweeps.train import run_unlearning
+    from sweeps.ray_run import run_unlearning
     from unlearn.train.prepare import check_prepare_inputs
 
     cfg = _run_config(args)

@@ -119,7 +119,7 @@ def check_address(address: str | None) -> None:
     Raises:
         ConfigError: the address is malformed, or nothing accepts a connection there.
     """
-    from sweeps.checks import probe_tcp
+    from sweeps.preflight import probe_tcp
 
     flag = "--address"
     if not address:

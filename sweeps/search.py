@@ -36,12 +36,11 @@ class SweepSearch(OptunaSearch):
         self.bounds = tuple(bounds)
 
     def _already_finished(self, trial_id: str) -> bool:
-        ot_trial = self._ot_trials.get(trial_id)
+        ot_trial = RayOptunaState.trials(self).get(trial_id)
         if ot_trial is None:
             return False
-        if self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
-            return True
-        return False
+        finished = RayOptunaState.study(self).get_trials(deepcopy=False, states=_FINISHED)
+        return any(t.number == ot_trial.number for t in finished)
 
     def _metrics(self) -> list[str]:
         return self.metric if isinstance(self.metric, list) else [self.metric]
@@ -53,13 +52,14 @@ class SweepSearch(OptunaSearch):
             super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        trials = RayOptunaState.trials(self)
         if self._already_finished(trial_id):
-            self._ot_trials.pop(trial_id, None)
+            trials.pop(trial_id, None)
             return
         if result and not error:
             if (record := ReportedRecord.of(result)) is not None:
                 result = {**result, **record.values}  # the record's values under the metrics' names
-            ot_trial = self._ot_trials.get(trial_id)
+            ot_trial = trials.get(trial_id)
             if ot_trial is not None:
                 for bound, v in zip(self.bounds, violations_of(result, len(self.bounds), self.bounds)):
                     ot_trial.set_constraint(bound.key, v)
@@ -69,16 +69,43 @@ class SweepSearch(OptunaSearch):
         # A driver killed between ``study.ask()`` and Tune's next experiment checkpoint leaves a study
         # trial RUNNING that no Tune trial owns. The new Tune trial adopts it (same sampled point, the
         # study keeps each trial once) instead of asking a fresh one.
-        if trial_id not in self._ot_trials and callable(self._space):
-            orphan = self._orphan_trial()
+        trials = RayOptunaState.trials(self)
+        if trial_id not in trials and RayOptunaState.is_define_by_run(self):
+            owned = {t.number for t in trials.values()}
+            study = RayOptunaState.study(self)
+            running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            orphan = next((t for t in running if t.number not in owned), None)
             if orphan is not None:
-                self._ot_trials[trial_id] = optuna.trial.Trial(self._ot_study, orphan)
+                trials[trial_id] = RayOptunaState.adopt(study, orphan)
         return super().suggest(trial_id)
 
-    def _orphan_trial(self) -> int | None:
-        owned = {t._trial_id for t in self._ot_trials.values()}
-        running = self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        return next((t._trial_id for t in running if t._trial_id not in owned), None)
+
+_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+
+
+class RayOptunaState:
+    """The one place that reads Ray's ``OptunaSearch`` (and Optuna's) private state, which neither offers
+    publicly: the study, the Tune-trial -> study-trial map, whether the space is define-by-run, and a
+    study trial made from a frozen one. ``tests/sweeps/test_search.py`` fails when a Ray or Optuna
+    upgrade changes any of them."""
+
+    @staticmethod
+    def study(search: OptunaSearch) -> optuna.Study:
+        return search._ot_study
+
+    @staticmethod
+    def trials(search: OptunaSearch) -> dict[str, optuna.trial.Trial]:
+        """Tune trial id -> the study trial it was given (the dict itself: adopting writes into it)."""
+        return search._ot_trials
+
+    @staticmethod
+    def is_define_by_run(search: OptunaSearch) -> bool:
+        return callable(search._space)
+
+    @staticmethod
+    def adopt(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> optuna.trial.Trial:
+        """A live handle on an existing (RUNNING) study trial."""
+        return optuna.trial.Trial(study, frozen._trial_id)
 
 
 def tpe_startup_trials(num_samples: int) -> int:
@@ -106,7 +133,7 @@ def tpe_sampler(seed: int, num_samples: int):
 def make_searcher(space: SearchSpace, storage_url: str, study_name: str, bounds: tuple[Bound, ...] = (), *,
                   resume: bool = False) -> SweepSearch:
     """The sweep's searcher on its Optuna study (created, or loaded on a resume); ``bounds``: the space's
-    constraints resolved (``sweeps.sweep.resolve_bounds``)."""
+    constraints resolved (``sweeps.fit.resolve_bounds``)."""
     sampler = tpe_sampler(space.budget.seed, space.budget.num_samples)
     storage = optuna.storages.RDBStorage(storage_url)
     points = [dict(p) for p in space.initial_points] or None

@@ -146,7 +146,7 @@ def _export(tmp: Path, out: Path, model: Path | None = None, force: bool = False
 
 
 def _model_dir_without_config(tmp: Path):
-    from sweeps.checks import check_model_dirs
+    from sweeps.preflight import check_model_dirs
 
     (tmp / "model").mkdir()
     (tmp / "model" / "tokenizer.json").write_text("{}")

@@ -13,7 +13,7 @@ from sweeps.layout import (
     BEST_FILE,
     write_text_atomic,
 )
-from sweeps.registry import register_model
+from sweeps.model_registry import register_model
 from sweeps.report.select import pick_best
 from sweeps.report.trials import collect_trials, load_bounds
 from sweeps.space import SearchSpace
@@ -49,7 +49,7 @@ def _refuse_overwrite(path: Path, force: bool, what: str) -> None:
 
 def _check_export_paths(out_yaml: Path, model_dir: Path | None, force: bool) -> None:
     """Both destinations usable, checked before either is written (no half export)."""
-    from sweeps.checks import check_writable_dir, check_writable_file
+    from sweeps.preflight import check_writable_dir, check_writable_file
 
     check_writable_file(out_yaml, "--out", "a YAML file path (new, or an existing file with --force)")
     _refuse_overwrite(out_yaml, force, "--out")
@@ -120,7 +120,7 @@ def export_pareto(root: Path, space: SearchSpace, out_dir: Path, *, force: bool 
 
     With one objective the Pareto set is the best trial. ``out_dir`` must be new or empty (or ``force``).
     """
-    from sweeps.checks import check_writable_dir
+    from sweeps.preflight import check_writable_dir
 
     check_writable_dir(out_dir, "--pareto", "a new or empty directory, or with --force an existing one")
     _refuse_overwrite(out_dir, force, "--pareto")

@@ -73,7 +73,7 @@ def _sqlite_path(uri: str) -> Path:
 
 
 def _check_sqlite(uri: str) -> None:
-    from sweeps.checks import check_sqlite_file
+    from sweeps.preflight import check_sqlite_file
 
     if _sqlite_path(uri).is_dir():
         raise ConfigError(f"tracking URI {uri!r} names a directory, not a database file; valid: {_VALID_URIS}")

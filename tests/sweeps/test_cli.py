@@ -44,7 +44,8 @@ def test_printed_commands_survive_a_shell(tmp_path):
     """A sweep directory with spaces and non-ASCII characters: each printed command is one word per argument."""
     from sweeps.cli import format_where
     from sweeps.layout import default_tracking_uri
-    from sweeps.sweep import SweepInterrupted, SweepResult
+    from sweeps.fit import SweepResult
+    from sweeps.signals import SweepInterrupted
 
     root = tmp_path / "runs" / "ü 目录" / "s"
     uri = default_tracking_uri(root)
@@ -59,7 +60,7 @@ def test_printed_commands_survive_a_shell(tmp_path):
 
 def test_a_tracking_server_gets_its_own_runs_page(tmp_path):
     from sweeps.cli import format_where
-    from sweeps.sweep import SweepResult
+    from sweeps.fit import SweepResult
 
     where = _commands(format_where(SweepResult(tmp_path, [], None, mlflow_uri="http://mlflow.lab:5000/",
                                                experiment_id="12")))

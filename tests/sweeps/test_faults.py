@@ -16,16 +16,10 @@ from mlflow import MlflowClient
 
 from sweeps.cli import main
 from sweeps.report import collect_trials
-from sweeps.sweep import (
-    INTERRUPTED_REASON,
-    LOST_REASON,
-    SweepSettings,
-    launch_sweep,
-    load_sweep_meta,
-    resume_sweep,
-)
+from sweeps.fit import INTERRUPTED_REASON, LOST_REASON
+from sweeps.sweep import SweepSettings, launch_sweep, load_sweep_meta, resume_sweep
 from sweeps.tracking import BUFFER_FILE
-from sweeps.train import run_unlearning
+from sweeps.ray_run import run_unlearning
 from tests.conftest import REPO
 from tests.helpers import MlflowServer, free_port
 from tests.sweeps.test_sweep import tiny_space
@@ -183,7 +177,7 @@ def test_ctrl_c_stops_the_sweep_then_resume_finishes_it(tmp_path, ray_local, cac
 
 def test_driver_killed_mid_sweep_then_resume(tmp_path, cache_dir):
     # trials in their own process, as the shipped spaces run them (a run's own resume on Ray Train workers:
-    # tests/sweeps/test_train.py)
+    # tests/sweeps/test_ray_run.py)
     space = tiny_space(tmp_path, cache_dir, num_samples=2, epochs=2, launcher="auto")
     root = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}

@@ -74,3 +74,21 @@ def test_a_space_without_constraints_sets_none(tmp_path):
     searcher.suggest("a")
     searcher.on_trial_complete("a", {"forget_quality": 0.5})
     assert optuna.load_study(study_name="study", storage=settings.study_storage).trials[0].constraints == {}
+
+
+def test_the_private_state_the_searcher_reads_is_where_ray_and_optuna_keep_it(tmp_path):
+    """``RayOptunaState`` reads OptunaSearch's and Optuna's private state: this fails when an upgrade moves it."""
+    from sweeps.search import RayOptunaState
+
+    space, settings = _space(tmp_path), SweepSettings(out_dir=str(tmp_path / "out"))
+    (tmp_path / "out").mkdir()
+    searcher = make_searcher(space, settings.study_storage, "study")
+    searcher.suggest("a")
+    study = RayOptunaState.study(searcher)
+    assert isinstance(study, optuna.Study) and study.study_name == "study"
+    trials = RayOptunaState.trials(searcher)
+    assert list(trials) == ["a"] and isinstance(trials["a"], optuna.trial.Trial) and trials["a"].number == 0
+    assert RayOptunaState.is_define_by_run(searcher)
+    frozen = study.get_trials(deepcopy=False)[0]
+    adopted = RayOptunaState.adopt(study, frozen)
+    assert adopted.number == frozen.number and adopted.params == frozen.params

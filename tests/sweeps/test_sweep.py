@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 from sweeps.cli import main
 from sweeps.sweep import SweepSettings, launch_sweep, load_sweep_meta, resume_sweep
-from sweeps.train import run_unlearning
+from sweeps.ray_run import run_unlearning
 from tests.conftest import REPO
 from tests.helpers import RayNodes, free_port
 from unlearn.errors import ConfigError

@@ -2,7 +2,7 @@
 
 ``unlearn_worker`` is the plain function every worker runs (one process or a Ray Train worker): it
 takes a typed config, the prepared paths, where it sits in the worker group and a ``Reporter``; it
-has no globals. ``run_local`` calls it in this process (tests, debugging); ``sweeps.train.run_unlearning``
+has no globals. ``run_local`` calls it in this process (tests, debugging); ``sweeps.ray_run.run_unlearning``
 runs it through Ray Train (on its workers, or in the calling process with ``scaling.launcher: local``).
 """
 

@@ -6,14 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sweeps.train import (
-    RunFailedError,
-    TuneReportThread,
-    failure_summary,
-    is_allocation_failure,
-    retryable,
-    run_unlearning,
-)
+from sweeps.failures import RunFailedError, failure_summary, is_allocation_failure, retryable
+from sweeps.ray_run import run_unlearning
+from sweeps.reporters import TuneReportThread
 from unlearn.errors import ConfigError
 from unlearn.train.config import load_run_config
 from unlearn.train.prepare import prepare
