@@ -24,7 +24,7 @@ from sweeps.space.schema import (
     Param,
     SearchSpace,
 )
-from unlearn.benchmarks.options import option_keys
+from unlearn.benchmarks.options import absolute_path, option_keys
 from unlearn.config import from_dict, load_yaml
 from unlearn.errors import ConfigError, close_matches, unknown_name
 
@@ -84,7 +84,7 @@ def _absolute_data_paths(data: Any) -> Any:
         return data
     for key in ("path", *(k for k, o in option_keys().items() if o.path)):
         if isinstance(section.get(key), str):
-            section[key] = str(Path(section[key]).expanduser().resolve())
+            section[key] = absolute_path(section[key])
     return data
 
 

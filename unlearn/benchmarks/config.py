@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
-from unlearn.benchmarks.options import BenchmarkOptions, flat_options, option_keys, options_from_flat
+from unlearn.benchmarks.options import BenchmarkOptions, absolute_path, flat_options, option_keys, options_from_flat
 from unlearn.config import CustomConfig, build, coerce_fields
 from unlearn.errors import ConfigError, check_range, unknown_name
 
@@ -41,7 +40,7 @@ class DataConfig(CustomConfig):
             raise unknown_name("benchmark", self.benchmark, BENCHMARKS.names(), "data.benchmark")
         bench = BENCHMARKS.get(self.benchmark)
         if self.path is not None:  # absolute: a trial's process runs in another directory
-            object.__setattr__(self, "path", str(Path(self.path).expanduser().resolve()))
+            object.__setattr__(self, "path", absolute_path(self.path))
         if self.split is None:
             object.__setattr__(self, "split", bench.default_split)  # resolved once: hashes and records agree
         if self.split not in bench.splits:

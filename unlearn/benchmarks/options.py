@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 PATH: Mapping[str, Any] = {"path": True}
 
 
+def absolute_path(value: str) -> str:
+    """A local path as the config keeps it: ``~`` expanded, absolute from the current directory. The one rule
+    for ``data.path``, the path options, and a search space's ``base`` (made absolute in the driver)."""
+    return str(Path(value).expanduser().resolve())
+
+
 @dataclass(frozen=True)
 class BenchmarkOptions:
     """A benchmark's options (none here). Subclasses add defaulted fields and call ``super().__post_init__()``."""
@@ -33,7 +39,7 @@ class BenchmarkOptions:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.metadata.get("path") and value is not None:
-                object.__setattr__(self, f.name, str(Path(value).expanduser().resolve()))
+                object.__setattr__(self, f.name, absolute_path(value))
 
 
 @dataclass(frozen=True)
