@@ -1,4 +1,5 @@
-"""Real processes that tests start and stop: an MLflow server, a two-node Ray cluster."""
+"""Shared by several test modules: the tiny search space of the sweep tests, and real processes that tests
+start and stop (an MLflow server, a two-node Ray cluster)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,33 @@ import time
 from pathlib import Path
 
 import requests
+import yaml
 
 from sweeps.cluster import free_port
+
+
+def tiny_space(tmp_path: Path, cache_dir: Path, num_samples: int = 3, epochs: int = 2, launcher: str = "local") -> Path:
+    """A two-parameter SatImp space on the small setup (tests/conftest.py's SMALL, so its prepare is the
+    session's), written to ``tmp_path/tiny.yaml``.
+
+    ``launcher``: local (each trial's run in its Tune trial's process: no Ray Train start-up, ~14 s a run
+    on 2 cores) unless the test is about Ray Train workers (``ray_train``) or the shipped spaces' ``auto``.
+    """
+    space = {
+        "name": "tiny",
+        "base": {"data": {"num_authors": 8, "qa_per_author": 4}, "model": {"name": "tiny-2l"},
+                 "prepare": {"epochs": 6}, "method": {"weighting": "satimp", "objective": "gd"},
+                 "optim": {"epochs": epochs, "batch_size": 4}, "eval": {"max_new_tokens": 12, "batch_size": 64},
+                 "scaling": {"launcher": launcher}, "cache_dir": str(cache_dir)},
+        "parameters": {"method.beta1": {"distribution": "uniform", "low": 0.5, "high": 8.0},
+                       "method.beta2": {"distribution": "uniform", "low": 0.0, "high": 1.0}},
+        "objectives": [{"metric": "forget_quality", "direction": "maximize"}],
+        "initial_points": [{"method.beta1": 5.0, "method.beta2": 0.1}],
+        "budget": {"num_samples": num_samples, "max_concurrent": 2, "seed": 0},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(space))
+    return path
 
 SERVER_START_TIMEOUT_S = 90.0
 
@@ -61,8 +87,6 @@ class MlflowServer:
     def log_tail(self) -> str:
         path = self.root / "server.log"
         return path.read_text(errors="replace")[-3000:] if path.is_file() else ""
-
-
 
 
 class RayNodes:
