@@ -16,6 +16,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+MUSE_DIR = (REPO / ".." / "shared" / "data" / "muse_news").resolve()  # the local MUSE-News copy
 
 
 def pytest_collection_modifyitems(config, items):

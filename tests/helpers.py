@@ -1,4 +1,5 @@
-"""Real processes that tests start and stop: an MLflow server, a two-node Ray cluster."""
+"""Shared by several test modules: the tiny search space of the sweep tests, and real processes that tests
+start and stop (an MLflow server, a two-node Ray cluster)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,33 @@ import time
 from pathlib import Path
 
 import requests
+import yaml
 
 from sweeps.cluster import free_port
+
+
+def tiny_space(tmp_path: Path, cache_dir: Path, num_samples: int = 3, epochs: int = 2, launcher: str = "local") -> Path:
+    """A two-parameter SatImp space on the small setup (tests/conftest.py's SMALL, so its prepare is the
+    session's), written to ``tmp_path/tiny.yaml``.
+
+    ``launcher``: local (each trial's run in its Tune trial's process: no Ray Train start-up, ~14 s a run
+    on 2 cores) unless the test is about Ray Train workers (``ray_train``) or the shipped spaces' ``auto``.
+    """
+    space = {
+        "name": "tiny",
+        "base": {"data": {"num_authors": 8, "qa_per_author": 4}, "model": {"name": "tiny-2l"},
+                 "prepare": {"epochs": 6}, "method": {"weighting": "satimp", "objective": "gd"},
+                 "optim": {"epochs": epochs, "batch_size": 4}, "eval": {"max_new_tokens": 12, "batch_size": 64},
+                 "scaling": {"launcher": launcher}, "cache_dir": str(cache_dir)},
+        "parameters": {"method.beta1": {"distribution": "uniform", "low": 0.5, "high": 8.0},
+                       "method.beta2": {"distribution": "uniform", "low": 0.0, "high": 1.0}},
+        "objectives": [{"metric": "forget_quality", "direction": "maximize"}],
+        "initial_points": [{"method.beta1": 5.0, "method.beta2": 0.1}],
+        "budget": {"num_samples": num_samples, "max_concurrent": 2, "seed": 0},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(space))
+    return path
 
 SERVER_START_TIMEOUT_S = 90.0
 
@@ -63,8 +89,6 @@ class MlflowServer:
         return path.read_text(errors="replace")[-3000:] if path.is_file() else ""
 
 
-
-
 class RayNodes:
     """A two-node Ray cluster on 127.0.0.1: a head and a worker node, each a ``ray start --block`` process.
 
@@ -76,6 +100,8 @@ class RayNodes:
         self.root = root
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.dashboard_port = free_port()
+        self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"  # its state API tells which nodes are up
         self.cpus = cpus_per_node
         self.procs: list[subprocess.Popen] = []
 
@@ -91,31 +117,38 @@ class RayNodes:
 
     def start(self) -> None:
         self._ray("--head", f"--port={self.port}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                  f"--dashboard-port={free_port()}")
+                  f"--dashboard-port={self.dashboard_port}")
         self._wait_nodes(1)
         self._ray(f"--address={self.address}")
         self._wait_nodes(2)
 
     def _wait_nodes(self, n: int, timeout: float = 120.0) -> None:
-        code = ("import ray,sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
-                "print(sum(1 for x in ray.nodes() if x['Alive']))")
-        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-        env.pop("RAY_ADDRESS", None)
+        # The head's state API over HTTP: a request per poll (a driver process per poll, importing Ray and
+        # joining the cluster, took seconds of CPU each on 2 cores)
+        url = f"{self.dashboard}/api/v0/nodes?limit=100"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            out = subprocess.run([sys.executable, "-c", code, self.address], capture_output=True, text=True, env=env)
-            if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(n)]:
-                return
-            time.sleep(0.5)
-        raise TimeoutError(f"{n} Ray node(s) did not come up at {self.address}")
+            assert all(p.poll() is None for p in self.procs), self.log_tail()
+            try:
+                rows = requests.get(url, timeout=5).json()["data"]["result"]["result"]
+                if sum(r["state"] == "ALIVE" for r in rows) == n:
+                    return
+            except (requests.RequestException, ValueError, KeyError, TypeError):
+                pass  # the dashboard is not up yet
+            time.sleep(0.2)
+        raise TimeoutError(f"{n} Ray node(s) did not come up at {self.address}\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-1500:] for p in sorted(self.root.glob("node*.log")))
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5  # `ray start --block` can sit out a SIGTERM for 30 s and more
         for proc in self.procs:
             try:
-                proc.wait(timeout=5)  # `ray start --block` can sit out a SIGTERM for 30 s and more
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=15)

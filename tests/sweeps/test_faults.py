@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -21,8 +22,7 @@ from sweeps.sweep import SweepSettings, launch_sweep, load_sweep_meta, resume_sw
 from sweeps.tracking import BUFFER_FILE
 from sweeps.ray_run import run_unlearning
 from tests.conftest import REPO
-from tests.helpers import MlflowServer, free_port
-from tests.sweeps.test_sweep import tiny_space
+from tests.helpers import MlflowServer, free_port, tiny_space
 from unlearn.train.config import run_config_from_dict
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def _pids(pattern: str) -> list[int]:
 
 
 def test_worker_killed_mid_trial_restarts_from_checkpoint(tmp_path, ray_local, cache_dir):
-    space = tiny_space(tmp_path, cache_dir, num_samples=1, epochs=4)
+    space = tiny_space(tmp_path, cache_dir, num_samples=1, epochs=4, launcher="ray_train")  # a worker to kill
     data = yaml.safe_load(space.read_text())
     data["base"]["epoch_eval"] = True  # an evaluation per epoch leaves time to inject the fault mid-run
     space.write_text(yaml.safe_dump(data))
@@ -74,8 +74,10 @@ def test_worker_killed_mid_trial_restarts_from_checkpoint(tmp_path, ray_local, c
     assert len(kids) == 1  # one MLflow run, not two
     history = client.get_metric_history(kids[0].info.run_id, "train/resumed_from_epoch")
     assert history and history[0].value >= 1.0  # the restart is on record
-    # final metrics equal an uninterrupted run of the same resolved config (same seed)
+    # final metrics equal an uninterrupted run of the same resolved config (same seed); run in this process
+    # (launcher local: the same run bit for bit, tests/sweeps/test_train.py) to spare a Ray Train start-up
     cfg = run_config_from_dict(json.loads((Path(trial["dir"]) / "config.json").read_text()))
+    cfg = replace(cfg, scaling=replace(cfg.scaling, launcher="local"))
     clean = run_unlearning(cfg, tmp_path / "clean", log=lambda s: None)
     for key in ("train/loss", "forget_truth_ratio", "forget_quality"):
         assert trial["metrics"][key] == pytest.approx(clean.metrics[key], rel=1e-5, abs=1e-8)
@@ -86,7 +88,8 @@ def failing_sweep(tmp_path_factory, ray_local, cache_dir):
     """One sweep, three trials: one diverges (absurd learning rate), one runs out of memory (its worker may
     allocate 2 MB: loading the model fails for real), one is fine."""
     tmp_path = tmp_path_factory.mktemp("failing")
-    path = tiny_space(tmp_path, cache_dir, num_samples=3, epochs=2)
+    # ray_train: the memory cap is a Ray Train worker's
+    path = tiny_space(tmp_path, cache_dir, num_samples=3, epochs=2, launcher="ray_train")
     space = yaml.safe_load(path.read_text())
     space["parameters"]["optim.lr"] = {"distribution": "loguniform", "low": 1e-3, "high": 1e9}
     space["parameters"]["scaling.memory_limit_gb"] = {"distribution": "categorical", "choices": [0.002, 4.0]}
@@ -241,8 +244,10 @@ def test_mlflow_server_down_mid_sweep_loses_nothing(tmp_path, ray_local, cache_d
     (tmp_path / "mlflow").mkdir()
     server = MlflowServer(tmp_path / "mlflow", free_port())
     server.start()
-    # two trials: the first runs while the server is down, the second after it came back
-    path = tiny_space(tmp_path, cache_dir, num_samples=2, epochs=2)
+    # two trials: the first runs while the server is down, the second after it came back. ray_train: the
+    # second trial's start-up leaves the server time to restart (with launcher local the sweep ended before
+    # the restarted server answered, and its buffer could not be replayed)
+    path = tiny_space(tmp_path, cache_dir, num_samples=2, epochs=2, launcher="ray_train")
     space = yaml.safe_load(path.read_text())
     space["base"]["epoch_eval"] = True  # metrics at both epochs: some logged while the server is down
     space["budget"]["max_concurrent"] = 1

@@ -9,8 +9,7 @@ from mlflow import MlflowClient
 from sweeps.report import format_report
 from sweeps.space import load_space
 from sweeps.sweep import SweepSettings, launch_sweep
-from tests.conftest import REPO
-from tests.unlearn.benchmarks.muse.test_end_to_end import MUSE_DIR
+from tests.conftest import MUSE_DIR, REPO
 from unlearn.benchmarks import get_benchmark
 
 pytestmark = pytest.mark.slow

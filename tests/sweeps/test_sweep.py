@@ -15,29 +15,11 @@ from sweeps.cli import main
 from sweeps.sweep import SweepSettings, launch_sweep, load_sweep_meta, resume_sweep
 from sweeps.ray_run import run_unlearning
 from tests.conftest import REPO
-from tests.helpers import RayNodes, free_port
+from tests.helpers import RayNodes, free_port, tiny_space
 from unlearn.errors import ConfigError
 from unlearn.train.config import load_run_config
 
 pytestmark = pytest.mark.slow
-
-
-def tiny_space(tmp_path: Path, cache_dir: Path, num_samples: int = 3, epochs: int = 2, launcher: str = "ray_train") -> Path:
-    space = {
-        "name": "tiny",
-        "base": {"data": {"num_authors": 8, "qa_per_author": 4}, "model": {"name": "tiny-2l"},
-                 "prepare": {"epochs": 6}, "method": {"weighting": "satimp", "objective": "gd"},
-                 "optim": {"epochs": epochs, "batch_size": 4}, "eval": {"max_new_tokens": 12, "batch_size": 64},
-                 "scaling": {"launcher": launcher}, "cache_dir": str(cache_dir)},
-        "parameters": {"method.beta1": {"distribution": "uniform", "low": 0.5, "high": 8.0},
-                       "method.beta2": {"distribution": "uniform", "low": 0.0, "high": 1.0}},
-        "objectives": [{"metric": "forget_quality", "direction": "maximize"}],
-        "initial_points": [{"method.beta1": 5.0, "method.beta2": 0.1}],
-        "budget": {"num_samples": num_samples, "max_concurrent": 2, "seed": 0},
-    }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(space))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -287,7 +269,7 @@ def test_gpu_sweep_runs_fsdp_trials_on_cuda(tmp_path, ray_local, cache_dir):
     evaluates there; the sweep places no more trials at once than the cluster has GPUs."""
     from sweeps.results import load_results
 
-    space = tiny_space(tmp_path, cache_dir, num_samples=2)
+    space = tiny_space(tmp_path, cache_dir, num_samples=2, launcher="ray_train")
     result = launch_sweep(space, ["base.scaling.use_gpu=true", "base.scaling.strategy=fsdp"],
                           SweepSettings(out_dir=str(tmp_path / "out"), progress=False))
     assert len(result.trials) == 2
@@ -306,7 +288,7 @@ def test_two_node_cluster_launch(tmp_path, cache_dir):
     nodes = RayNodes(tmp_path)
     try:
         nodes.start()
-        space = tiny_space(tmp_path, cache_dir, num_samples=2, epochs=1)
+        space = tiny_space(tmp_path, cache_dir, num_samples=2, epochs=1, launcher="ray_train")  # workers on both nodes
         env = {**os.environ, "RAY_ADDRESS": nodes.address, "RAY_AUTH_MODE": "disabled"}
         out = subprocess.run([sys.executable, "-m", "sweeps", "launch", str(space), "--out", str(tmp_path / "out"),
                               "--address", nodes.address, "--quiet"], capture_output=True, text=True, env=env,

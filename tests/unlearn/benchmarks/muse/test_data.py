@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import MUSE_DIR
 from unlearn.benchmarks.muse.data import (
     MuseSets,
     chunk_texts,
@@ -20,7 +20,6 @@ from unlearn.benchmarks.muse.data import (
 from unlearn.errors import ConfigError, UnknownNameError
 from unlearn.models import train_tokenizer
 
-MUSE_DIR = (REPO / ".." / "shared" / "data" / "muse_news").resolve()
 
 # MuseSets field -> the shared copy's file (MANIFEST.json key); privleak_retain is the local retain corpus
 FIELD_FILES = {

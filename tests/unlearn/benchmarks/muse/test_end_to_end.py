@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import MUSE_DIR
 from unlearn.benchmarks import get_benchmark
 from unlearn.benchmarks.muse import names
 from unlearn.errors import ConfigError
@@ -18,7 +18,6 @@ from unlearn.train.run import run_local
 
 pytestmark = pytest.mark.slow
 
-MUSE_DIR = (REPO / ".." / "shared" / "data" / "muse_news").resolve()
 # search_spaces/muse.yaml's base (8 articles, 8 questions; prepare ~3 min on 2 cores, shared with the sweep
 # test through the session's prepare cache)
 MUSE_SMALL = ["data.benchmark=muse", "data.corpus=news", f"data.path={MUSE_DIR}", "data.max_articles=8", "data.max_questions=8",

@@ -13,7 +13,7 @@ import pytest
 import torch
 import transformers
 
-from tests.conftest import REPO
+from tests.conftest import MUSE_DIR
 from unlearn.benchmarks.muse import names
 from unlearn.benchmarks.muse.data import MuseSets, load_muse
 from unlearn.benchmarks.muse.evaluate import (
@@ -32,7 +32,6 @@ from unlearn.benchmarks.muse.evaluate import (
 from unlearn.errors import ConfigError
 from unlearn.models import train_tokenizer
 
-MUSE_DIR = (REPO / ".." / "shared" / "data" / "muse_news").resolve()
 
 
 def _tiny_llama(tok, *, seed: int = 0, positions: int = 4096) -> transformers.LlamaForCausalLM:
