@@ -1,8 +1,9 @@
 """The trial function: what one Ray Tune trial runs, a sampled point's replicates and its record.
 
-The trial resolves its plan once (``sweeps.plan``); each replicate is a Ray Train run (``sweeps.ray_run.run_unlearning``) with its own seed, one after the
-other in the trial's process; the trial then writes its record (``sweeps.record``) and reports it to
-Tune: that is the value Optuna is told, MLflow keeps, and ``report`` and ``export-best`` read.
+The trial resolves its plan once (``sweeps.plan``: each replicate's seed and run config); each replicate is
+a Ray Train run (``sweeps.ray_run.run_unlearning``), one after the other in the trial's process; the trial
+then writes its record (``sweeps.record``) and reports it to Tune: that is the value Optuna is told, MLflow
+keeps, and ``report`` and ``export-best`` read.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from sweeps.layout import (
 )
 from sweeps.plan import ReplicatePlan, resolve_trial
 from sweeps.record import Bound, TrialRecord, make_record, replicate_result
+from sweeps.ray_run import run_unlearning
 from sweeps.results import finished_results
 from sweeps.space import SearchSpace
-from sweeps.ray_run import run_unlearning
 from unlearn.config import to_dict
 from unlearn.errors import UnlearnError
 from unlearn.train.prepare import Prepared, prepare
