@@ -222,7 +222,7 @@ def test_truncated_results_are_named_by_report_and_resume(tmp_path, ray_local, c
     res.write_text(res.read_text()[:50])  # a crash mid-write
     assert main(["report", str(root)]) == 0
     out = capsys.readouterr().out
-    assert f"{trial['trial_id']} damaged" in out and "results.json" in out
+    assert f"{trial.trial_id} damaged" in out and "results.json" in out
     again = resume_sweep(root, progress=False)
     assert again.trials[0].status == "DAMAGED" and "results.json" in again.trials[0].reason
 

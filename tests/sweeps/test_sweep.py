@@ -99,7 +99,7 @@ def test_a_finished_trials_process_runs_the_next_trial(sweep):
         doc = json.loads((t.dir / "results.json").read_text())
         assert doc["launcher"] == "local"
         # checkpoints where Ray Train would write them; none after the last epoch (epoch 2)
-        ckpts = (sweep.out_dir / "ray" / "train" / f"trial-{t['trial_id']}").glob("epoch_*")
+        ckpts = (sweep.out_dir / "ray" / "train" / f"trial-{t.trial_id}").glob("epoch_*")
         assert [d.name for d in ckpts] == ["epoch_0001"]
 
 
@@ -134,7 +134,7 @@ def test_report_prints_trials_and_best(sweep, capsys):
     out = capsys.readouterr().out
     for t in sweep.trials:
         assert t.trial_id in out
-    assert "trials: 3 finished" in out and f"best: {sweep.best['trial_id']}" in out
+    assert "trials: 3 finished" in out and f"best: {sweep.best.trial_id}" in out
 
 
 def test_export_best_is_reproduced_by_run(sweep, tmp_path, capsys):
@@ -204,7 +204,7 @@ def test_the_value_of_record_is_the_kept_epoch_everywhere(kept, capsys):
     assert {m.step: m.value for m in history} == pytest.approx(by_epoch)
     assert json.loads((tdir / "trial.json").read_text())["record"]["retain_prob"] == pytest.approx(value)
     assert main(["report", str(kept.out_dir)]) == 0
-    assert f"best: {trial['trial_id']} retain_prob={value:.4g}" in capsys.readouterr().out
+    assert f"best: {trial.trial_id} retain_prob={value:.4g}" in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")
