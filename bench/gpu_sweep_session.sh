@@ -68,8 +68,8 @@ from sweeps.space import load_space
 root = Path(sys.argv[1])
 best, _ = pick_best(load_space(root / "space.yaml"), collect_trials(root))
 rerun = json.loads((Path(sys.argv[2]) / "results.json").read_text())
-print("best trial", best["trial_id"], "rerun on", rerun.get("device"))
+print("best trial", best.trial_id, "rerun on", rerun.get("device"))
 for k in ("forget_quality", "model_utility", "forget_truth_ratio", "forget_rouge", "forget_es", "train/loss"):
-    print(f"{k}: sweep {best['metrics'][k]:.6g}  rerun {rerun['final'][k]:.6g}")
+    print(f"{k}: sweep {best.metrics[k]:.6g}  rerun {rerun['final'][k]:.6g}")
 EOF
 fi

@@ -100,10 +100,10 @@ def _print_outcome(sweep) -> int:
     if result.best is not None:
         import yaml
 
-        cfg = result.best["config"]
+        cfg = result.best.config
         shown = {"method": {k: v for k, v in cfg["method"].items() if v is not None}, "optim": cfg["optim"],
                  "seed": cfg["seed"]}
-        print("\nbest config (trial " + result.best["trial_id"] + "; in full in best_config.yaml):")
+        print("\nbest config (trial " + result.best.trial_id + "; in full in best_config.yaml):")
         print(yaml.safe_dump(shown, sort_keys=False, default_flow_style=None).rstrip())
     print("\n" + format_where(result))
     return 0
@@ -160,11 +160,11 @@ def _cmd_export_best(args: argparse.Namespace) -> int:
         print(f"index: {Path(args.pareto) / 'index.yaml'}; reproduce one: unlearn-sweep run FILE --out DIR")
         if not args.out:
             return 0
-    chosen = export_best(root, space, Path(args.out),
-                         model_dir=Path(args.model) if args.model else None, register=args.register,
-                         trial_id=args.trial, force=args.force)
-    print(f"trial {chosen['trial_id']}: config -> {args.out}" + (f", model -> {args.model}" if args.model else "")
-          + (f", registered as {chosen['registered']}" if chosen.get("registered") else ""))
+    exported = export_best(root, space, Path(args.out),
+                           model_dir=Path(args.model) if args.model else None, register=args.register,
+                           trial_id=args.trial, force=args.force)
+    print(f"trial {exported.trial.trial_id}: config -> {args.out}" + (f", model -> {args.model}" if args.model else "")
+          + (f", registered as {exported.registered}" if exported.registered else ""))
     print(f"reproduce: unlearn-sweep run {args.out} --out DIR")
     return 0
 

@@ -25,7 +25,7 @@ from sweeps.layout import (
 from sweeps.record import Bound
 from sweeps.report import collect_trials, pick_best, write_best_config
 from sweeps.report.plots import log_sweep_artifacts
-from sweeps.report.trials import load_bounds
+from sweeps.report.trials import TrialRow, load_bounds
 from sweeps.signals import SweepInterrupted, stop_on_interrupt
 from sweeps.space import SearchSpace, load_space
 from sweeps.tracking import SweepTracker, flatten
@@ -40,9 +40,9 @@ class SweepResult:
     """What a finished sweep produced."""
 
     out_dir: Path
-    trials: list[dict[str, Any]]
-    best: dict[str, Any] | None
-    pareto: list[dict[str, Any]] = field(default_factory=list)
+    trials: list[TrialRow]
+    best: TrialRow | None
+    pareto: list[TrialRow] = field(default_factory=list)
     mlflow_uri: str = ""
     parent_run_id: str | None = None
     experiment_id: str | None = None
@@ -52,7 +52,7 @@ class NoTrialFinished(UnlearnError):
     """A sweep ended without one finished trial: nothing to call best (the reasons are in the report)."""
 
     def __init__(self, result: SweepResult) -> None:
-        failed = sum(t["status"] == "FAILED" for t in result.trials)
+        failed = sum(t.status == "FAILED" for t in result.trials)
         super().__init__(f"no trial finished ({len(result.trials)} trial(s), {failed} failed: see their reasons "
                          "above); nothing was logged as best; fix the cause, then launch the sweep again")
         self.result = result
@@ -145,10 +145,10 @@ def finish_sweep(root: Path, *, tracker=None, space: SearchSpace | None = None) 
     best_path = write_best_config(root, best) if best else None
     if tracker is not None:
         study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])
-        log_sweep_artifacts(tracker, study, root / SPACE_FILE, best["config"] if best else None, root / "artifacts")
+        log_sweep_artifacts(tracker, study, root / SPACE_FILE, best.config if best else None, root / "artifacts")
         if best_path is not None:
             tracker.log_parent_artifact(best_path, "sweep")
-        finished = any(t["status"] in ("FINISHED", "DAMAGED") for t in trials)
+        finished = any(t.status in ("FINISHED", "DAMAGED") for t in trials)
         tracker.finish_parent("FINISHED" if finished else "FAILED")
         tracker.flush()
     return SweepResult(root, trials, best, pareto, meta["tracking_uri"],

@@ -156,7 +156,7 @@ def _undo_launch(settings: SweepSettings, meta: dict[str, Any]) -> None:
 
 def _require_a_finished_trial(result: SweepResult) -> SweepResult:
     # DAMAGED: the trial finished, a file of it was damaged since (``report`` names it); not this error
-    if not any(t["status"] in ("FINISHED", "DAMAGED") for t in result.trials):
+    if not any(t.status in ("FINISHED", "DAMAGED") for t in result.trials):
         raise NoTrialFinished(result)
     return result
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,28 +17,28 @@ from sweeps.layout import (
 )
 from sweeps.model_registry import register_model
 from sweeps.report.select import pick_best
-from sweeps.report.trials import collect_trials, load_bounds
+from sweeps.report.trials import TrialRow, collect_trials, load_bounds
 from sweeps.space import SearchSpace
 from unlearn.errors import ConfigError
 from unlearn.train.run import MODEL_DIR
 
 
-def write_best_config(root: Path, best: dict[str, Any]) -> Path:
+def write_best_config(root: Path, best: TrialRow) -> Path:
     path = root / BEST_FILE
     write_text_atomic(path, config_yaml(best, "best trial"))
     return path
 
 
-def config_yaml(trial: dict[str, Any], what: str) -> str:
+def config_yaml(trial: TrialRow, what: str) -> str:
     """The trial's run config (its replicate 0) as ready-to-run YAML, headed by its values of record and
     its replicates' seeds."""
-    head = [f"# {what} {trial['trial_id']} of this sweep; reproduce with: unlearn-sweep run THIS_FILE --out DIR"]
-    record = trial.get("record")
-    if record and len(record["replicates"]) > 1:
-        seeds = [r["seed"] for r in record["replicates"]]
-        head.append(f"# its value of record is the {record['aggregate']} over {len(seeds)} replicates, seeds {seeds}; "
+    head = [f"# {what} {trial.trial_id} of this sweep; reproduce with: unlearn-sweep run THIS_FILE --out DIR"]
+    record = trial.record
+    if record is not None and len(record.replicates) > 1:
+        seeds = list(trial.seeds)
+        head.append(f"# its value of record is the {record.aggregate} over {len(seeds)} replicates, seeds {seeds}; "
                     f"this file runs replicate 0 (seed {seeds[0]}); set seed: to run another")
-    return "\n".join(head) + "\n" + yaml.safe_dump(trial["config"], sort_keys=False)
+    return "\n".join(head) + "\n" + yaml.safe_dump(trial.config, sort_keys=False)
 
 
 def _refuse_overwrite(path: Path, force: bool, what: str) -> None:
@@ -79,8 +81,16 @@ def _copy_dir_atomic(src: Path, dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class ExportedTrial:
+    """What ``export_best`` exported: the trial, and the model version it registered (``models:/NAME/VERSION``), if any."""
+
+    trial: TrialRow
+    registered: str | None = None
+
+
 def export_best(root: Path, space: SearchSpace, out_yaml: Path, *, model_dir: Path | None = None,
-                register: str | None = None, trial_id: str | None = None, force: bool = False) -> dict[str, Any]:
+                register: str | None = None, trial_id: str | None = None, force: bool = False) -> ExportedTrial:
     """Write the best (or the named) trial's resolved run config; optionally copy / register its model.
 
     Both destinations are checked before either is written; the model is copied to a temporary
@@ -89,26 +99,25 @@ def export_best(root: Path, space: SearchSpace, out_yaml: Path, *, model_dir: Pa
     _check_export_paths(out_yaml, model_dir, force)
     trials = collect_trials(root)
     if trial_id is not None:
-        chosen = next((t for t in trials if t["trial_id"] == trial_id), None)
-        if chosen is None or chosen["config"] is None:
+        chosen = next((t for t in trials if t.trial_id == trial_id), None)
+        if chosen is None or chosen.config is None:
             raise ConfigError(f"trial {trial_id!r} has no finished run in {root}; finished trials: "
-                              f"{', '.join(t['trial_id'] for t in trials if t['config']) or 'none'}")
+                              f"{', '.join(t.trial_id for t in trials if t.config) or 'none'}")
     else:
         bounds = load_bounds(root)
         chosen, _ = pick_best(space, trials, bounds)
         if chosen is None:
             raise ConfigError(f"{root}: no finished{' feasible' if bounds else ''} trial has all objective "
                               f"metrics ({', '.join(space.metric_names)})")
-    src = Path(chosen["run_dir"]) / MODEL_DIR
+    src = chosen.run_dir / MODEL_DIR
     if model_dir is not None:
         if not src.is_dir():
-            raise ConfigError(f"trial {chosen['trial_id']} kept no model ({src} missing); valid: export without "
+            raise ConfigError(f"trial {chosen.trial_id} kept no model ({src} missing); valid: export without "
                               "--model, or a trial that kept its model")
         _copy_dir_atomic(src, model_dir)
     write_text_atomic(out_yaml, config_yaml(chosen, 'trial' if trial_id else 'best trial'))
-    if register:
-        chosen["registered"] = register_model(root, chosen["trial_id"], src, register)
-    return chosen
+    registered = register_model(root, chosen.trial_id, src, register) if register else None
+    return ExportedTrial(chosen, registered)
 
 
 PARETO_INDEX = "index.yaml"
@@ -131,12 +140,15 @@ def export_pareto(root: Path, space: SearchSpace, out_dir: Path, *, force: bool 
                           f"({', '.join(space.metric_names)}): no Pareto set to export")
     index = []
     for t in pareto:
-        path = out_dir / f"{t['trial_id']}.yaml"
+        path = out_dir / f"{t.trial_id}.yaml"
         write_text_atomic(path, config_yaml(t, "Pareto-optimal trial"))
-        index.append({"trial": t["trial_id"], "file": path.name,
-                      "objectives": {m: t["metrics"][m] for m in space.metric_names},
-                      "intervals": {m: t["intervals"][m] for m in space.metric_names if m in t.get("intervals", {})},
-                      "seeds": t["seeds"]})
+        index.append(_index_entry(t, path, space.metric_names))
     write_text_atomic(out_dir / PARETO_INDEX, yaml.safe_dump({"objectives": [
         {"metric": o.metric, "direction": o.direction} for o in space.objectives], "pareto": index}, sort_keys=False))
     return index
+
+
+def _index_entry(t: TrialRow, path: Path, metrics: Sequence[str]) -> dict[str, Any]:
+    """The trial's entry of ``index.yaml``, as plain data (lists, not tuples: YAML's safe dumper)."""
+    return {"trial": t.trial_id, "file": path.name, "objectives": {m: t.metrics[m] for m in metrics},
+            "intervals": {m: list(t.intervals[m]) for m in metrics if m in t.intervals}, "seeds": list(t.seeds)}

@@ -6,12 +6,13 @@ the half-width of the 95 % interval (its method is named in the report).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sweeps.record import interval_method
+from sweeps.record import Bound, interval_method
 from sweeps.report.select import candidates, is_feasible, overlap, pick_best
-from sweeps.report.trials import collect_trials, load_bounds
+from sweeps.report.trials import TrialRow, collect_trials, load_bounds
 from sweeps.space import SearchSpace
 
 
@@ -21,27 +22,27 @@ def format_report(root: Path, space: SearchSpace) -> str:
     if not trials:
         return f"{root}: no trial has started yet"
     bounds = load_bounds(root)
-    names = sorted({k for t in trials for k in t["params"]})
+    names = sorted({k for t in trials for k in t.params})
     table = space.base_config.benchmark.metrics
     metrics = list(dict.fromkeys([*space.metric_names, *(b.metric for b in bounds), *table.shown]))
     header = ["trial", "status", *names, *metrics, *(["feasible"] if bounds else [])]
-    rows = [[t["trial_id"], t["status"], *[_fmt(t["params"].get(n)) for n in names],
+    rows = [[t.trial_id, t.status, *[_fmt(t.params.get(n)) for n in names],
              *[_value(t, m) for m in metrics],
              *([_feasible(t, bounds)] if bounds else [])] for t in trials]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
     lines += _notes(space, trials, bounds)
-    counts = {s: sum(t["status"] == s for t in trials) for s in ("FINISHED", "RUNNING", "FAILED", "KILLED", "DAMAGED")}
+    counts = {s: sum(t.status == s for t in trials) for s in ("FINISHED", "RUNNING", "FAILED", "KILLED", "DAMAGED")}
     lines.append("trials: " + ", ".join(f"{v} {k.lower()}" for k, v in counts.items() if v))
     for t in trials:
-        if t["status"] in ("FAILED", "DAMAGED") and t["reason"]:
-            limit = 500 if t["status"] == "DAMAGED" else 200  # a damaged file's message ends with what to do
-            lines.append(f"  {t['trial_id']} {t['status'].lower()}: {t['reason'].splitlines()[0][:limit]}")
+        if t.status in ("FAILED", "DAMAGED") and t.reason:
+            limit = 500 if t.status == "DAMAGED" else 200  # a damaged file's message ends with what to do
+            lines.append(f"  {t.trial_id} {t.status.lower()}: {t.reason.splitlines()[0][:limit]}")
     lines += _choice(space, trials, bounds)
     return "\n".join(lines)
 
 
-def _notes(space: SearchSpace, trials: list[dict[str, Any]], bounds) -> list[str]:
+def _notes(space: SearchSpace, trials: list[TrialRow], bounds: Sequence[Bound]) -> list[str]:
     out = []
     r, how = space.budget.replicates, space.budget.aggregate
     if r > 1:
@@ -50,47 +51,47 @@ def _notes(space: SearchSpace, trials: list[dict[str, Any]], bounds) -> list[str
     for b in bounds:
         out.append(f"constraint: {b.describe()}")
     for t in trials:
-        if t["status"] == "FINISHED" and bounds and not is_feasible(t, bounds):
-            broken = [b.describe() for b in bounds if b.violation(t["metrics"]) > 0]
-            out.append(f"  {t['trial_id']} infeasible (never chosen): breaks {'; '.join(broken)}")
+        if t.status == "FINISHED" and bounds and not is_feasible(t, bounds):
+            broken = [b.describe() for b in bounds if b.violation(t.metrics) > 0]
+            out.append(f"  {t.trial_id} infeasible (never chosen): breaks {'; '.join(broken)}")
     return out
 
 
-def _choice(space: SearchSpace, trials: list[dict[str, Any]], bounds) -> list[str]:
+def _choice(space: SearchSpace, trials: list[TrialRow], bounds: Sequence[Bound]) -> list[str]:
     best, pareto = pick_best(space, trials, bounds)
     if best is None:
         feasible = " feasible" if bounds else ""
         return [f"best: none yet (no finished{feasible} trial with all objective metrics)"]
     if space.is_multi_objective:
         return ["pareto set (" + ", ".join(space.metric_names) + "): " + ", ".join(
-            f"{t['trial_id']} (" + ", ".join(_value(t, m) for m in space.metric_names) + ")" for t in pareto)]
+            f"{t.trial_id} (" + ", ".join(_value(t, m) for m in space.metric_names) + ")" for t in pareto)]
     m = space.metric_names[0]
-    lines = [f"best: {best['trial_id']} {m}={_value(best, m)}"]
+    lines = [f"best: {best.trial_id} {m}={_value(best, m)}"]
     ranked = candidates(space, trials, bounds)
     if len(ranked) > 1:
         second = ranked[1]
         same = overlap(best, second, m)
         if same is True:
-            lines.append(f"  runner-up {second['trial_id']} {m}={_value(second, m)}: the 95 % intervals overlap, "
+            lines.append(f"  runner-up {second.trial_id} {m}={_value(second, m)}: the 95 % intervals overlap, "
                          "the choice between them is within noise")
         elif same is False:
-            lines.append(f"  runner-up {second['trial_id']} {m}={_value(second, m)}: the intervals do not overlap")
+            lines.append(f"  runner-up {second.trial_id} {m}={_value(second, m)}: the intervals do not overlap")
         else:
-            lines.append(f"  runner-up {second['trial_id']} {m}={_value(second, m)} (one seed each: no interval; "
+            lines.append(f"  runner-up {second.trial_id} {m}={_value(second, m)} (one seed each: no interval; "
                          "budget.replicates > 1 says how sure)")
     return lines
 
 
-def _value(t: dict[str, Any], metric: str) -> str:
-    v = t["metrics"].get(metric)
-    iv = t.get("intervals", {}).get(metric)
+def _value(t: TrialRow, metric: str) -> str:
+    v = t.metrics.get(metric)
+    iv = t.intervals.get(metric)
     if iv and isinstance(v, float):
         return f"{v:.4g}+-{(iv[1] - iv[0]) / 2:.2g}"
     return _fmt(v)
 
 
-def _feasible(t: dict[str, Any], bounds) -> str:
-    if t["status"] != "FINISHED":
+def _feasible(t: TrialRow, bounds: Sequence[Bound]) -> str:
+    if t.status != "FINISHED":
         return "-"
     return "yes" if is_feasible(t, bounds) else "no"
 

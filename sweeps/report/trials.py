@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sweeps.layout import (
     CONSTRAINTS_FILE,
@@ -15,47 +17,94 @@ from sweeps.layout import (
     replicate_dir,
 )
 from sweeps.ledger import damaged_trial_advice
-from sweeps.record import Bound, bound_from_dict
+from sweeps.record import Bound, TrialRecord, bound_from_dict
 from unlearn.errors import ConfigError
 from unlearn.train.run import MODEL_DIR, RESULTS_FILE
 
+T = TypeVar("T")
 
-def collect_trials(root: Path) -> list[dict[str, Any]]:
-    """One dict per trial: id, status, sampled params, metrics, the record, the run's config, reason.
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial as its directory holds it (``collect_trials`` builds it).
 
     ``metrics`` are the trial's values of record (``record.json``: final metrics aggregated over its
-    replicates) once it finished, its last reported metrics while it runs. ``config`` and ``run_dir`` are
-    those of replicate 0 (the one ``export-best`` exports); ``seeds`` every replicate's seed.
-    A damaged file does not hide the others: its trial is listed with status DAMAGED and the file named.
+    replicates) once it finished, its last reported metrics while it runs. ``config`` (the resolved run
+    config as plain data), ``run_dir`` and ``has_model`` are those of replicate 0 (the one ``export-best``
+    exports); ``seeds`` every replicate's seed. A DAMAGED trial names the damaged file in ``reason``.
     """
-    trials = []
-    for d in sorted((root / TRIALS_DIR).glob("*")) if (root / TRIALS_DIR).is_dir() else []:
-        row: dict[str, Any] = {"trial_id": d.name, "status": "PENDING", "params": {}, "metrics": {}, "reason": None,
-                               "config": None, "dir": str(d), "run_dir": str(d), "record": None, "feasible": None,
-                               "intervals": {}, "seeds": []}
-        try:
-            _read_trial(d, row)
-        except ConfigError as e:
-            row.update(status="DAMAGED", reason=str(e))
-        trials.append(row)
-    return trials
+
+    trial_id: str
+    status: str
+    dir: Path
+    run_dir: Path
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    config: dict[str, Any] | None = None
+    record: TrialRecord | None = None
+    seeds: tuple[int, ...] = ()
+    has_model: bool = False
+
+    @property
+    def feasible(self) -> bool | None:
+        """The record's feasibility; None without a record (the trial is judged on its metrics then)."""
+        return self.record.feasible if self.record is not None else None
+
+    @property
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """The record's 95 % intervals of the watched metrics (none without a record)."""
+        return self.record.intervals if self.record is not None else {}
 
 
-def _read_trial(d: Path, row: dict[str, Any]) -> None:
-    advice = damaged_trial_advice(d)
-    if (d / TRIAL_FILE).is_file():
-        doc = read_json(d / TRIAL_FILE, f"record of trial {d.name}", advice)
-        row.update(status=doc.get("status", "RUNNING"), params=doc.get("params", {}),
-                   metrics=doc.get("last_metrics", {}), reason=doc.get("reason"))
-    record = read_json(d / RECORD_FILE, f"values of record of trial {d.name}", advice) if (d / RECORD_FILE).is_file() else None
-    run = replicate_dir(d, 0, len(record["replicates"])) if record else d
-    if (run / RESULTS_FILE).is_file():
-        res = read_json(run / RESULTS_FILE, f"results of trial {d.name}", advice)
-        row.update(metrics=res["final"], config=res["config"], has_model=(run / MODEL_DIR).is_dir(), run_dir=str(run),
-                   seeds=[res["config"].get("seed")])
-    if record is not None:
-        row.update(metrics=record["metrics"], record=record, feasible=record["feasible"],
-                   intervals=record.get("intervals", {}), seeds=[r["seed"] for r in record["replicates"]])
+def collect_trials(root: Path) -> list[TrialRow]:
+    """One row per trial directory, by id. A damaged file does not hide the others: its trial is listed
+    with status DAMAGED and the file named."""
+    dirs = sorted((root / TRIALS_DIR).glob("*")) if (root / TRIALS_DIR).is_dir() else []
+    return [_read_trial(d) for d in dirs]
+
+
+def _read_trial(d: Path) -> TrialRow:
+    """The row of trial directory ``d``: its ledger entry, then replicate 0's results, then its record,
+    each later one superseding what the one before said of the metrics."""
+    status, params, metrics, reason = "PENDING", {}, {}, None
+    config, record, run_dir, seeds, has_model = None, None, d, (), False
+    try:
+        advice = damaged_trial_advice(d)
+        if (d / TRIAL_FILE).is_file():
+            doc = read_json(d / TRIAL_FILE, f"record of trial {d.name}", advice)
+            status, params = doc.get("status", "RUNNING"), doc.get("params", {})
+            metrics, reason = doc.get("last_metrics", {}), doc.get("reason")
+        read = _read(d / RECORD_FILE, f"values of record of trial {d.name}", advice, TrialRecord.from_dict)
+        run = replicate_dir(d, 0, len(read.replicates)) if read else d
+        results = _read(run / RESULTS_FILE, f"results of trial {d.name}", advice, _final_and_config)
+        if results is not None:
+            (metrics, config), run_dir, has_model = results, run, (run / MODEL_DIR).is_dir()
+            seeds = (config.get("seed"),)
+        if read is not None:  # only once every file read: a DAMAGED row holds no record
+            record, metrics, seeds = read, read.metrics, tuple(r["seed"] for r in read.replicates)
+    except ConfigError as e:
+        status, reason = "DAMAGED", str(e)
+    return TrialRow(d.name, status, d, run_dir, params, metrics, reason, config, record, seeds, has_model)
+
+
+def _final_and_config(doc: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+    """A run's ``results.json``: its final metrics and its resolved config."""
+    if not isinstance(doc["config"], dict):
+        raise TypeError(f"'config' holds a {type(doc['config']).__name__}, not an object")
+    return doc["final"], doc["config"]
+
+
+def _read(path: Path, what: str, advice: str, parse: Callable[[dict[str, Any]], T]) -> T | None:
+    """``parse`` of the JSON object in ``path`` (None: no such file); a file of the wrong shape is damaged
+    like an unreadable one."""
+    if not path.is_file():
+        return None
+    doc = read_json(path, what, advice)
+    try:
+        return parse(doc)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ConfigError(f"{path} ({what}) is damaged: {type(e).__name__}: {e}; {advice}") from e
 
 
 def load_bounds(root: Path) -> tuple[Bound, ...]:

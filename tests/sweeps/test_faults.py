@@ -69,18 +69,18 @@ def test_worker_killed_mid_trial_restarts_from_checkpoint(tmp_path, ray_local, c
     t.join(timeout=5)
     assert killed, "the fault was not injected"
     (trial,) = result.trials
-    assert trial["status"] == "FINISHED"
+    assert trial.status == "FINISHED"
     client, _, kids = _children(root)
     assert len(kids) == 1  # one MLflow run, not two
     history = client.get_metric_history(kids[0].info.run_id, "train/resumed_from_epoch")
     assert history and history[0].value >= 1.0  # the restart is on record
     # final metrics equal an uninterrupted run of the same resolved config (same seed); run in this process
-    # (launcher local: the same run bit for bit, tests/sweeps/test_train.py) to spare a Ray Train start-up
-    cfg = run_config_from_dict(json.loads((Path(trial["dir"]) / "config.json").read_text()))
+    # (launcher local: the same run bit for bit, tests/sweeps/test_ray_run.py) to spare a Ray Train start-up
+    cfg = run_config_from_dict(json.loads((trial.dir / "config.json").read_text()))
     cfg = replace(cfg, scaling=replace(cfg.scaling, launcher="local"))
     clean = run_unlearning(cfg, tmp_path / "clean", log=lambda s: None)
     for key in ("train/loss", "forget_truth_ratio", "forget_quality"):
-        assert trial["metrics"][key] == pytest.approx(clean.metrics[key], rel=1e-5, abs=1e-8)
+        assert trial.metrics[key] == pytest.approx(clean.metrics[key], rel=1e-5, abs=1e-8)
 
 
 @pytest.fixture(scope="module")
@@ -103,30 +103,30 @@ def failing_sweep(tmp_path_factory, ray_local, cache_dir):
     _, _, kids = _children(root)
     meta = load_sweep_meta(root)
     study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])
-    by_lr_cap = {(t["params"]["optim.lr"], t["params"]["scaling.memory_limit_gb"]): t for t in result.trials}
+    by_lr_cap = {(t.params["optim.lr"], t.params["scaling.memory_limit_gb"]): t for t in result.trials}
     return result, by_lr_cap, {k.data.tags["unlearn.trial_id"]: k for k in kids}, study
 
 
 def test_diverging_trial_is_failed_and_the_sweep_goes_on(failing_sweep):
     result, trials, kids, study = failing_sweep
     diverged = trials[(1e9, 4.0)]
-    assert diverged["status"] == "FAILED"
-    assert "loss is" in diverged["reason"] and "optim.lr" in diverged["reason"]
-    assert kids[diverged["trial_id"]].info.status == "FAILED"
-    assert "loss is" in kids[diverged["trial_id"]].data.tags["unlearn.failure_reason"]
-    assert trials[(3e-3, 4.0)]["status"] == "FINISHED"  # the sweep went on
+    assert diverged.status == "FAILED"
+    assert "loss is" in diverged.reason and "optim.lr" in diverged.reason
+    assert kids[diverged.trial_id].info.status == "FAILED"
+    assert "loss is" in kids[diverged.trial_id].data.tags["unlearn.failure_reason"]
+    assert trials[(3e-3, 4.0)].status == "FINISHED"  # the sweep went on
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL", "FAIL"]
 
 
 def test_out_of_memory_trial_says_so_and_what_to_change(failing_sweep):
     result, trials, kids, study = failing_sweep
     oom = trials[(3e-3, 0.002)]
-    assert oom["status"] == "FAILED"
-    assert "out of memory" in oom["reason"]
-    assert "optim.micro_batch_size" in oom["reason"] and "scaling.memory_limit_gb (now 0.002)" in oom["reason"]
-    assert kids[oom["trial_id"]].info.status == "FAILED"
-    assert "out of memory" in kids[oom["trial_id"]].data.tags["unlearn.failure_reason"]
-    assert trials[(3e-3, 4.0)]["status"] == "FINISHED"  # the sweep went on
+    assert oom.status == "FAILED"
+    assert "out of memory" in oom.reason
+    assert "optim.micro_batch_size" in oom.reason and "scaling.memory_limit_gb (now 0.002)" in oom.reason
+    assert kids[oom.trial_id].info.status == "FAILED"
+    assert "out of memory" in kids[oom.trial_id].data.tags["unlearn.failure_reason"]
+    assert trials[(3e-3, 4.0)].status == "FINISHED"  # the sweep went on
 
 
 def _wait_for_a_finished_trial(root: Path, timeout_s: float = 400) -> list[Path]:
@@ -168,7 +168,7 @@ def test_ctrl_c_stops_the_sweep_then_resume_finishes_it(tmp_path, ray_local, cac
     starts = {k: t["starts"] for k, t in trials.items()}
 
     result = resume_sweep(root, progress=False)
-    assert len(result.trials) == 3 and all(t["status"] == "FINISHED" for t in result.trials)
+    assert len(result.trials) == 3 and all(t.status == "FINISHED" for t in result.trials)
     again = {p.parent.name: json.loads(p.read_text()) for p in (root / "trials").glob("*/trial.json")}
     assert all(again[k]["starts"] == starts[k] for k in trials if k not in stopped)  # finished ones not re-run
     _, parent, kids = _children(root)
@@ -221,13 +221,13 @@ def test_truncated_results_are_named_by_report_and_resume(tmp_path, ray_local, c
     root = tmp_path / "out"
     result = launch_sweep(space, [], SweepSettings(out_dir=str(root), progress=False))
     (trial,) = result.trials
-    res = Path(trial["dir"]) / "results.json"
+    res = trial.dir / "results.json"
     res.write_text(res.read_text()[:50])  # a crash mid-write
     assert main(["report", str(root)]) == 0
     out = capsys.readouterr().out
-    assert f"{trial['trial_id']} damaged" in out and "results.json" in out
+    assert f"{trial.trial_id} damaged" in out and "results.json" in out
     again = resume_sweep(root, progress=False)
-    assert again.trials[0]["status"] == "DAMAGED" and "results.json" in again.trials[0]["reason"]
+    assert again.trials[0].status == "DAMAGED" and "results.json" in again.trials[0].reason
 
 
 def _trial_states(root: Path) -> list[str]:
@@ -277,18 +277,18 @@ def test_mlflow_server_down_mid_sweep_loses_nothing(tmp_path, ray_local, cache_d
         t.join(timeout=120)
         assert events[0] == "down" and events[-1] == "up", events
         trials = collect_trials(root)
-        assert [t["status"] for t in trials] == ["FINISHED"] * 2
+        assert [t.status for t in trials] == ["FINISHED"] * 2
         assert not (root / BUFFER_FILE).exists()  # everything buffered was replayed
         client, parent, kids = _children(root)
         assert load_sweep_meta(root)["tracking_uri"] == server.uri
         assert parent.info.status == "FINISHED"
-        assert sorted(k.data.tags["unlearn.trial_id"] for k in kids) == sorted(t["trial_id"] for t in trials)
+        assert sorted(k.data.tags["unlearn.trial_id"] for k in kids) == sorted(t.trial_id for t in trials)
         for kid in kids:  # every epoch of every trial, the down time included, once
             assert kid.info.status == "FINISHED"
             history = client.get_metric_history(kid.info.run_id, "train/loss")
             assert sorted(m.step for m in history) == [1, 2]
-            trial = next(t for t in trials if t["trial_id"] == kid.data.tags["unlearn.trial_id"])
-            assert kid.data.metrics["forget_quality"] == pytest.approx(trial["metrics"]["forget_quality"])
+            trial = next(t for t in trials if t.trial_id == kid.data.tags["unlearn.trial_id"])
+            assert kid.data.metrics["forget_quality"] == pytest.approx(trial.metrics["forget_quality"])
     finally:
         server.stop()
 

@@ -43,7 +43,7 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial(sweep):
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["unlearn.sweep_id"] == load_sweep_meta(sweep.out_dir)["sweep_id"]
     assert len(kids) == 3 == len(sweep.trials)
-    assert {k.data.tags["unlearn.trial_id"] for k in kids} == {t["trial_id"] for t in sweep.trials}
+    assert {k.data.tags["unlearn.trial_id"] for k in kids} == {t.trial_id for t in sweep.trials}
     for kid in kids:
         assert kid.info.status == "FINISHED"
         assert {"method.beta1", "method.beta2", "optim.lr", "seed", "model.name"} <= set(kid.data.params)
@@ -60,13 +60,13 @@ def test_each_trial_writes_its_plan_and_mlflow_records_the_same(sweep):
     _, _, kids = _children(sweep)
     by_id = {k.data.tags["unlearn.trial_id"]: k for k in kids}
     for t in sweep.trials:
-        plan = json.loads((sweep.out_dir / "trials" / t["trial_id"] / "plan.json").read_text())
+        plan = json.loads((sweep.out_dir / "trials" / t.trial_id / "plan.json").read_text())
         cfg = plan["replicates"][0]["config"]
-        assert plan["params"] == t["params"]
-        assert cfg == json.loads((Path(t["dir"]) / "config.json").read_text())
-        params = by_id[t["trial_id"]].data.params
+        assert plan["params"] == t.params
+        assert cfg == json.loads((t.dir / "config.json").read_text())
+        params = by_id[t.trial_id].data.params
         assert params["seed"] == str(cfg["seed"]) == str(plan["replicates"][0]["seed"])
-        assert float(params["method.beta1"]) == cfg["method"]["beta1"] == t["params"]["method.beta1"]
+        assert float(params["method.beta1"]) == cfg["method"]["beta1"] == t.params["method.beta1"]
 
 
 def test_a_finished_trials_process_runs_the_next_trial(sweep):
@@ -78,10 +78,10 @@ def test_a_finished_trials_process_runs_the_next_trial(sweep):
         pids[first["trial_id"]] = first["pid"]
     assert len(pids) == 3 and len(set(pids.values())) == 2, pids
     for t in sweep.trials:
-        doc = json.loads((Path(t["dir"]) / "results.json").read_text())
+        doc = json.loads((t.dir / "results.json").read_text())
         assert doc["launcher"] == "local"
         # checkpoints where Ray Train would write them; none after the last epoch (epoch 2)
-        ckpts = (sweep.out_dir / "ray" / "train" / f"trial-{t['trial_id']}").glob("epoch_*")
+        ckpts = (sweep.out_dir / "ray" / "train" / f"trial-{t.trial_id}").glob("epoch_*")
         assert [d.name for d in ckpts] == ["epoch_0001"]
 
 
@@ -97,8 +97,8 @@ def test_trial_seed_is_a_function_of_sweep_seed_and_parameters(sweep, tmp_path, 
     assert trial_seed(space, a) != trial_seed(replace(space, budget=replace(space.budget, seed=1)), a)
     # every trial of the sweep ran with that seed (so a second launch gives the paper's point the same run)
     for t in sweep.trials:
-        cfg = json.loads((sweep.out_dir / "trials" / t["trial_id"] / "config.json").read_text())
-        assert cfg["seed"] == trial_seed(space, t["params"])
+        cfg = json.loads((sweep.out_dir / "trials" / t.trial_id / "config.json").read_text())
+        assert cfg["seed"] == trial_seed(space, t.params)
 
 
 def test_optuna_storage_holds_the_trials(sweep):
@@ -107,7 +107,7 @@ def test_optuna_storage_holds_the_trials(sweep):
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 3
     assert complete[0].params == {"method.beta1": 5.0, "method.beta2": 0.1}  # the initial point first
-    by_value = sorted(t["metrics"]["forget_quality"] for t in sweep.trials)
+    by_value = sorted(t.metrics["forget_quality"] for t in sweep.trials)
     assert sorted(t.value for t in complete) == pytest.approx(by_value)
 
 
@@ -115,8 +115,8 @@ def test_report_prints_trials_and_best(sweep, capsys):
     assert main(["report", str(sweep.out_dir)]) == 0
     out = capsys.readouterr().out
     for t in sweep.trials:
-        assert t["trial_id"] in out
-    assert "trials: 3 finished" in out and f"best: {sweep.best['trial_id']}" in out
+        assert t.trial_id in out
+    assert "trials: 3 finished" in out and f"best: {sweep.best.trial_id}" in out
 
 
 def test_export_best_is_reproduced_by_run(sweep, tmp_path, capsys):
@@ -126,10 +126,10 @@ def test_export_best_is_reproduced_by_run(sweep, tmp_path, capsys):
     with pytest.raises(ConfigError, match="already exists and is not empty; pass --force"):
         main_raises(["export-best", str(sweep.out_dir), "--out", str(best_yaml)])
     cfg = load_run_config(best_yaml)
-    assert cfg.seed == sweep.best["config"]["seed"]
+    assert cfg.seed == sweep.best.config["seed"]
     rerun = run_unlearning(cfg, tmp_path / "rerun", log=lambda s: None)
     for key in ("forget_quality", "forget_truth_ratio", "model_utility", "train/loss"):
-        assert rerun.metrics[key] == pytest.approx(sweep.best["metrics"][key], rel=1e-5, abs=1e-8)
+        assert rerun.metrics[key] == pytest.approx(sweep.best.metrics[key], rel=1e-5, abs=1e-8)
 
 
 def main_raises(argv):
@@ -170,13 +170,13 @@ def kept(tmp_path_factory, ray_local, cache_dir):
 def test_the_value_of_record_is_the_kept_epoch_everywhere(kept, capsys):
     """Optuna, MLflow, the ledger, report and export-best all hold the kept epoch's value, not the last's."""
     (trial,) = kept.trials
-    tdir = Path(trial["dir"])
+    tdir = trial.dir
     results = json.loads((tdir / "results.json").read_text())
     by_epoch = {h["epoch"]: h["retain_prob"] for h in results["epochs"]}
     assert results["best_epoch"] < max(by_epoch)  # the premise: the kept epoch is not the last
     value = by_epoch[results["best_epoch"]]
     assert value > by_epoch[max(by_epoch)]
-    assert trial["metrics"]["retain_prob"] == value == json.loads((tdir / "record.json").read_text())["metrics"]["retain_prob"]
+    assert trial.metrics["retain_prob"] == value == json.loads((tdir / "record.json").read_text())["metrics"]["retain_prob"]
     meta = load_sweep_meta(kept.out_dir)
     (study_trial,) = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"]).trials
     assert study_trial.value == pytest.approx(value)
@@ -186,7 +186,7 @@ def test_the_value_of_record_is_the_kept_epoch_everywhere(kept, capsys):
     assert {m.step: m.value for m in history} == pytest.approx(by_epoch)
     assert json.loads((tdir / "trial.json").read_text())["record"]["retain_prob"] == pytest.approx(value)
     assert main(["report", str(kept.out_dir)]) == 0
-    assert f"best: {trial['trial_id']} retain_prob={value:.4g}" in capsys.readouterr().out
+    assert f"best: {trial.trial_id} retain_prob={value:.4g}" in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")
@@ -206,21 +206,21 @@ def test_a_replicated_trial_records_its_mean_in_optuna_mlflow_and_the_report(rep
     study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])
     assert len(kids) == 2 and len(study.trials) == 2
     for t in replicated.trials:
-        record = t["record"]
-        seeds = [r["seed"] for r in record["replicates"]]
-        assert seeds == replicate_seeds(space, t["params"]) and len(set(seeds)) == 2
-        finals = [json.loads((Path(t["dir"]) / "replicates" / str(i) / "results.json").read_text())["final"]
+        record = t.record
+        seeds = [r["seed"] for r in record.replicates]
+        assert seeds == replicate_seeds(space, t.params) and len(set(seeds)) == 2
+        finals = [json.loads((t.dir / "replicates" / str(i) / "results.json").read_text())["final"]
                   for i in range(2)]
         mean = (finals[0]["forget_quality"] + finals[1]["forget_quality"]) / 2
-        assert t["metrics"]["forget_quality"] == pytest.approx(mean)
-        assert [s.value for s in study.trials if s.params == t["params"]] == [pytest.approx(mean)]
-        (kid,) = [k for k in kids if k.data.tags["unlearn.trial_id"] == t["trial_id"]]
+        assert t.metrics["forget_quality"] == pytest.approx(mean)
+        assert [s.value for s in study.trials if s.params == t.params] == [pytest.approx(mean)]
+        (kid,) = [k for k in kids if k.data.tags["unlearn.trial_id"] == t.trial_id]
         assert kid.data.metrics["record/forget_quality"] == pytest.approx(mean)
-        assert kid.data.tags["unlearn.feasible"] == str(record["feasible"]).lower()
+        assert kid.data.tags["unlearn.feasible"] == str(record.feasible).lower()
         nested = client.search_runs([kid.info.experiment_id],
                                     filter_string=f"tags.`mlflow.parentRunId` = '{kid.info.run_id}'")
         assert sorted(int(r.data.params["seed"]) for r in nested) == sorted(seeds)
-        assert record["constraints"][0]["threshold"] > 0  # resolved against the prepared target model
+        assert record.constraints[0]["threshold"] > 0  # resolved against the prepared target model
     assert main(["report", str(replicated.out_dir)]) == 0
     out = capsys.readouterr().out
     assert "values of record: mean over 2 replicates" in out and "Student's t interval" in out
@@ -232,21 +232,21 @@ def test_pareto_export_writes_an_index_and_a_file_that_reproduces_replicate_zero
     assert main(["export-best", str(replicated.out_dir), "--pareto", str(out)]) == 0
     index = yaml.safe_load((out / "index.yaml").read_text())
     (row,) = index["pareto"]  # one objective: the best trial
-    assert row["trial"] == replicated.best["trial_id"] and row["file"] == f"{row['trial']}.yaml"
-    assert row["seeds"] == [r["seed"] for r in replicated.best["record"]["replicates"]]
+    assert row["trial"] == replicated.best.trial_id and row["file"] == f"{row['trial']}.yaml"
+    assert row["seeds"] == [r["seed"] for r in replicated.best.record.replicates]
     assert "replicate 0" in (out / row["file"]).read_text()
     cfg = load_run_config(out / row["file"])
     rerun = run_unlearning(cfg, tmp_path / "rerun", log=lambda s: None)
-    first = json.loads((Path(replicated.best["run_dir"]) / "results.json").read_text())["final"]
+    first = json.loads((replicated.best.run_dir / "results.json").read_text())["final"]
     for key in ("forget_quality", "forget_truth_ratio", "train/loss"):
         assert rerun.metrics[key] == pytest.approx(first[key], rel=1e-5, abs=1e-8)
     assert main(["export-best", str(replicated.out_dir), "--pareto", str(out)]) == 2  # not empty: --force
 
 
 def test_resume_of_a_finished_sweep_reruns_nothing(sweep):
-    before = {t["trial_id"]: json.loads((Path(t["dir"]) / "trial.json").read_text())["starts"] for t in sweep.trials}
+    before = {t.trial_id: json.loads((t.dir / "trial.json").read_text())["starts"] for t in sweep.trials}
     again = resume_sweep(sweep.out_dir, progress=False)
-    after = {t["trial_id"]: json.loads((Path(t["dir"]) / "trial.json").read_text())["starts"] for t in again.trials}
+    after = {t.trial_id: json.loads((t.dir / "trial.json").read_text())["starts"] for t in again.trials}
     assert after == before
     _, _, kids = _children(again)
     assert len(kids) == 3
@@ -274,7 +274,7 @@ def test_gpu_sweep_runs_fsdp_trials_on_cuda(tmp_path, ray_local, cache_dir):
                           SweepSettings(out_dir=str(tmp_path / "out"), progress=False))
     assert len(result.trials) == 2
     for t in result.trials:
-        doc = load_results(Path(t["dir"]))
+        doc = load_results(t.dir)
         assert doc["device"].startswith("cuda") and doc["strategy"] == "fsdp"
         assert 0.0 <= doc["final"]["forget_quality"] <= 1.0
     _, parent, kids = _children(result)
