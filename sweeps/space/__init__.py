@@ -20,7 +20,6 @@ from sweeps.space.sampling import (
     define_by_run,
     derive_trial_seed,
     replicate_seeds,
-    resolved_trial_config,
     trial_run_config,
     trial_seed,
 )
@@ -37,5 +36,5 @@ from sweeps.space.schema import (
 __all__ = [
     "DISTRIBUTIONS", "SPACES_DIR", "TOP_LEVEL_KEYS", "Budget", "Constraint", "DefineByRun", "EarlyStopping", "Objective",
     "Param", "SearchSpace", "define_by_run", "derive_trial_seed", "replicate_seeds", "load_space", "resolve_space_path",
-    "resolved_trial_config", "run_config_keys", "space_from_dict", "trial_run_config", "trial_seed", "validate_space",
+    "run_config_keys", "space_from_dict", "trial_run_config", "trial_seed", "validate_space",
 ]

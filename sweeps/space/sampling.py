@@ -121,10 +121,6 @@ def trial_seed(space: SearchSpace, params: dict[str, Any]) -> int:
     return derive_trial_seed(space.budget.seed, int(hashlib.sha256(key.encode()).hexdigest()[:8], 16))
 
 
-def resolved_trial_config(space: SearchSpace, params: dict[str, Any]) -> RunConfig:
-    return trial_run_config(space, params, seed=trial_seed(space, params))
-
-
 def replicate_seeds(space: SearchSpace, params: dict[str, Any]) -> list[int]:
     """The seeds of a point's ``budget.replicates`` runs: replicate 0 has the trial's seed
     (``trial_seed``: a sweep with one replicate runs as before), replicate ``r`` the seed
