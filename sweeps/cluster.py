@@ -7,7 +7,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from sweeps.envvars import QUIET_ENV
+from sweeps.envvars import QUIET_ENV, scoped_logger_level
 from unlearn.errors import ConfigError
 from unlearn.train.config import ScalingConfig
 
@@ -91,18 +91,10 @@ def _keep_sigterm_handler():
         signal.signal(signal.SIGTERM, previous)
 
 
-@contextmanager
 def _token_notice(shown: bool):
     """Ray's warning that the local cluster it starts has token authentication, hidden unless ``shown``: the
     cluster is this tool's own, on loopback, and the token is in ~/.ray/auth_token (README, Ray cluster)."""
-    logger = logging.getLogger(TOKEN_NOTICE_LOGGER)
-    level = logger.level
-    if not shown:
-        logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    return scoped_logger_level(TOKEN_NOTICE_LOGGER, logging.ERROR, when=not shown)
 
 
 _VALID_ADDRESSES = ("auto (the cluster `ray start --head` started on this machine), the host:port of a running "

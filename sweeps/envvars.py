@@ -1,8 +1,9 @@
-"""Settings that libraries (Ray Tune, MLflow) read from environment variables, set for one block only."""
+"""Settings of libraries (Ray Tune, MLflow: environment variables; Ray's loggers' levels), set for one block only."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator, Mapping
 
@@ -28,3 +29,16 @@ def scoped_env(values: Mapping[str, str], *, keep_set: bool = False) -> Iterator
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = previous[key]
+
+
+@contextlib.contextmanager
+def scoped_logger_level(name: str, level: int, *, when: bool = True) -> Iterator[None]:
+    """Logger ``name`` at ``level`` inside the block (only ``when``), its own level restored after it."""
+    logger = logging.getLogger(name)
+    previous = logger.level
+    if when:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)

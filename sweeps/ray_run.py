@@ -13,12 +13,14 @@ where the run executes:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from sweeps.envvars import scoped_logger_level
 from sweeps.failures import (
     OutOfMemoryError,
     RunFailedError,
@@ -120,21 +122,14 @@ def _worker_entry(config: dict[str, WorkerArgs]) -> None:
 
 
 def _scaling_config(cfg: RunConfig, launcher: str):
-    import logging
-
     import ray.train
 
     if launcher != "local":
         return ray.train.ScalingConfig(num_workers=cfg.scaling.workers, use_gpu=cfg.scaling.use_gpu,
                                        resources_per_worker={"CPU": cfg.scaling.cpus_per_worker})
     # Ray logs at INFO that local mode is on, once per run: once per trial in a sweep's output
-    logger = logging.getLogger("ray.train.v2.api.config")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
+    with scoped_logger_level("ray.train.v2.api.config", logging.WARNING):
         return ray.train.ScalingConfig(num_workers=0)
-    finally:
-        logger.setLevel(level)
 
 
 def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | None = None, name: str | None = None,
