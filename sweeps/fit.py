@@ -68,7 +68,7 @@ def _tracker(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any]):
 
 
 def run_sweep(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], resources: dict[str, float], *,
-         resume: bool) -> SweepResult:
+             resume: bool) -> SweepResult:
     prepared = prepare(space.base_config, log=print if settings.progress else (lambda s: None))  # once
     bounds = resolve_bounds(space, prepared, settings.root)
     tracker = _tracker(space, settings, meta)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sweeps.space import SearchSpace, replicate_seeds, trial_run_config
-from sweeps.tracking.values import flatten
 from unlearn.config import to_dict
 from unlearn.train.config import RunConfig, ScalingConfig
 
@@ -57,6 +56,9 @@ class TrialPlan:
     def mlflow_params(self) -> dict[str, Any]:
         """Every resolved parameter of the trial (replicate 0's whole run config, dotted), and which were
         sampled."""
+        # the driver's alone: importing sweeps.tracking would load MLflow into every trial's process
+        from sweeps.tracking import flatten
+
         return {**flatten(to_dict(self.config)), "trial.sampled": ",".join(sorted(self.params))}
 
     def to_dict(self) -> dict[str, Any]:
