@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from unlearn.config import to_dict
+
 RECORD_PREFIX = "record/"
 """Tune result / MLflow keys of the trial's values of record: ``record/forget_quality``."""
 REPLICATE_KEY = "replicate"
@@ -122,12 +124,8 @@ class TrialRecord:
     feasible: bool
 
     def to_dict(self) -> dict[str, Any]:
-        """``record.json``'s plain data."""
-        return {"metrics": dict(self.metrics), "aggregate": self.aggregate,
-                "replicates": [dict(r) for r in self.replicates],
-                "intervals": {m: list(iv) for m, iv in self.intervals.items()},
-                "interval_method": self.interval_method, "constraints": [dict(c) for c in self.constraints],
-                "feasible": self.feasible}
+        """``record.json``'s plain data (tuples as lists)."""
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> TrialRecord:
