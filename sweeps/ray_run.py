@@ -220,4 +220,5 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
     if stop_after_epochs is not None or not (out / RESULTS_FILE).is_file():
         return None
     doc = load_results(out)  # rank 0 wrote them, in a worker's process
-    return WorkerResult(doc["final"], doc["epochs"], doc.get("best_epoch"), doc.get("reference_max_change"))
+    return WorkerResult(doc["final"], doc["epochs"], doc.get("best_epoch"), doc.get("reference_max_change"),
+                        doc.get("per_item", {}))

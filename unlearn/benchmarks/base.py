@@ -103,12 +103,18 @@ class MetricTable:
 
 @dataclass(frozen=True)
 class EvalOutput:
-    """An evaluation: metrics by name, and the statistics this model gives as a retain (reference) model."""
+    """An evaluation: metrics by name, and the statistics this model gives as a retain (reference) model.
+
+    ``per_item``: the per-question (per-item) forget statistics the metrics are computed from, by the
+    benchmark's own names, one list per statistic in the forget set's order: what a run keeps in
+    ``results.json`` so that any statistic can be recomputed offline without retraining.
+    """
 
     metrics: dict[str, float]
     reference: dict[str, Any]
     generations: dict[str, list[str]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each evaluation phase (bench/)
+    per_item: dict[str, list[float]] = field(default_factory=dict)
 
 
 class Benchmark(ABC):

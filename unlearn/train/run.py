@@ -68,27 +68,30 @@ class WorkerResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int | None = None
     reference_max_change: float | None = None  # NPO / KL: the frozen reference must not move
+    # The final (or kept) evaluation's per-question forget statistics (``EvalOutput.per_item``)
+    per_item: dict[str, list[float]] = field(default_factory=dict)
     # Wall-clock timestamps (time.time()) of the run's phases, and seconds spent in checkpoints and
     # reports: where a run's time goes besides training and evaluation (``bench.sweep_overhead``).
     timeline: dict[str, float] = field(default_factory=dict)
 
 
 def _evaluate_module(policy, strategy: Strategy, eval_lm, tokenizer, data, cfg: RunConfig,
-                     prepared: Prepared, dist: Dist) -> dict[str, float]:
-    """Evaluate on rank 0 with the full state dict (unsharded); every rank takes part in the gather."""
+                     prepared: Prepared, dist: Dist) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Evaluate on rank 0 with the full state dict (unsharded); every rank takes part in the gather.
+    Returns the metrics and the per-question statistics (both empty on the other ranks)."""
     if strategy.name == "single":
         lm = policy.lm
     else:
         sd = strategy.full_state_dict(policy)
         if dist.rank != 0:
             strategy.barrier()
-            return {}
+            return {}, {}
         eval_lm.load_state_dict({k.removeprefix("lm."): v for k, v in sd.items()})
         lm = eval_lm
-    metrics = cfg.benchmark.evaluate(lm, tokenizer, data, cfg.data, cfg.eval, prepared.reference).metrics
+    out = cfg.benchmark.evaluate(lm, tokenizer, data, cfg.data, cfg.eval, prepared.reference)
     if strategy.name != "single":
         strategy.barrier()
-    return metrics
+    return out.metrics, out.per_item
 
 
 def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, dist: Dist, reporter: Reporter,
@@ -119,6 +122,7 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
         resumed = {"train/resumed_from_epoch": float(start)}  # on record: this run restarted here
         log(f"resumed from {resume} after epoch {start}")
     history: list[dict[str, float]] = []
+    per_item: dict[int, dict[str, list[float]]] = {}  # epoch -> its evaluation's per-question statistics
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     timeline["loop_start"] = time.time()
     for epoch in range(start, cfg.optim.epochs):
@@ -133,7 +137,9 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
         last = epoch == cfg.optim.epochs - 1
         if cfg.epoch_eval or last:
             t1 = time.perf_counter()
-            metrics.update(_evaluate_module(policy, strategy, eval_lm, tokenizer, data, cfg, prepared, dist))
+            evaluated, per_item[epoch + 1] = _evaluate_module(policy, strategy, eval_lm, tokenizer, data, cfg,
+                                                              prepared, dist)
+            metrics.update(evaluated)
             metrics["eval/seconds"] = time.perf_counter() - t1
         if cfg.keep_best_by and dist.rank == 0:
             sign = 1.0 if cfg.benchmark.metrics.higher_is_better(cfg.keep_best_by) else -1.0
@@ -152,6 +158,7 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
         timeline["checkpoint_report_s"] += time.perf_counter() - t2
     timeline["loop_end"] = time.time()
     result = _finish(cfg, policy, strategy, tokenizer, history, best, out_dir, dist)
+    result.per_item = per_item.get(result.best_epoch or cfg.optim.epochs, {})
     result.timeline = {**timeline, "finish_end": time.time()}
     if ref is not None:
         result.reference_max_change = _max_change(strategy.full_state_dict(ref), prepared.target_dir, dtype, dist)
@@ -209,6 +216,7 @@ def write_results(out_dir: Path, cfg: RunConfig, prepared: Prepared, result: Wor
         "model_dir": str(out_dir / MODEL_DIR),
         "prepared": str(prepared.root),
         "reference_max_change": result.reference_max_change,
+        "per_item": result.per_item,
         "timeline": result.timeline,
         **(extra or {}),
     }

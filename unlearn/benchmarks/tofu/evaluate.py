@@ -31,10 +31,13 @@ from unlearn.metrics.scoring import answer_token_stats, extraction_strength_mask
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Metrics by name (see ``names``), the raw forget truth ratios, and the greedy generations."""
+    """Metrics by name (see ``names``), the raw forget truth ratios, the per-question forget statistics
+    (``per_item``: ``forget_truth_ratio`` raw, ``forget_prob``, ``forget_es``, one value per forget question in
+    the split's order) and the greedy generations."""
 
     metrics: dict[str, float]
     forget_truth_ratios: list[float]
+    per_item: dict[str, list[float]] = field(default_factory=dict)
     generations: dict[str, list[str]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase (score, generate)
 
@@ -151,6 +154,14 @@ def _generate(
                            device=device)
 
 
+def _per_item(plan: _Plan, avg_logp: np.ndarray, es: np.ndarray, ratios: np.ndarray) -> dict[str, list[float]]:
+    """The forget split's per-question statistics: what its metrics average, for offline statistics."""
+    answer = np.asarray(plan.answer[names.FORGET])
+    return {names.FORGET_TRUTH_RATIO: [float(r) for r in ratios],
+            names.FORGET_PROB: [float(p) for p in np.exp(avg_logp[answer])],
+            names.FORGET_ES: [float(e) for e in es[answer]]}
+
+
 def _split_metrics(
     split: str, plan: _Plan, avg_logp: np.ndarray, es: np.ndarray
 ) -> tuple[dict[str, float], np.ndarray]:
@@ -227,6 +238,7 @@ def _assemble(rows: dict[str, list[_Row]], plan: _Plan, avg_logp: np.ndarray, es
               generated: list[str], retain_truth_ratios: Sequence[float] | None) -> EvalResult:
     metrics: dict[str, float] = {}
     forget_ratios: list[float] = []
+    per_item: dict[str, list[float]] = {}
     generations: dict[str, list[str]] = {}
     start = 0
     for split, split_rows in rows.items():
@@ -234,6 +246,7 @@ def _assemble(rows: dict[str, list[_Row]], plan: _Plan, avg_logp: np.ndarray, es
         metrics.update(stats)
         if split == names.FORGET:
             forget_ratios = [float(r) for r in ratios]
+            per_item = _per_item(plan, avg_logp, es, ratios)
         if generated:
             generations[split] = generated[start : start + len(split_rows)]
             recall = tofu.rouge_l_recall(generations[split], [r.answer for r in split_rows])
@@ -241,7 +254,9 @@ def _assemble(rows: dict[str, list[_Row]], plan: _Plan, avg_logp: np.ndarray, es
         start += len(split_rows)
     if retain_truth_ratios is not None and names.FORGET in rows:
         metrics[names.FORGET_QUALITY] = tofu.forget_quality(forget_ratios, retain_truth_ratios)
+        distances = tofu.forget_distances(forget_ratios, retain_truth_ratios)
+        metrics.update({names.DISTANCE_METRICS[k]: v for k, v in distances.items()})
     if all(k in metrics for k in names.UTILITY_METRICS):
         metrics[names.MODEL_UTILITY] = tofu.model_utility(metrics)
     ordered = {k: metrics[k] for k in names.ALL_METRICS if k in metrics}
-    return EvalResult(ordered, forget_ratios, generations)
+    return EvalResult(ordered, forget_ratios, per_item, generations)

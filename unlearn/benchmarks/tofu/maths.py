@@ -122,6 +122,44 @@ def forget_quality(
     return float(scipy.stats.ks_2samp(np.asarray(unlearned_tr), np.asarray(retain_tr)).pvalue)
 
 
+LOG_QUALITY_FLOOR = 1e-300  # log10 of a KS p-value that underflowed to 0: -300, not -inf
+
+
+def forget_distances(
+    unlearned_tr: Sequence[float] | np.ndarray, retain_tr: Sequence[float] | np.ndarray
+) -> dict[str, float]:
+    """Distances between the unlearned and the retain model's forget truth-ratio distributions.
+
+    Candidate selection statistics beside forget quality (the KS p-value), each a function of the same two
+    samples of raw truth ratios:
+
+    * ``ks_d``: the two-sample KS statistic D (``scipy.stats.ks_2samp``), the sup distance of the two
+      empirical CDFs; forget quality is a decreasing function of it for fixed sample sizes;
+    * ``log_quality``: ``log10`` of forget quality (p-values floored at ``LOG_QUALITY_FLOOR``): the same
+      order as forget quality on one run, but its replicate mean is not dominated by the rare run near 1;
+    * ``w1``: the Wasserstein-1 distance of the **log** truth ratios (``scipy.stats.wasserstein_distance``;
+      the log, because raw ratios are heavy-tailed and a single extreme question would dominate);
+    * ``cvm``: the two-sample Cramér-von Mises statistic (``scipy.stats.cramervonmises_2samp``), an
+      integrated squared CDF distance (rank-based, like D).
+
+    Returns:
+        ``{"ks_d", "log_quality", "w1", "cvm"}``; every one but ``log_quality`` is 0 for equal samples.
+    """
+    for name, values in (("unlearned_tr", unlearned_tr), ("retain_tr", retain_tr)):
+        if len(values) < 2:
+            raise ConfigError(f"forget_distances: {name} has {len(values)} values; it needs one truth ratio per "
+                              "forget question, at least 2")
+    import scipy.stats
+
+    a, b = np.asarray(unlearned_tr, dtype=np.float64), np.asarray(retain_tr, dtype=np.float64)
+    ks = scipy.stats.ks_2samp(a, b)
+    with np.errstate(divide="ignore"):
+        la, lb = np.log(np.clip(a, 1e-300, 1e300)), np.log(np.clip(b, 1e-300, 1e300))
+    return {"ks_d": float(ks.statistic), "log_quality": float(np.log10(max(float(ks.pvalue), LOG_QUALITY_FLOOR))),
+            "w1": float(scipy.stats.wasserstein_distance(la, lb)),
+            "cvm": float(scipy.stats.cramervonmises_2samp(a, b).statistic)}
+
+
 def model_utility(stats: Mapping[str, float]) -> float:
     """Harmonic mean of the nine retain/real_authors/world_facts x prob/rouge/truth_ratio statistics.
 

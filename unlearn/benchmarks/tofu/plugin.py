@@ -91,11 +91,13 @@ class TofuFamily(Benchmark):
         own = {REFERENCE_KEY: list(res.forget_truth_ratios), PRIVLEAK_KEY: metrics[MIA_MIN_K]}
         if reference == "self":
             metrics[names.FORGET_QUALITY] = maths.forget_quality(res.forget_truth_ratios, res.forget_truth_ratios)
+            distances = maths.forget_distances(res.forget_truth_ratios, res.forget_truth_ratios)
+            metrics.update({names.DISTANCE_METRICS[k]: v for k, v in distances.items()})
             reference = own
         if reference is not None and PRIVLEAK_KEY in reference:  # a retain_stats file may not carry it
             metrics[names.PRIVLEAK] = privleak(metrics[MIA_MIN_K], float(reference[PRIVLEAK_KEY]))
             metrics[names.ABS_PRIVLEAK] = abs(metrics[names.PRIVLEAK])
-        return EvalOutput(names.TABLE.order(metrics), own, res.generations, seconds)
+        return EvalOutput(names.TABLE.order(metrics), own, res.generations, seconds, res.per_item)
 
     def _membership(self, model, tokenizer, data: QASets, cfg: DataConfig, eval_cfg: EvalConfig) -> dict[str, float]:
         """The membership attacks' AUCs on forget vs holdout answers (open-unlearning's TOFU ``mia_*``)."""

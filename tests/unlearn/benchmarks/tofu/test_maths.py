@@ -10,7 +10,7 @@ import scipy.stats
 import torch
 
 from unlearn.errors import ConfigError, UnknownNameError
-from unlearn.benchmarks.tofu import names
+from unlearn.benchmarks.tofu import maths, names
 from unlearn.metrics.scoring import (
     answer_logprob_stats,
     extraction_strength,
@@ -207,7 +207,7 @@ def test_rouge_l_recall_length_mismatch():
 # --- names ----------------------------------------------------------------------------------------
 
 def test_metric_names_and_directions():
-    assert len(names.ALL_METRICS) == len(set(names.ALL_METRICS)) == 17 + 2 + 4  # + privleak, |privleak|, 4 attacks
+    assert len(names.ALL_METRICS) == len(set(names.ALL_METRICS)) == 17 + 4 + 2 + 4  # + 4 distances, privleak, |privleak|, 4 attacks
     assert set(names.TABLE.names) == set(names.ALL_METRICS)
     for split in names.SPLITS:
         for stat in ("prob", "rouge", "truth_ratio"):
@@ -216,6 +216,39 @@ def test_metric_names_and_directions():
     assert names.TABLE.tune_mode(names.FORGET_ES) == "min"
     assert names.TABLE.optuna_direction(names.MODEL_UTILITY) == "maximize"
     assert names.TABLE.optuna_direction(names.FORGET_ROUGE) == "minimize"
+    assert names.TABLE.tune_mode(names.FORGET_LOG_QUALITY) == "max"
+    for distance in (names.FORGET_KS_D, names.FORGET_W1, names.FORGET_CVM):
+        assert names.TABLE.tune_mode(distance) == "min"
+
+
+def test_forget_distances_against_hand_computed_values():
+    # retain ratios 1..4, unlearned shifted: the empirical CDFs differ by at most 2/4 (between 2 and 3)
+    retain = [1.0, 2.0, 3.0, 4.0]
+    unlearned = [3.0, 4.0, 5.0, 6.0]
+    d = maths.forget_distances(unlearned, retain)
+    assert d["ks_d"] == pytest.approx(0.5)
+    assert d["log_quality"] == pytest.approx(math.log10(maths.forget_quality(unlearned, retain)))
+    # W1 of the log ratios: mean |log(x_(i)) - log(y_(i))| over sorted pairs (equal sizes)
+    expected_w1 = sum(abs(math.log(a) - math.log(b)) for a, b in zip(unlearned, retain)) / 4
+    assert d["w1"] == pytest.approx(expected_w1)
+    # CvM two-sample statistic (Anderson 1962): T = U / (n m (n + m)) - (4 m n - 1) / (6 (m + n)),
+    # U = n sum (r_i - i)^2 + m sum (s_j - j)^2 over the pooled ranks r (unlearned) and s (retain)
+    pooled = sorted(unlearned + retain)
+    def mid_rank(x: float) -> float:  # ties (3 and 4 appear twice): the mean of their ranks
+        return sum(i + 1 for i, v in enumerate(pooled) if v == x) / pooled.count(x)
+
+    ranks_u, ranks_r = [mid_rank(x) for x in sorted(unlearned)], [mid_rank(x) for x in sorted(retain)]
+    n = m = 4
+    u = n * sum((r - (i + 1)) ** 2 for i, r in enumerate(ranks_u)) + m * sum((s - (j + 1)) ** 2
+                                                                            for j, s in enumerate(ranks_r))
+    assert d["cvm"] == pytest.approx(u / (n * m * (n + m)) - (4 * m * n - 1) / (6 * (m + n)))
+    same = maths.forget_distances(retain, retain)
+    assert same["ks_d"] == same["w1"] == 0.0 and same["log_quality"] == 0.0
+    # a p-value that underflows to 0 is floored, never -inf
+    far = maths.forget_distances([1e-200] * 400, [1e200] * 400)
+    assert far["log_quality"] >= math.log10(maths.LOG_QUALITY_FLOOR) and math.isfinite(far["w1"])
+    with pytest.raises(ConfigError, match="at least 2"):
+        maths.forget_distances([1.0], retain)
 
 
 def test_unknown_metric_name_lists_valid_ones():
