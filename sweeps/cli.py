@@ -82,21 +82,21 @@ NO_TRIAL_EXIT = 1  # the sweep ran, but no trial finished
 def _print_outcome(sweep) -> int:
     from sweeps.layout import SPACE_FILE
     from sweeps.report import format_report
-    from sweeps.space import load_space
+    from sweeps.space import load_sweep_space
     from sweeps.sweep import NoTrialFinished, SweepInterrupted
 
     try:
         result = sweep()
     except SweepInterrupted as e:
         if not e.undone and (e.out_dir / SPACE_FILE).is_file():  # what ran so far
-            print(format_report(e.out_dir, load_space(e.out_dir / SPACE_FILE)))
+            print(format_report(e.out_dir, load_sweep_space(e.out_dir)))
         print(f"\nsweep {e}", file=sys.stderr)
         return 128 + e.signum
     except NoTrialFinished as e:
-        print(format_report(e.result.out_dir, load_space(e.result.out_dir / SPACE_FILE)))
+        print(format_report(e.result.out_dir, load_sweep_space(e.result.out_dir)))
         print(f"\nerror: {e}", file=sys.stderr)
         return NO_TRIAL_EXIT
-    print(format_report(result.out_dir, load_space(result.out_dir / SPACE_FILE)))
+    print(format_report(result.out_dir, load_sweep_space(result.out_dir)))
     if result.best is not None:
         import yaml
 
@@ -132,24 +132,24 @@ def format_where(result) -> str:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from sweeps.layout import SPACE_FILE, load_sweep_meta
+    from sweeps.layout import load_sweep_meta
     from sweeps.report import format_report
-    from sweeps.space import load_space
+    from sweeps.space import load_sweep_space
 
     root = Path(args.dir).expanduser().resolve()
     load_sweep_meta(root)
-    print(format_report(root, load_space(root / SPACE_FILE)))
+    print(format_report(root, load_sweep_space(root)))
     return 0
 
 
 def _cmd_export_best(args: argparse.Namespace) -> int:
-    from sweeps.layout import SPACE_FILE, load_sweep_meta
+    from sweeps.layout import load_sweep_meta
     from sweeps.report import export_best
-    from sweeps.space import load_space
+    from sweeps.space import load_sweep_space
 
     root = Path(args.dir).expanduser().resolve()
     load_sweep_meta(root)
-    space = load_space(root / SPACE_FILE)
+    space = load_sweep_space(root)
     if args.pareto:
         from sweeps.report import export_pareto
 

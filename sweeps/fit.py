@@ -13,6 +13,7 @@ import optuna
 from sweeps.envvars import scoped_env
 from sweeps.layout import (
     BEST_FILE,
+    CONFIRMATION_FILE,
     CONSTRAINTS_FILE,
     SPACE_FILE,
     TRIAL_FILE,
@@ -23,13 +24,16 @@ from sweeps.layout import (
     write_json_atomic,
 )
 from sweeps.record import Bound
-from sweeps.report import collect_trials, pick_best, write_best_config
+from sweeps.report import collect_trials, write_best_config
+from sweeps.report.export import best_config_notes
+from sweeps.report.select import choose
 from sweeps.report.plots import log_sweep_artifacts
 from sweeps.report.trials import TrialRow, load_bounds
 from sweeps.signals import SweepInterrupted, stop_on_interrupt
-from sweeps.space import SearchSpace, load_space
+from sweeps.space import SearchSpace, load_sweep_space
 from sweeps.tracking import SweepTracker, flatten
-from sweeps.tuner import TUNE_ENV, build_tuner
+from sweeps.confirm import run_stage
+from sweeps.tuner import TUNE_ENV, build_confirm_tuner, build_tuner
 from unlearn.config import to_dict
 from unlearn.errors import ConfigError, UnlearnError
 from unlearn.train.prepare import prepare, target_metrics
@@ -107,7 +111,31 @@ def _fit(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any], reso
         tracker.flush()
         raise SweepInterrupted(settings.root, interrupt.signum)
     _close_lost_trials(settings.root, tracker, LOST_REASON if resume else UNFINISHED_REASON)
+    if space.budget.confirm is not None:
+        _confirm(space, settings, resources, tracker, bounds)
     return finish_sweep(settings.root, tracker=tracker, space=space)
+
+
+def _confirm(space: SearchSpace, settings: SweepSettings, resources: dict[str, float], tracker: SweepTracker,
+             bounds: tuple[Bound, ...]) -> None:
+    """The confirmation stage (``sweeps.confirm``), each round a Tuner of its own."""
+
+    def run_round(jobs, name: str) -> None:
+        tuner, callback = build_confirm_tuner(space, settings, jobs, name, resources, tracker, bounds)
+        try:
+            with scoped_env(TUNE_ENV), stop_on_interrupt() as interrupt:
+                tuner.fit()
+        finally:
+            callback.wait()
+        if interrupt.signum is not None:
+            tracker.finish_parent("KILLED")  # set back to RUNNING by the resume
+            tracker.flush()
+            raise SweepInterrupted(settings.root, interrupt.signum)
+
+    doc = run_stage(space, settings, collect_trials(settings.root), bounds, run_round,
+                    log=print if settings.progress else (lambda s: None))
+    if doc is not None:
+        tracker.log_parent_dict(doc, CONFIRMATION_FILE)
 
 
 LOST_REASON = ("the sweep driver died before Ray Tune recorded this trial; its sampled point was run again "
@@ -137,12 +165,14 @@ def _close_lost_trials(root: Path, tracker, reason: str) -> None:
 def finish_sweep(root: Path, *, tracker=None, space: SearchSpace | None = None) -> SweepResult:
     """Collect trials, pick the best (or the Pareto set), log the parent's artifacts."""
     meta = load_sweep_meta(root)
-    space = space or load_space(root / SPACE_FILE)
+    space = space or load_sweep_space(root)
     trials = collect_trials(root)
-    best, pareto = pick_best(space, trials, load_bounds(root))
+    bounds = load_bounds(root)
+    choice = choose(root, space, trials, bounds)
+    best, pareto = choice.best, choice.pareto
     if best is None:
         (root / BEST_FILE).unlink(missing_ok=True)  # no best: no file that says otherwise
-    best_path = write_best_config(root, best) if best else None
+    best_path = write_best_config(root, best, best_config_notes(space, trials, bounds, choice)) if best else None
     if tracker is not None:
         study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])
         log_sweep_artifacts(tracker, study, root / SPACE_FILE, best.config if best else None, root / "artifacts")

@@ -13,6 +13,10 @@ Everything a resume, a report or an export needs lies in the directory:
                               record.json (the trial's values of record: sweeps.record)
                               and its run: config.json, results.json, model/ (with budget.replicates > 1:
                               one run per replicate in replicates/<r>/)
+    DIR/confirm/              the confirmation stage (``budget.confirm``, sweeps.confirm): candidates.json (the
+                              points raced), <trial id>/<c>/ the run of that point on confirmation seed c,
+                              confirmation.json (the race's outcome: the confirmed best, its probability of
+                              being best, the runner-up and their paired difference)
     DIR/best_config.yaml      the chosen trial's run config, ready to run
 
 Files are replaced atomically; a damaged one is reported by name, never silently skipped.
@@ -41,6 +45,9 @@ PLAN_FILE = "plan.json"
 REPLICATES_DIR = "replicates"
 CONSTRAINTS_FILE = "constraints.json"
 BEST_FILE = "best_config.yaml"
+CONFIRM_DIR = "confirm"
+CANDIDATES_FILE = "candidates.json"
+CONFIRMATION_FILE = "confirmation.json"
 MLFLOW_DB = "mlflow.db"
 OPTUNA_DB = "optuna.db"
 
@@ -89,6 +96,11 @@ def trial_dir(sweep_dir: Path, trial_id: str) -> Path:
 def replicate_dir(trial: Path, index: int, replicates: int) -> Path:
     """Where replicate ``index`` of a trial runs: the trial's own directory when it has one replicate."""
     return trial if replicates == 1 else trial / REPLICATES_DIR / str(index)
+
+
+def confirm_run_dir(sweep_dir: Path, trial_id: str, index: int) -> Path:
+    """Where the confirmation stage runs trial ``trial_id``'s point on confirmation seed ``index``."""
+    return sweep_dir / CONFIRM_DIR / trial_id / str(index)
 
 
 def storage_child(storage: str, name: str) -> str:

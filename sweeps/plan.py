@@ -8,7 +8,7 @@ and MLflow parameters it needs before the trial runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,15 +68,15 @@ class TrialPlan:
                                for r in self.replicates]}
 
 
-def resolve_trial(space: SearchSpace, params: Mapping[str, Any]) -> TrialPlan:
-    """The plan of the point ``params`` of ``space``: each replicate's seed (``replicate_seeds``) and run
-    config (``trial_run_config``), validated.
+def resolve_trial(space: SearchSpace, params: Mapping[str, Any], seeds: Sequence[int] | None = None) -> TrialPlan:
+    """The plan of the point ``params`` of ``space``: each replicate's seed (``replicate_seeds``; ``seeds``:
+    these instead, as the confirmation stage's runs) and run config (``trial_run_config``), validated.
 
     Raises:
         ConfigError: naming the parameters, when they give an invalid run config.
     """
     params = dict(params)
-    seeds = replicate_seeds(space, params)
+    seeds = replicate_seeds(space, params) if seeds is None else list(seeds)
     return TrialPlan(params, tuple(ReplicatePlan(i, seed, trial_run_config(space, params, seed=seed))
                                    for i, seed in enumerate(seeds)))
 

@@ -31,7 +31,7 @@ from sweeps.layout import (
 from sweeps.lock import LOCK_FILE, check_unlocked, sweep_lock
 from sweeps.preflight import check_model_dirs, check_optuna_storage, check_storage_path, check_writable_dir
 from sweeps.signals import SweepInterrupted, interruptible
-from sweeps.space import SearchSpace, load_space
+from sweeps.space import SearchSpace, load_space, load_sweep_space
 from sweeps.tracking import check_tracking_uri
 from unlearn.config import to_dict
 from unlearn.errors import ConfigError
@@ -181,7 +181,7 @@ def _resume(root: Path, address: str | None, progress: bool, verbose: bool) -> S
     meta = load_sweep_meta(root)
     settings = SweepSettings(**{**meta["settings"], "address": address or meta["settings"].get("address"),
                                 "progress": progress, "verbose": verbose})
-    space = load_space(root / SPACE_FILE)
+    space = load_sweep_space(root)
     check_storage_path(settings.storage_path)
     check_tracking_uri(settings.tracking_uri)
     check_address(settings.address)

@@ -16,6 +16,7 @@ from sweeps.layout import (
     CONFIG_FILE,
     PLAN_FILE,
     RECORD_FILE,
+    confirm_run_dir,
     read_json,
     replicate_dir,
     storage_child,
@@ -45,6 +46,13 @@ class TrialContext:
     bounds: tuple[Bound, ...] = ()
 
 
+def watched_metrics(ctx: TrialContext) -> list[str]:
+    """The metrics a record gives a 95 % interval: the objectives, the constrained metrics and the ones the
+    benchmark's report shows (forget quality keeps its interval beside a distance objective)."""
+    shown = ctx.space.base_config.benchmark.metrics.shown
+    return list(dict.fromkeys([*ctx.space.metric_names, *(b.metric for b in ctx.bounds), *shown]))
+
+
 def load_record(trial: Path) -> TrialRecord | None:
     """The trial's record if it finished (``record.json``), else None."""
     path = trial / RECORD_FILE
@@ -72,8 +80,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                            "best_epoch": best_epoch})
         if len(plan.replicates) > 1:
             ray.tune.report(replicate_result(replicate.index, replicate.seed, final))
-    watched = list(dict.fromkeys([*ctx.space.metric_names, *(b.metric for b in ctx.bounds)]))
-    record = make_record(replicates, ctx.space.budget.aggregate, ctx.bounds, watched)
+    record = make_record(replicates, ctx.space.budget.aggregate, ctx.bounds, watched_metrics(ctx))
     write_json_atomic(out / RECORD_FILE, record.to_dict())
     ray.tune.report(record.to_result())
 
@@ -82,16 +89,63 @@ def _run_replicate(ctx: TrialContext, trial_id: str, replicate: ReplicatePlan, r
                    prepared: Prepared) -> tuple[dict[str, Any], int | None, Path]:
     """One replicate's run (or its results, when a resumed trial had finished it): final metrics, kept epoch."""
     run = replicate_dir(trial_dir(Path(ctx.root), trial_id), replicate.index, replicates)
-    if (done := finished_results(run)) is not None:
-        return done["final"], done.get("best_epoch"), run
-    cfg = replicate.config
-    write_json_atomic(run / CONFIG_FILE, to_dict(cfg))
     name = f"trial-{trial_id}" if replicates == 1 else f"trial-{trial_id}-r{replicate.index}"
     # One replicate reports its epochs to Tune (ASHA decides on them, MLflow keeps their history); with
     # several, each replicate's end is reported instead. ASHA's stop must not let a run train on.
+    final, best_epoch = _run_once(ctx, replicate, run, name, prepared, tune_trial=replicates == 1)
+    return final, best_epoch, run
+
+
+def _run_once(ctx: TrialContext, replicate: ReplicatePlan, run: Path, name: str, prepared: Prepared, *,
+              tune_trial: bool) -> tuple[dict[str, Any], int | None]:
+    """One run into ``run`` (its results, when an earlier attempt finished it): final metrics, kept epoch.
+    A run started before under ``name`` resumes from its latest checkpoint."""
+    if (done := finished_results(run)) is not None:
+        return done["final"], done.get("best_epoch")
+    cfg = replicate.config
+    write_json_atomic(run / CONFIG_FILE, to_dict(cfg))
     result = run_unlearning(cfg, run, prepared=prepared, name=name,
-                            storage_path=storage_child(ctx.ray_storage, "train"), tune_trial=replicates == 1,
-                            wait_for_tune=ctx.space.early_stopping is not None, max_failures=1)
+                            storage_path=storage_child(ctx.ray_storage, "train"), tune_trial=tune_trial,
+                            wait_for_tune=ctx.space.early_stopping is not None and tune_trial, max_failures=1)
     if result is None:  # pragma: no cover -- run_unlearning returns None only when asked to stop early
-        raise UnlearnError(f"replicate {replicate.index} of trial {trial_id} wrote no results ({run})")
-    return result.metrics, result.best_epoch, run
+        raise UnlearnError(f"{name} wrote no results ({run})")
+    return result.metrics, result.best_epoch
+
+
+def run_confirmation(config: dict[str, Any], ctx: TrialContext) -> None:
+    """The confirmation stage's Tune trainable: one run of a confirmed point (``job.params``, the search
+    trial ``job.trial_id``'s) on confirmation seed ``job.index`` (``job.seed``), into
+    ``confirm/<trial id>/<index>/``; it reports that run's record (one replicate)."""
+    import ray.tune
+
+    job = ConfirmJob.from_dict(config["job"])
+    plan = resolve_trial(ctx.space, job.params, seeds=(job.seed,))
+    run = confirm_run_dir(Path(ctx.root), job.trial_id, job.index)
+    prepared = prepare(plan.config, announce_cached=False)
+    final, best_epoch = _run_once(ctx, plan.replicates[0], run, f"confirm-{job.trial_id}-{job.index}", prepared,
+                                  tune_trial=False)
+    replicate = {"index": job.index, "seed": job.seed, "dir": str(run), "final": final, "best_epoch": best_epoch}
+    ray.tune.report(make_record([replicate], ctx.space.budget.aggregate, ctx.bounds, watched_metrics(ctx)).to_result())
+
+
+@dataclass(frozen=True)
+class ConfirmJob:
+    """One run of the confirmation stage: the search trial whose point it runs, the point, the
+    confirmation seed's index and value."""
+
+    trial_id: str
+    params: dict[str, Any]
+    index: int
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        """Its MLflow child's trial id: the same on every attempt (a resumed stage finds its run)."""
+        return f"confirm-{self.trial_id}-{self.index}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trial_id": self.trial_id, "params": dict(self.params), "index": self.index, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ConfirmJob:
+        return cls(str(d["trial_id"]), dict(d["params"]), int(d["index"]), int(d["seed"]))

@@ -17,7 +17,7 @@ from sweeps.record import Bound
 from sweeps.search import make_searcher
 from sweeps.space import SearchSpace
 from sweeps.tracking import MLflowTrialCallback, SweepTracker
-from sweeps.trial import TrialContext, run_trial
+from sweeps.trial import ConfirmJob, TrialContext, run_confirmation, run_trial
 
 
 class _ParamsOf:
@@ -82,6 +82,61 @@ TUNE_ENV = {
 }
 
 
+
+
+class _JobResources:
+    """Picklable per-trial resources of a confirmation run: its point's plan's."""
+
+    def __init__(self, plans: TrialPlans) -> None:
+        self.plans = plans
+
+    def __call__(self, config: dict[str, Any]):
+        return ray.tune.PlacementGroupFactory([self.plans.get(config["job"]["params"]).resources])
+
+
+class _JobParams:
+    """Picklable ``params_of`` of a confirmation run: its point's MLflow params and its seed."""
+
+    def __init__(self, plans: TrialPlans) -> None:
+        self.plans = plans
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        job = ConfirmJob.from_dict(trial.config["job"])
+        return {**self.plans.get(job.params).mlflow_params, "seed": job.seed, "confirm.trial": job.trial_id,
+                "confirm.index": job.index}
+
+
+def _job_run_id(trial: Any) -> str:
+    return ConfirmJob.from_dict(trial.config["job"]).run_id
+
+
+class ConfirmationCallback(MLflowTrialCallback):
+    """The MLflow callback of a confirmation round: each run a child of the sweep's parent, tagged
+    ``unlearn.stage: confirmation`` with the search trial whose point it runs."""
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        super().on_trial_start(iteration, trials, trial, **info)
+        job = ConfirmJob.from_dict(trial.config["job"])
+        self._submit(self.tracker.tag_trial, job.run_id, {"unlearn.stage": "confirmation",
+                                                          "unlearn.confirm.trial": job.trial_id,
+                                                          "unlearn.confirm.index": str(job.index)})
+
+
+def build_confirm_tuner(space: SearchSpace, settings: SweepSettings, jobs: list[ConfirmJob], name: str,
+                        resources: dict[str, float], tracker: SweepTracker,
+                        bounds: tuple[Bound, ...]) -> tuple[ray.tune.Tuner, MLflowTrialCallback]:
+    """One round of the confirmation stage: a Tuner whose trials are ``jobs`` (a grid over them)."""
+    ctx = TrialContext(space, str(settings.root), settings.ray_storage, bounds)
+    plans = TrialPlans(space)
+    trainable = ray.tune.with_resources(ray.tune.with_parameters(run_confirmation, ctx=ctx), _JobResources(plans))
+    callback = ConfirmationCallback(tracker, params_of=_JobParams(plans), trial_id_of=_job_run_id)
+    tuner = ray.tune.Tuner(
+        trainable, param_space={"job": ray.tune.grid_search([j.to_dict() for j in jobs])},
+        tune_config=ray.tune.TuneConfig(max_concurrent_trials=_concurrency(space, resources),
+                                        reuse_actors=True),
+        run_config=ray.tune.RunConfig(name=name, storage_path=settings.ray_storage, callbacks=[callback],
+                                      verbose=0))
+    return tuner, callback
 
 
 def build_tuner(space: SearchSpace, settings: SweepSettings, study_name: str, resources: dict[str, float],

@@ -16,23 +16,29 @@ from sweeps.layout import (
     write_text_atomic,
 )
 from sweeps.model_registry import register_model
-from sweeps.report.select import pick_best
+from sweeps.report.select import Choice, choice_notes, choose, pick_best
 from sweeps.report.trials import TrialRow, collect_trials, load_bounds
 from sweeps.space import SearchSpace
 from unlearn.errors import ConfigError
 from unlearn.train.run import MODEL_DIR
 
 
-def write_best_config(root: Path, best: TrialRow) -> Path:
+def write_best_config(root: Path, best: TrialRow, notes: Sequence[str] = ()) -> Path:
     path = root / BEST_FILE
-    write_text_atomic(path, config_yaml(best, "best trial"))
+    write_text_atomic(path, config_yaml(best, "best trial", notes))
     return path
 
 
-def config_yaml(trial: TrialRow, what: str) -> str:
-    """The trial's run config (its replicate 0) as ready-to-run YAML, headed by its values of record and
-    its replicates' seeds."""
+def best_config_notes(space: SearchSpace, trials: Sequence[TrialRow], bounds, choice: Choice) -> list[str]:
+    """The lines ``best_config.yaml`` is headed by: how sure the choice is (``select.choice_notes``)."""
+    return choice_notes(space, trials, bounds, choice)
+
+
+def config_yaml(trial: TrialRow, what: str, notes: Sequence[str] = ()) -> str:
+    """The trial's run config (its replicate 0) as ready-to-run YAML, headed by its values of record, its
+    replicates' seeds and ``notes`` (how sure the choice is)."""
     head = [f"# {what} {trial.trial_id} of this sweep; reproduce with: unlearn-sweep run THIS_FILE --out DIR"]
+    head += [f"# {line}" for line in notes]
     record = trial.record
     if record is not None and len(record.replicates) > 1:
         seeds = list(trial.seeds)
@@ -103,19 +109,22 @@ def export_best(root: Path, space: SearchSpace, out_yaml: Path, *, model_dir: Pa
         if chosen is None or chosen.config is None:
             raise ConfigError(f"trial {trial_id!r} has no finished run in {root}; finished trials: "
                               f"{', '.join(t.trial_id for t in trials if t.config) or 'none'}")
+        notes: list[str] = []
     else:
         bounds = load_bounds(root)
-        chosen, _ = pick_best(space, trials, bounds)
+        choice = choose(root, space, trials, bounds)
+        chosen = choice.best
         if chosen is None:
             raise ConfigError(f"{root}: no finished{' feasible' if bounds else ''} trial has all objective "
                               f"metrics ({', '.join(space.metric_names)})")
+        notes = best_config_notes(space, trials, bounds, choice)
     src = chosen.run_dir / MODEL_DIR
     if model_dir is not None:
         if not src.is_dir():
             raise ConfigError(f"trial {chosen.trial_id} kept no model ({src} missing); valid: export without "
                               "--model, or a trial that kept its model")
         _copy_dir_atomic(src, model_dir)
-    write_text_atomic(out_yaml, config_yaml(chosen, 'trial' if trial_id else 'best trial'))
+    write_text_atomic(out_yaml, config_yaml(chosen, 'trial' if trial_id else 'best trial', notes))
     registered = register_model(root, chosen.trial_id, src, register) if register else None
     return ExportedTrial(chosen, registered)
 

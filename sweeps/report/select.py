@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
+
+from sweeps.layout import CONFIRM_DIR, CONFIRMATION_FILE, read_json
 from sweeps.record import Bound
 from sweeps.report.trials import TrialRow
 from sweeps.space import SearchSpace
@@ -65,3 +71,72 @@ def overlap(a: TrialRow, b: TrialRow, metric: str) -> bool | None:
     if not ia or not ib:
         return None
     return ia[0] <= ib[1] and ib[0] <= ia[1]
+
+
+def load_confirmation(root: Path) -> dict[str, Any] | None:
+    """The finished confirmation stage's outcome (``confirm/confirmation.json``, ``sweeps.confirm``), or None."""
+    path = root / CONFIRM_DIR / CONFIRMATION_FILE
+    return read_json(path, "the confirmation stage's outcome") if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What a sweep chose: the best trial (the confirmed best when the confirmation stage ran), the Pareto
+    set (several objectives), and the stage's outcome."""
+
+    best: TrialRow | None
+    pareto: list[TrialRow]
+    confirmation: dict[str, Any] | None = None
+
+
+def choose(root: Path, space: SearchSpace, trials: Sequence[TrialRow], bounds: Sequence[Bound] = ()) -> Choice:
+    """The sweep's choice, one rule for ``report``, ``export-best`` and the sweep's end: the confirmation
+    stage's best where it ran and found one, else ``pick_best``."""
+    best, pareto = pick_best(space, trials, bounds)
+    confirmation = load_confirmation(root) if not space.is_multi_objective else None
+    if confirmation is not None and confirmation.get("best") is not None:
+        confirmed = next((t for t in trials if t.trial_id == confirmation["best"]), None)
+        if confirmed is not None:
+            return Choice(confirmed, [confirmed], confirmation)
+    return Choice(best, pareto, confirmation)
+
+
+def within_noise(space: SearchSpace, trials: Sequence[TrialRow], bounds: Sequence[Bound], best: TrialRow) -> list[TrialRow]:
+    """The feasible trials the best cannot be told from: their 95 % interval of the objective overlaps the
+    best's, or (one seed: no interval) every other feasible trial."""
+    m = space.metric_names[0]
+    return [t for t in candidates(space, trials, bounds) if t.trial_id != best.trial_id
+            and overlap(best, t, m) is not False]
+
+
+def describe_confirmation(doc: Mapping[str, Any]) -> list[str]:
+    """The stage's outcome in a few lines (report, best_config.yaml's head)."""
+    if doc.get("best") is None:
+        return ["confirmation: no feasible point left"]
+    lines = [f"confirmed best: {doc['best']} {doc['metric']} mean "
+             f"{next(c['mean'] for c in doc['candidates'] if c['trial_id'] == doc['best']):.4g} over "
+             f"{len(next(c['values'] for c in doc['candidates'] if c['trial_id'] == doc['best']))} fresh seeds; "
+             f"probability of being the best of the {len(doc['candidates'])} confirmed points "
+             f"{doc['prob_best']:.2f} (posterior); stopped: {doc['stopped']}"]
+    d = doc.get("difference")
+    if d:
+        lines.append(f"runner-up: {doc['runner_up']}; paired difference (best - runner-up) {d['mean']:.4g}, 95 % "
+                     f"interval [{d['low']:.4g}, {d['high']:.4g}] over {d['seeds']} common seeds")
+    lines.append(f"rule: {doc['rule']}")
+    return lines
+
+
+def choice_notes(space: SearchSpace, trials: Sequence[TrialRow], bounds: Sequence[Bound], choice: Choice) -> list[str]:
+    """How sure the choice is, in plain lines: the confirmation stage's outcome, or (without it) the points
+    the best is within noise of, by name."""
+    if choice.best is None or space.is_multi_objective:
+        return []
+    if choice.confirmation is not None:
+        return describe_confirmation(choice.confirmation)
+    close = within_noise(space, trials, bounds, choice.best)
+    if not close:
+        return [f"no other feasible point is within noise of {choice.best.trial_id} (95 % intervals apart)"]
+    how = ("their 95 % intervals overlap its" if choice.best.intervals else "one seed each: nothing separates them")
+    return [f"not confirmed: {choice.best.trial_id} is one of the points within noise of each other: "
+            + ", ".join(t.trial_id for t in close[:8]) + (" ..." if len(close) > 8 else "")
+            + f" ({how}); budget.confirm races the top points on fresh seeds and says how sure"]

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.record import Bound, interval_method
-from sweeps.report.select import candidates, is_feasible, overlap, pick_best
+from sweeps.racing import paired_difference
+from sweeps.report.select import candidates, choice_notes, choose, is_feasible, overlap
 from sweeps.report.trials import TrialRow, collect_trials, load_bounds
 from sweeps.space import SearchSpace
 
@@ -38,7 +39,7 @@ def format_report(root: Path, space: SearchSpace) -> str:
         if t.status in ("FAILED", "DAMAGED") and t.reason:
             limit = 500 if t.status == "DAMAGED" else 200  # a damaged file's message ends with what to do
             lines.append(f"  {t.trial_id} {t.status.lower()}: {t.reason.splitlines()[0][:limit]}")
-    lines += _choice(space, trials, bounds)
+    lines += _choice(root, space, trials, bounds)
     return "\n".join(lines)
 
 
@@ -57,29 +58,45 @@ def _notes(space: SearchSpace, trials: list[TrialRow], bounds: Sequence[Bound]) 
     return out
 
 
-def _choice(space: SearchSpace, trials: list[TrialRow], bounds: Sequence[Bound]) -> list[str]:
-    best, pareto = pick_best(space, trials, bounds)
+def _choice(root: Path, space: SearchSpace, trials: list[TrialRow], bounds: Sequence[Bound]) -> list[str]:
+    choice = choose(root, space, trials, bounds)
+    best = choice.best
     if best is None:
         feasible = " feasible" if bounds else ""
         return [f"best: none yet (no finished{feasible} trial with all objective metrics)"]
     if space.is_multi_objective:
         return ["pareto set (" + ", ".join(space.metric_names) + "): " + ", ".join(
-            f"{t.trial_id} (" + ", ".join(_value(t, m) for m in space.metric_names) + ")" for t in pareto)]
+            f"{t.trial_id} (" + ", ".join(_value(t, m) for m in space.metric_names) + ")" for t in choice.pareto)]
     m = space.metric_names[0]
-    lines = [f"best: {best.trial_id} {m}={_value(best, m)}"]
-    ranked = candidates(space, trials, bounds)
-    if len(ranked) > 1:
-        second = ranked[1]
-        same = overlap(best, second, m)
-        if same is True:
-            lines.append(f"  runner-up {second.trial_id} {m}={_value(second, m)}: the 95 % intervals overlap, "
-                         "the choice between them is within noise")
-        elif same is False:
-            lines.append(f"  runner-up {second.trial_id} {m}={_value(second, m)}: the intervals do not overlap")
-        else:
-            lines.append(f"  runner-up {second.trial_id} {m}={_value(second, m)} (one seed each: no interval; "
-                         "budget.replicates > 1 says how sure)")
-    return lines
+    confirmed = choice.confirmation is not None and choice.confirmation.get("best") == best.trial_id
+    lines = [f"best: {best.trial_id} {m}={_value(best, m)}" + (" (the confirmation stage's pick)" if confirmed else "")]
+    for second in [t for t in candidates(space, trials, bounds) if t.trial_id != best.trial_id][:RUNNERS_UP]:
+        lines.append(f"  runner-up {second.trial_id} {m}={_value(second, m)}: {_compare(best, second, m)}")
+    return lines + choice_notes(space, trials, bounds, choice)
+
+
+RUNNERS_UP = 3  # the best's paired differences to this many runners-up
+
+
+def _by_seed(t: TrialRow, metric: str) -> dict[int, float]:
+    reps = t.record.replicates if t.record is not None else ()
+    return {int(r["seed"]): float(r["final"][metric]) for r in reps
+            if isinstance(r.get("final", {}).get(metric), (int, float))}
+
+
+def _compare(best: TrialRow, other: TrialRow, m: str) -> str:
+    """The paired difference on the seeds both ran (common seeds), else whether the intervals overlap."""
+    d = paired_difference({"a": _by_seed(best, m), "b": _by_seed(other, m)}, "a", "b")
+    if d.seeds >= 2:
+        verdict = "within noise" if d.low <= 0 <= d.high else "apart"
+        return (f"paired difference (best - runner-up) {d.mean:.4g}, 95 % interval [{d.low:.4g}, {d.high:.4g}] over "
+                f"{d.seeds} common seeds: {verdict}")
+    same = overlap(best, other, m)
+    if same is True:
+        return "the 95 % intervals overlap, the choice between them is within noise"
+    if same is False:
+        return "the intervals do not overlap"
+    return "one seed each: no interval (budget.replicates > 1 or budget.confirm says how sure)"
 
 
 def _value(t: TrialRow, metric: str) -> str:

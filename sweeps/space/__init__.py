@@ -12,6 +12,7 @@ from sweeps.space.parse import (
     SPACES_DIR,
     TOP_LEVEL_KEYS,
     load_space,
+    load_sweep_space,
     resolve_space_path,
     space_from_dict,
 )
@@ -20,12 +21,15 @@ from sweeps.space.sampling import (
     define_by_run,
     derive_trial_seed,
     replicate_seeds,
+    common_seed,
+    confirm_seed,
     trial_run_config,
     trial_seed,
 )
 from sweeps.space.schema import (
     DISTRIBUTIONS,
     Budget,
+    Confirm,
     Constraint,
     EarlyStopping,
     Objective,
@@ -34,7 +38,7 @@ from sweeps.space.schema import (
 )
 
 __all__ = [
-    "DISTRIBUTIONS", "SPACES_DIR", "TOP_LEVEL_KEYS", "Budget", "Constraint", "DefineByRun", "EarlyStopping", "Objective",
-    "Param", "SearchSpace", "define_by_run", "derive_trial_seed", "replicate_seeds", "load_space", "resolve_space_path",
+    "DISTRIBUTIONS", "SPACES_DIR", "TOP_LEVEL_KEYS", "Budget", "Confirm", "Constraint", "DefineByRun", "EarlyStopping", "Objective",
+    "Param", "SearchSpace", "define_by_run", "derive_trial_seed", "replicate_seeds", "common_seed", "confirm_seed", "load_space", "load_sweep_space", "resolve_space_path",
     "run_config_keys", "space_from_dict", "trial_run_config", "trial_seed", "validate_space",
 ]

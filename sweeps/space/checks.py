@@ -45,6 +45,7 @@ def _validate(space: SearchSpace) -> None:
     _check_points(space)
     _check_constraints(space)
     _check_replicates(space)
+    _check_confirm(space)
     _dry_run(space)
     if space.early_stopping is not None:
         _check_early_stopping(space)
@@ -130,6 +131,19 @@ def _check_replicates(space: SearchSpace) -> None:
     if "seed" in space.param_map:
         raise ConfigError(f"budget.replicates={r} with seed among the parameters: each replicate's seed is derived "
                           "from the sweep seed, the point and the replicate index; valid: remove the seed parameter")
+
+
+def _check_confirm(space: SearchSpace) -> None:
+    confirm = space.budget.confirm
+    if confirm is None:
+        return
+    if space.is_multi_objective:
+        raise ConfigError(f"budget.confirm with {len(space.objectives)} objectives: the confirmation stage races the "
+                          "points on one metric; valid: one objective (constraints keep the others in bounds), or "
+                          "confirm: null")
+    if "seed" in space.param_map:
+        raise ConfigError("budget.confirm with seed among the parameters: the stage runs every confirmed point on "
+                          "the same fresh seeds; valid: remove the seed parameter")
 
 
 def _check_produced(space: SearchSpace, metric: str, where: str) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sweeps.layout import SPACE_FILE
 from sweeps.space.checks import validate_space
 from sweeps.space.keys import _check_run_config_key, _numeric_kind, run_config_keys
 from sweeps.space.overrides import _apply_space_overrides
@@ -73,6 +74,19 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SearchSpace:
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     return space_from_dict(_absolute_data_paths(data), source=str(path))
+
+
+LEGACY_SEEDS = "per_point"  # what a sweep written before budget.seeds existed ran
+
+
+def load_sweep_space(root: str | Path) -> SearchSpace:
+    """A sweep directory's space (``DIR/space.yaml``, written at launch with every budget key). One written
+    before ``budget.seeds`` existed ran per-point seeds: it keeps them, so that its resume runs the same."""
+    path = Path(root) / SPACE_FILE
+    data = load_yaml(path)
+    if isinstance(data, dict) and isinstance(data.get("budget"), dict) and "seeds" not in data["budget"]:
+        data["budget"]["seeds"] = LEGACY_SEEDS
+    return space_from_dict(data, source=str(path))
 
 
 def _absolute_data_paths(data: Any) -> Any:

@@ -122,8 +122,28 @@ def trial_seed(space: SearchSpace, params: dict[str, Any]) -> int:
 
 
 def replicate_seeds(space: SearchSpace, params: dict[str, Any]) -> list[int]:
-    """The seeds of a point's ``budget.replicates`` runs: replicate 0 has the trial's seed
-    (``trial_seed``: a sweep with one replicate runs as before), replicate ``r`` the seed
-    ``derive_trial_seed(trial_seed, r)``, a function of the sweep seed, the point and ``r`` only."""
+    """The seeds of a point's ``budget.replicates`` runs.
+
+    ``budget.seeds: common`` (common random numbers): replicate ``r`` of every point runs the seed
+    ``common_seed(sweep seed, r)``, a function of the sweep seed and ``r`` only, so that two points'
+    replicates pair seed by seed. ``per_point``: replicate 0 has the trial's seed (``trial_seed``, from
+    the point), replicate ``r`` the seed ``derive_trial_seed(trial_seed, r)``.
+    """
+    if space.budget.seeds == "common":
+        return [common_seed(space.budget.seed, r) for r in range(space.budget.replicates)]
     first = trial_seed(space, params)
     return [first] + [derive_trial_seed(first, r) for r in range(1, space.budget.replicates)]
+
+
+CONFIRM_SEED_OFFSET = 1 << 31  # confirmation seed c is common seed OFFSET + c: never a search replicate's
+
+
+def common_seed(sweep_seed: int, index: int) -> int:
+    """The common seed number ``index`` of a sweep: ``derive_trial_seed(sweep_seed, index)``. Search
+    replicates take indices ``0 .. replicates - 1``, the confirmation stage ``CONFIRM_SEED_OFFSET + c``."""
+    return derive_trial_seed(sweep_seed, index)
+
+
+def confirm_seed(space: SearchSpace, index: int) -> int:
+    """The confirmation stage's seed number ``index`` (the same for every confirmed point)."""
+    return common_seed(space.budget.seed, CONFIRM_SEED_OFFSET + index)

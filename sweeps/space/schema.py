@@ -243,11 +243,36 @@ class EarlyStopping:
 
 
 @dataclass(frozen=True)
+class Confirm:
+    """The confirmation stage (``sweeps.confirm``): after the search, the ``top`` best feasible points are
+    raced on fresh common seeds no search trial used, ``runs`` runs in all at most."""
+
+    top: int = 3
+    runs: int = 12
+
+    def __post_init__(self) -> None:
+        check_range("top", self.top, low=2, high=MAX_CONFIRM_TOP)
+        if self.runs < self.top * MIN_CONFIRM_ROUNDS:
+            raise ConfigError(f"confirm.runs={self.runs!r} is too few for confirm.top={self.top}: the race gives "
+                              f"every point {MIN_CONFIRM_ROUNDS} seeds before its first test; valid: runs >= "
+                              f"{self.top * MIN_CONFIRM_ROUNDS} (top x {MIN_CONFIRM_ROUNDS})")
+        check_range("runs", self.runs, low=1, high=MAX_CONFIRM_RUNS)
+
+
+MAX_CONFIRM_TOP = 20
+MAX_CONFIRM_RUNS = 10_000
+MIN_CONFIRM_ROUNDS = 3  # sweeps.racing.FIRST_TEST (the schema does not import the race)
+
+
+@dataclass(frozen=True)
 class Budget:
     """How many trials, how many at once, a wall-clock limit (None: none) and the sampler's seed.
 
-    ``replicates``: runs per sampled point, each with its own seed (``sweeps.space.replicate_seeds``);
-    the trial's value is their ``aggregate`` (mean or median), reported with a 95 % interval.
+    ``replicates``: runs per sampled point (``sweeps.space.replicate_seeds``); the trial's value is their
+    ``aggregate`` (mean or median), reported with a 95 % interval. ``seeds``: ``common`` (replicate r of
+    every point runs the same seed, a function of the sweep seed and r: comparisons are paired) or
+    ``per_point`` (each point's seeds derive from the point too). ``confirm``: the confirmation stage
+    (``Confirm``), off when null.
     """
 
     num_samples: int = 8
@@ -256,6 +281,8 @@ class Budget:
     seed: int = 0
     replicates: int = 1
     aggregate: Literal["mean", "median"] = "mean"
+    seeds: Literal["common", "per_point"] = "common"
+    confirm: Confirm | None = None
 
     def __post_init__(self) -> None:
         check_range("num_samples", self.num_samples, low=1)

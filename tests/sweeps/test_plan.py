@@ -52,3 +52,25 @@ def test_the_driver_resolves_each_point_once(tmp_path):
     assert plans.get({"method.beta1": 3.0}) is first and plans.get({"method.beta1": 4.0}) is not first
     clone = pickle.loads(pickle.dumps(plans))  # Tune pickles it into its state: without the plans
     assert clone.get({"method.beta1": 3.0}) == first
+
+
+def test_common_seeds_are_common_across_points_and_confirmation_seeds_are_fresh(tmp_path):
+    from dataclasses import replace
+
+    from sweeps.racing import FIRST_TEST
+    from sweeps.space import common_seed, confirm_seed
+    from sweeps.space.schema import MIN_CONFIRM_ROUNDS
+
+    space = _space(tmp_path)
+    assert space.budget.seeds == "common"
+    a, b = resolve_trial(space, {"method.beta1": 1.0}), resolve_trial(space, {"method.beta1": 2.0})
+    assert [r.seed for r in a.replicates] == [r.seed for r in b.replicates] == [common_seed(0, r) for r in range(3)]
+    assert len({r.seed for r in a.replicates}) == 3
+    other = replace(space, budget=replace(space.budget, seed=7))
+    assert [r.seed for r in resolve_trial(other, {"method.beta1": 1.0}).replicates] != [r.seed for r in a.replicates]
+    per_point = replace(space, budget=replace(space.budget, seeds="per_point"))
+    pa, pb = resolve_trial(per_point, {"method.beta1": 1.0}), resolve_trial(per_point, {"method.beta1": 2.0})
+    assert not {r.seed for r in pa.replicates} & {r.seed for r in pb.replicates}
+    confirm = [confirm_seed(space, c) for c in range(50)]
+    assert len(set(confirm)) == 50 and not set(confirm) & {common_seed(0, r) for r in range(100)}
+    assert MIN_CONFIRM_ROUNDS == FIRST_TEST  # the schema's check and the race agree

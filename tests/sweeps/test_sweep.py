@@ -88,17 +88,18 @@ def test_a_finished_trials_process_runs_the_next_trial(sweep):
 def test_trial_seed_is_a_function_of_sweep_seed_and_parameters(sweep, tmp_path, cache_dir):
     from dataclasses import replace
 
-    from sweeps.space import load_space, trial_seed
+    from sweeps.space import load_space, replicate_seeds, trial_seed
 
     space = load_space(tiny_space(tmp_path, cache_dir))
     a = {"method.beta1": 5.0, "method.beta2": 0.1}
     assert trial_seed(space, a) == trial_seed(space, {"method.beta2": 0.1, "method.beta1": 5.0})
     assert trial_seed(space, a) != trial_seed(space, {"method.beta1": 5.0, "method.beta2": 0.2})
     assert trial_seed(space, a) != trial_seed(replace(space, budget=replace(space.budget, seed=1)), a)
-    # every trial of the sweep ran with that seed (so a second launch gives the paper's point the same run)
-    for t in sweep.trials:
-        cfg = json.loads((sweep.out_dir / "trials" / t.trial_id / "config.json").read_text())
-        assert cfg["seed"] == trial_seed(space, t.params)
+    # every trial of the sweep ran with its replicate's seed (budget.seeds: common, the default: the same
+    # seed for every point, so a second launch gives the paper's point the same run and points pair)
+    seeds = {json.loads((sweep.out_dir / "trials" / t.trial_id / "config.json").read_text())["seed"]
+             for t in sweep.trials}
+    assert seeds == {replicate_seeds(space, {})[0]} and space.budget.seeds == "common"
 
 
 def test_optuna_storage_holds_the_trials(sweep):
@@ -209,6 +210,8 @@ def test_a_replicated_trial_records_its_mean_in_optuna_mlflow_and_the_report(rep
         record = t.record
         seeds = [r["seed"] for r in record.replicates]
         assert seeds == replicate_seeds(space, t.params) and len(set(seeds)) == 2
+    # common random numbers: replicate r of every point ran the same seed
+    assert len({tuple(r["seed"] for r in t.record.replicates) for t in replicated.trials}) == 1
         finals = [json.loads((t.dir / "replicates" / str(i) / "results.json").read_text())["final"]
                   for i in range(2)]
         mean = (finals[0]["forget_quality"] + finals[1]["forget_quality"]) / 2

@@ -498,12 +498,13 @@ def test_to_yaml_round_trips_every_field(tmp_path: Path) -> None:
     assert [c.key for c in again.constraints] == ["max", "min_fraction_of_target"]
 
 
-def test_replicate_seeds_extend_the_trial_seed(tmp_path: Path) -> None:
+def test_per_point_replicate_seeds_extend_the_trial_seed(tmp_path: Path) -> None:
     from sweeps.space import replicate_seeds, trial_seed
 
     data = good()
     data["parameters"].pop("seed")
     data["budget"]["replicates"] = 4
+    data["budget"]["seeds"] = "per_point"
     space = load_space(write(tmp_path, data))
     point = {"method.weighting": "satimp", "method.beta1": 5.0}
     seeds = replicate_seeds(space, point)
@@ -511,6 +512,26 @@ def test_replicate_seeds_extend_the_trial_seed(tmp_path: Path) -> None:
     assert len(set(seeds)) == 4 and seeds == replicate_seeds(space, dict(reversed(list(point.items()))))
     assert seeds[1:] == [derive_trial_seed(seeds[0], r) for r in (1, 2, 3)]
     assert replicate_seeds(space, {**point, "method.beta1": 4.0})[0] != seeds[0]
+
+
+def test_budget_seeds_and_confirm_are_checked_at_load(tmp_path: Path) -> None:
+    data = good()
+    data["parameters"].pop("seed")
+    data["budget"]["seeds"] = "per_trial"
+    with pytest.raises(ConfigError, match="budget.seeds='per_trial' is not valid; valid: common, per_point"):
+        load_space(write(tmp_path, data))
+    data["budget"]["seeds"] = "common"
+    data["budget"]["confirm"] = {"top": 3, "runs": 6}
+    with pytest.raises(ConfigError, match=r"confirm.runs=6 is too few for confirm.top=3.*valid: runs >= 9"):
+        load_space(write(tmp_path, data))
+    data["budget"]["confirm"] = {"top": 1, "runs": 6}
+    with pytest.raises(ConfigError, match="top"):
+        load_space(write(tmp_path, data))
+    data["budget"]["confirm"] = {"top": 2, "runs": 6}
+    assert load_space(write(tmp_path, data)).budget.confirm.runs == 6
+    data["parameters"]["seed"] = {"distribution": "int", "low": 0, "high": 3}
+    with pytest.raises(ConfigError, match="budget.confirm with seed among the parameters"):
+        load_space(write(tmp_path, data))
 
 
 def test_constraints_resolve_against_the_target() -> None:
