@@ -141,3 +141,18 @@ def prob_best(values: Values, *, draws: int = POSTERIOR_DRAWS, seed: int = 0) ->
     winners = sample == sample.max(axis=1, keepdims=True)
     share = (winners / winners.sum(axis=1, keepdims=True)).mean(axis=0)
     return {p: float(share[i]) for i, p in enumerate(points)}
+
+
+def can_still_beat(values: Sequence[float], incumbent: float, level: float = 0.95) -> bool:
+    """Adaptive replication's rule (``budget.adaptive``): a point gets another seed only while it can still
+    beat the incumbent, i.e. while the upper end of the ``level`` t interval of its mean (higher is better)
+    reaches the incumbent's value. With fewer than 2 values (no interval) it always can."""
+    import scipy.stats
+
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2 or not np.isfinite(incumbent):
+        return True
+    if np.all(x == x[0]):
+        return bool(x[0] >= incumbent)
+    high = scipy.stats.t.interval(level, len(x) - 1, loc=x.mean(), scale=scipy.stats.sem(x))[1]
+    return bool(high >= incumbent)

@@ -16,6 +16,7 @@ from sweeps.layout import (
     CONFIG_FILE,
     PLAN_FILE,
     RECORD_FILE,
+    TRIALS_DIR,
     confirm_run_dir,
     read_json,
     replicate_dir,
@@ -24,12 +25,13 @@ from sweeps.layout import (
     write_json_atomic,
 )
 from sweeps.plan import ReplicatePlan, resolve_trial
+from sweeps.racing import can_still_beat
 from sweeps.record import Bound, TrialRecord, make_record, replicate_result
 from sweeps.ray_run import run_unlearning
 from sweeps.results import finished_results
 from sweeps.space import SearchSpace
 from unlearn.config import to_dict
-from unlearn.errors import UnlearnError
+from unlearn.errors import ConfigError, UnlearnError
 from unlearn.train.prepare import Prepared, prepare
 
 
@@ -80,9 +82,43 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                            "best_epoch": best_epoch})
         if len(plan.replicates) > 1:
             ray.tune.report(replicate_result(replicate.index, replicate.seed, final))
+        if ctx.space.budget.adaptive and not _can_still_beat(ctx, trial_id, replicates):
+            break  # it cannot beat the incumbent: its remaining seeds go to other points
     record = make_record(replicates, ctx.space.budget.aggregate, ctx.bounds, watched_metrics(ctx))
     write_json_atomic(out / RECORD_FILE, record.to_dict())
     ray.tune.report(record.to_result())
+
+
+def _signed_objective(space: SearchSpace, metrics: dict[str, Any]) -> float | None:
+    v = metrics.get(space.metric_names[0])
+    if not isinstance(v, (int, float)) or v != v:
+        return None
+    return float(v) if space.directions[0] == "maximize" else -float(v)
+
+
+def incumbent(ctx: TrialContext, but: str) -> float | None:
+    """The best feasible value of record (higher is better) of the sweep's finished trials other than ``but``."""
+    best = None
+    for path in sorted((Path(ctx.root) / TRIALS_DIR).glob(f"*/{RECORD_FILE}")):
+        if path.parent.name == but:
+            continue
+        try:
+            record = TrialRecord.from_dict(read_json(path, "a trial's record"))
+        except (ConfigError, KeyError, TypeError, ValueError):
+            continue  # a damaged record is reported by ``report``; it is no incumbent
+        value = _signed_objective(ctx.space, record.metrics)
+        if record.feasible and value is not None and (best is None or value > best):
+            best = value
+    return best
+
+
+def _can_still_beat(ctx: TrialContext, trial_id: str, replicates: list[dict[str, Any]]) -> bool:
+    """``budget.adaptive``: whether the point's replicates so far can still beat the incumbent."""
+    values = [_signed_objective(ctx.space, r["final"]) for r in replicates]
+    if any(v is None for v in values):
+        return False  # a diverged seed: no mean to improve
+    best = incumbent(ctx, trial_id)
+    return best is None or can_still_beat(values, best)
 
 
 def _run_replicate(ctx: TrialContext, trial_id: str, replicate: ReplicatePlan, replicates: int,

@@ -47,8 +47,14 @@ def _notes(space: SearchSpace, trials: list[TrialRow], bounds: Sequence[Bound]) 
     out = []
     r, how = space.budget.replicates, space.budget.aggregate
     if r > 1:
-        out.append(f"values of record: {how} over {r} replicates (seeds per point); +- the half-width of the 95 % "
+        upto = "up to " if space.budget.adaptive else ""
+        seeds = "common seeds: replicate r of every point ran the same seed" if space.budget.seeds == "common" \
+            else "seeds per point"
+        out.append(f"values of record: {how} over {upto}{r} replicates ({seeds}); +- the half-width of the 95 % "
                    f"{interval_method(how)}")
+        if space.budget.adaptive:
+            out.append("  adaptive replication: a point got another seed only while the upper end of its 95 % "
+                       "interval reached the incumbent's value")
     for b in bounds:
         out.append(f"constraint: {b.describe()}")
     for t in trials:

@@ -45,6 +45,7 @@ def _validate(space: SearchSpace) -> None:
     _check_points(space)
     _check_constraints(space)
     _check_replicates(space)
+    _check_adaptive(space)
     _check_confirm(space)
     _dry_run(space)
     if space.early_stopping is not None:
@@ -131,6 +132,18 @@ def _check_replicates(space: SearchSpace) -> None:
     if "seed" in space.param_map:
         raise ConfigError(f"budget.replicates={r} with seed among the parameters: each replicate's seed is derived "
                           "from the sweep seed, the point and the replicate index; valid: remove the seed parameter")
+
+
+def _check_adaptive(space: SearchSpace) -> None:
+    b = space.budget
+    if not b.adaptive:
+        return
+    if b.replicates < 3:
+        raise ConfigError(f"budget.adaptive with replicates={b.replicates}: a point is judged after 2 replicates, so "
+                          "adaptive replication needs room for more; valid: replicates >= 3, or adaptive: false")
+    if space.is_multi_objective:
+        raise ConfigError("budget.adaptive with several objectives: the incumbent is the best on one metric; valid: "
+                          "one objective, or adaptive: false")
 
 
 def _check_confirm(space: SearchSpace) -> None:

@@ -271,8 +271,9 @@ class Budget:
     ``replicates``: runs per sampled point (``sweeps.space.replicate_seeds``); the trial's value is their
     ``aggregate`` (mean or median), reported with a 95 % interval. ``seeds``: ``common`` (replicate r of
     every point runs the same seed, a function of the sweep seed and r: comparisons are paired) or
-    ``per_point`` (each point's seeds derive from the point too). ``confirm``: the confirmation stage
-    (``Confirm``), off when null.
+    ``per_point`` (each point's seeds derive from the point too). ``adaptive``: ``replicates`` is a maximum, and a
+    point gets another replicate only while it can still beat the incumbent (``sweeps.racing.can_still_beat``).
+    ``confirm``: the confirmation stage (``Confirm``), off when null.
     """
 
     num_samples: int = 8
@@ -282,6 +283,7 @@ class Budget:
     replicates: int = 1
     aggregate: Literal["mean", "median"] = "mean"
     seeds: Literal["common", "per_point"] = "common"
+    adaptive: bool = False
     confirm: Confirm | None = None
 
     def __post_init__(self) -> None:

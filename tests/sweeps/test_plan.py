@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import pytest
 import yaml
 
 from sweeps.plan import DRIVER_CPU, TrialPlans, resolve_trial
@@ -74,3 +75,29 @@ def test_common_seeds_are_common_across_points_and_confirmation_seeds_are_fresh(
     confirm = [confirm_seed(space, c) for c in range(50)]
     assert len(set(confirm)) == 50 and not set(confirm) & {common_seed(0, r) for r in range(100)}
     assert MIN_CONFIRM_ROUNDS == FIRST_TEST  # the schema's check and the race agree
+
+
+def test_adaptive_replication_stops_a_point_that_cannot_beat_the_incumbent(tmp_path):
+    from sweeps.layout import write_json_atomic
+    from sweeps.record import make_record
+    from sweeps.trial import TrialContext, _can_still_beat, incumbent
+
+    space = _space(tmp_path)
+    ctx = TrialContext(space, str(tmp_path / "sweep"), str(tmp_path / "ray"))
+    assert incumbent(ctx, "mine") is None  # no finished trial: nothing to beat
+
+    def finished(trial_id, values):
+        reps = [{"index": i, "seed": i, "dir": "", "final": {"forget_quality": v}, "best_epoch": None}
+                for i, v in enumerate(values)]
+        write_json_atomic(tmp_path / "sweep" / "trials" / trial_id / "record.json",
+                          make_record(reps, "mean", (), ["forget_quality"]).to_dict())
+
+    finished("good", [0.8, 0.9, 0.85])
+    finished("mine", [0.99, 0.99, 0.99])  # the trial itself is never its own incumbent
+    assert incumbent(ctx, "mine") == pytest.approx(0.85)
+    low = [{"final": {"forget_quality": v}} for v in (0.01, 0.02)]
+    close = [{"final": {"forget_quality": v}} for v in (0.5, 0.9)]
+    assert not _can_still_beat(ctx, "mine", low) and _can_still_beat(ctx, "mine", close)
+    (tmp_path / "sweep" / "trials" / "bad").mkdir()
+    (tmp_path / "sweep" / "trials" / "bad" / "record.json").write_text("{not json")
+    assert incumbent(ctx, "mine") == pytest.approx(0.85)  # a damaged record is no incumbent

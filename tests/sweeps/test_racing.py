@@ -71,3 +71,12 @@ def test_prob_best_of_the_empirical_best_is_calibrated_on_synthetic_tables_with_
         if inside.sum() >= 30:
             assert abs(right[inside].mean() - stated[inside].mean()) < 0.12, (lo, hi, right[inside].mean(),
                                                                               stated[inside].mean())
+
+
+def test_a_point_gets_another_seed_only_while_its_upper_bound_reaches_the_incumbent():
+    from sweeps.racing import can_still_beat
+
+    values = [0.1, 0.3]  # mean 0.2, t(0.975, 1) = 12.706, sem 0.1: upper end 1.4706
+    assert can_still_beat(values, 1.47) and not can_still_beat(values, 1.48)
+    assert can_still_beat([0.1], 5.0)  # one value: no interval, it always can
+    assert not can_still_beat([0.2, 0.2, 0.2], 0.3) and can_still_beat([0.2, 0.2], 0.2)

@@ -521,6 +521,12 @@ def test_budget_seeds_and_confirm_are_checked_at_load(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="budget.seeds='per_trial' is not valid; valid: common, per_point"):
         load_space(write(tmp_path, data))
     data["budget"]["seeds"] = "common"
+    data["budget"].update(adaptive=True, replicates=2)
+    with pytest.raises(ConfigError, match="budget.adaptive with replicates=2.*valid: replicates >= 3"):
+        load_space(write(tmp_path, data))
+    data["budget"]["replicates"] = 3
+    assert load_space(write(tmp_path, data)).budget.adaptive
+    data["budget"].update(adaptive=False, replicates=1)
     data["budget"]["confirm"] = {"top": 3, "runs": 6}
     with pytest.raises(ConfigError, match=r"confirm.runs=6 is too few for confirm.top=3.*valid: runs >= 9"):
         load_space(write(tmp_path, data))
