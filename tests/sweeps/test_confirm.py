@@ -91,7 +91,7 @@ def _launch(space: Path, root: Path) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_a_sweep_with_a_confirmation_stage_survives_a_driver_kill(tmp_path, cache_dir):
-    path = tiny_space(tmp_path, cache_dir, num_samples=3, epochs=2)
+    path = tiny_space(tmp_path, cache_dir, num_samples=2, epochs=2)
     data = yaml.safe_load(path.read_text())
     data["budget"]["confirm"] = {"top": 2, "runs": 6}
     path.write_text(yaml.safe_dump(data))
