@@ -200,6 +200,9 @@ def summary(space: SearchSpace, state: RaceState) -> dict[str, Any]:
            for t in feasible}
     diff = paired_difference(raw, best, runner) if best and runner else None
     params = {c.trial_id: c.params for c in state.candidates}
+    # beside the objective: the report's other metrics (forget quality next to a distance) and the constrained ones
+    shown = [m for m in dict.fromkeys([*space.base_config.benchmark.metrics.shown, *(c.metric for c in space.constraints)])
+             if m != metric]
     return {
         "rule": RULE, "metric": metric, "direction": space.directions[0], "runs": state.runs,
         "budget": space.budget.confirm.runs, "stopped": state.stopped, "best": best, "runner_up": runner,
@@ -209,6 +212,7 @@ def summary(space: SearchSpace, state: RaceState) -> dict[str, Any]:
                         "values": {str(i): state.finals[c.trial_id][i].get(metric)
                                    for i in sorted(state.finals[c.trial_id])},
                         "mean": _mean(state.finals[c.trial_id], metric),
+                        "means": {m: _mean(state.finals[c.trial_id], m) for m in shown},
                         "prob_best": probs.get(c.trial_id, 0.0), "survivor": c.trial_id in state.survivors,
                         "out": state.out.get(c.trial_id)} for c in state.candidates],
     }

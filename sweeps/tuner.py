@@ -134,8 +134,9 @@ def build_confirm_tuner(space: SearchSpace, settings: SweepSettings, jobs: list[
         trainable, param_space={"job": ray.tune.grid_search([j.to_dict() for j in jobs])},
         tune_config=ray.tune.TuneConfig(max_concurrent_trials=_concurrency(space, resources),
                                         reuse_actors=True),
-        run_config=ray.tune.RunConfig(name=name, storage_path=settings.ray_storage, callbacks=[callback],
-                                      verbose=0))
+        # Tune's own result.json / progress.csv, which its ResultGrid reads at the end of fit (see build_tuner)
+        run_config=ray.tune.RunConfig(name=name, storage_path=settings.ray_storage,
+                                      callbacks=[callback, JsonLoggerCallback(), CSVLoggerCallback()], verbose=0))
     return tuner, callback
 
 

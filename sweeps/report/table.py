@@ -76,12 +76,27 @@ def _choice(root: Path, space: SearchSpace, trials: list[TrialRow], bounds: Sequ
     m = space.metric_names[0]
     confirmed = choice.confirmation is not None and choice.confirmation.get("best") == best.trial_id
     lines = [f"best: {best.trial_id} {m}={_value(best, m)}" + (" (the confirmation stage's pick)" if confirmed else "")]
+    if choice.confirmation is not None:  # the race's values, on fresh seeds, decide: not the search's
+        return lines + choice_notes(space, trials, bounds, choice) + _confirmed(choice.confirmation)
     for second in [t for t in candidates(space, trials, bounds) if t.trial_id != best.trial_id][:RUNNERS_UP]:
         lines.append(f"  runner-up {second.trial_id} {m}={_value(second, m)}: {_compare(best, second, m)}")
     return lines + choice_notes(space, trials, bounds, choice)
 
 
+def _confirmed(doc: dict[str, Any]) -> list[str]:
+    """One line per confirmed point: its mean over its fresh seeds, its probability of being best, how it left."""
+    out = []
+    for c in doc["candidates"]:
+        mean = c["mean"]
+        state = "raced to the end" if c["survivor"] else c["out"]
+        beside = ", ".join(f"{m} {v:.4g}" for m, v in list(c.get("means", {}).items())[:BESIDE])
+        out.append(f"  confirmed {c['trial_id']}: {doc['metric']} mean {mean:.4g}" + (f" ({beside})" if beside else "")
+                   + f" over {len(c['values'])} fresh seeds, probability of being best {c['prob_best']:.2f}; {state}")
+    return out
+
+
 RUNNERS_UP = 3  # the best's paired differences to this many runners-up
+BESIDE = 2  # a confirmed point's means of the benchmark's first shown metrics besides the objective
 
 
 def _by_seed(t: TrialRow, metric: str) -> dict[int, float]:
