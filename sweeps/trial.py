@@ -16,16 +16,15 @@ from sweeps.layout import (
     CONFIG_FILE,
     PLAN_FILE,
     RECORD_FILE,
-    read_json,
     replicate_dir,
     storage_child,
     trial_dir,
     write_json_atomic,
 )
 from sweeps.plan import ReplicatePlan, resolve_trial
-from sweeps.record import Bound, TrialRecord, make_record, replicate_result
+from sweeps.record import Bound, make_record, replicate_result
 from sweeps.ray_run import run_unlearning
-from sweeps.results import finished_results
+from sweeps.results import finished_results, load_record
 from sweeps.space import SearchSpace
 from unlearn.config import to_dict
 from unlearn.errors import UnlearnError
@@ -43,12 +42,6 @@ class TrialContext:
     root: str
     ray_storage: str
     bounds: tuple[Bound, ...] = ()
-
-
-def load_record(trial: Path) -> TrialRecord | None:
-    """The trial's record if it finished (``record.json``), else None."""
-    path = trial / RECORD_FILE
-    return TrialRecord.from_dict(read_json(path, "the trial's record")) if path.is_file() else None
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:

@@ -92,7 +92,8 @@ def build_tuner(space: SearchSpace, settings: SweepSettings, study_name: str, re
     ctx = TrialContext(space, str(settings.root), settings.ray_storage, bounds)
     plans = TrialPlans(space)
     trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, ctx=ctx), _TrialResources(plans))
-    mlflow_callback = MLflowTrialCallback(tracker, max_steps=space.max_epochs, params_of=_ParamsOf(plans))
+    mlflow_callback = MLflowTrialCallback(tracker, max_steps=space.max_epochs, params_of=_ParamsOf(plans),
+                                          sweep_dir=settings.root)
     # Tune's own per-trial result.json / progress.csv (its ResultGrid reads them); no TensorBoard files
     # (MLflow is the UI; Tune's auto loggers are off during fit, see TUNE_ENV)
     callbacks = [LedgerCallback(settings.root, space.max_epochs), mlflow_callback,
