@@ -28,7 +28,7 @@ from sweeps.plan import ReplicatePlan, resolve_trial
 from sweeps.racing import can_still_beat
 from sweeps.record import Bound, TrialRecord, make_record, replicate_result
 from sweeps.ray_run import run_unlearning
-from sweeps.results import finished_results
+from sweeps.results import finished_results, load_record
 from sweeps.space import SearchSpace
 from unlearn.config import to_dict
 from unlearn.errors import ConfigError, UnlearnError
@@ -53,12 +53,6 @@ def watched_metrics(ctx: TrialContext) -> list[str]:
     benchmark's report shows (forget quality keeps its interval beside a distance objective)."""
     shown = ctx.space.base_config.benchmark.metrics.shown
     return list(dict.fromkeys([*ctx.space.metric_names, *(b.metric for b in ctx.bounds), *shown]))
-
-
-def load_record(trial: Path) -> TrialRecord | None:
-    """The trial's record if it finished (``record.json``), else None."""
-    path = trial / RECORD_FILE
-    return TrialRecord.from_dict(read_json(path, "the trial's record")) if path.is_file() else None
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:

@@ -9,14 +9,14 @@ import ray.tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-from sweeps.layout import TUNE_NAME, SweepSettings, storage_child
+from sweeps.layout import TUNE_NAME, SweepSettings, confirm_run_dir, storage_child
 from sweeps.ledger import LedgerCallback
 from sweeps.plan import DRIVER_CPU, TrialPlans
 from sweeps.progress import ProgressCallback
 from sweeps.record import Bound
 from sweeps.search import make_searcher
 from sweeps.space import SearchSpace
-from sweeps.tracking import MLflowTrialCallback, SweepTracker
+from sweeps.tracking import PER_ITEM_ARTIFACT, MLflowTrialCallback, SweepTracker
 from sweeps.trial import ConfirmJob, TrialContext, run_confirmation, run_trial
 
 
@@ -112,7 +112,12 @@ def _job_run_id(trial: Any) -> str:
 
 class ConfirmationCallback(MLflowTrialCallback):
     """The MLflow callback of a confirmation round: each run a child of the sweep's parent, tagged
-    ``unlearn.stage: confirmation`` with the search trial whose point it runs."""
+    ``unlearn.stage: confirmation`` with the search trial whose point it runs, its per-question statistics
+    its artifact ``per_item.json`` (one replicate)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._jobs: dict[str, ConfirmJob] = {}
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         super().on_trial_start(iteration, trials, trial, **info)
@@ -120,6 +125,18 @@ class ConfirmationCallback(MLflowTrialCallback):
         self._submit(self.tracker.tag_trial, job.run_id, {"unlearn.stage": "confirmation",
                                                           "unlearn.confirm.trial": job.trial_id,
                                                           "unlearn.confirm.index": str(job.index)})
+        self._jobs[job.run_id] = job
+
+    def _log_per_item(self, tid: str) -> None:
+        """The run's per-question statistics (its ``results.json``'s ``per_item``) as the child's artifact."""
+        from sweeps.results import load_results
+
+        job = self._jobs.get(tid)
+        if job is None:
+            return
+        doc = load_results(confirm_run_dir(self.sweep_dir, job.trial_id, job.index))
+        self.tracker.log_trial_dict(tid, {"trial_id": tid, "replicates": [
+            {"index": job.index, "seed": job.seed, "per_item": doc.get("per_item", {})}]}, PER_ITEM_ARTIFACT)
 
 
 def build_confirm_tuner(space: SearchSpace, settings: SweepSettings, jobs: list[ConfirmJob], name: str,
@@ -148,7 +165,8 @@ def build_tuner(space: SearchSpace, settings: SweepSettings, study_name: str, re
     ctx = TrialContext(space, str(settings.root), settings.ray_storage, bounds)
     plans = TrialPlans(space)
     trainable = ray.tune.with_resources(ray.tune.with_parameters(run_trial, ctx=ctx), _TrialResources(plans))
-    mlflow_callback = MLflowTrialCallback(tracker, max_steps=space.max_epochs, params_of=_ParamsOf(plans))
+    mlflow_callback = MLflowTrialCallback(tracker, max_steps=space.max_epochs, params_of=_ParamsOf(plans),
+                                          sweep_dir=settings.root)
     # Tune's own per-trial result.json / progress.csv (its ResultGrid reads them); no TensorBoard files
     # (MLflow is the UI; Tune's auto loggers are off during fit, see TUNE_ENV)
     callbacks = [LedgerCallback(settings.root, space.max_epochs), mlflow_callback,

@@ -15,6 +15,7 @@ from sweeps.tracking.callback import (
 )
 from sweeps.tracking.names import (
     BUFFER_FILE,
+    PER_ITEM_ARTIFACT,
     TAG_DROPPED,
     TAG_FAILURE,
     TAG_PARENT,
@@ -29,8 +30,8 @@ from sweeps.tracking.uri import MLFLOW_UI, check_tracking_uri, runs_page_url
 from sweeps.tracking.values import failure_reason, flatten
 
 __all__ = [
-    "BUFFER_FILE", "MLFLOW_UI", "TAG_DROPPED", "TAG_FAILURE", "TAG_PARENT", "TAG_RESTARTS", "TAG_ROLE", "TAG_SWEEP_ID",
-    "TAG_TRIAL_ID", "MLflowTrialCallback", "OpBuffer", "RunStatus", "SweepTracker", "check_tracking_uri",
-    "default_tracking_uri", "failure_reason", "flatten", "is_unreachable", "result_metrics", "runs_page_url",
-    "sync_buffer", "trial_error_text",
+    "BUFFER_FILE", "MLFLOW_UI", "PER_ITEM_ARTIFACT", "TAG_DROPPED", "TAG_FAILURE", "TAG_PARENT", "TAG_RESTARTS",
+    "TAG_ROLE", "TAG_SWEEP_ID", "TAG_TRIAL_ID", "MLflowTrialCallback", "OpBuffer", "RunStatus", "SweepTracker",
+    "check_tracking_uri", "default_tracking_uri", "failure_reason", "flatten", "is_unreachable", "result_metrics",
+    "runs_page_url", "sync_buffer", "trial_error_text",
 ]

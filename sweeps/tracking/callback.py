@@ -12,11 +12,12 @@ from typing import Any
 
 from ray.tune import Callback
 
+from sweeps.layout import trial_dir
 from sweeps.record import (
     ReportedRecord,
     replicate_of_result,
 )
-from sweeps.tracking.names import TAG_FEASIBLE
+from sweeps.tracking.names import PER_ITEM_ARTIFACT, TAG_FEASIBLE
 from sweeps.tracking.tracker import SweepTracker
 from sweeps.tracking.values import failure_reason, flatten
 from unlearn.errors import ConfigError
@@ -80,7 +81,9 @@ class MLflowTrialCallback(Callback):
 
     A trial's per-epoch results become its child run's metric history; its record (``sweeps.record``)
     its final metrics under ``record/<metric>`` keys and the tag ``unlearn.feasible``; each finished
-    replicate (``budget.replicates`` > 1) a run nested in the child, with its seed and final metrics.
+    replicate (``budget.replicates`` > 1) a run nested in the child, with its seed and final metrics. A
+    finished trial's per-question statistics (each replicate's ``results.json`` ``per_item``, with its index
+    and seed) become the child's artifact ``per_item.json``: any statistic can be recomputed offline.
 
     Status rule on completion: Tune stopping a trial on one of its results (scheduler such as ASHA, or
     a stopper) marks that result ``done``. Such a trial is ``KILLED`` when ``max_steps`` is given and
@@ -99,15 +102,18 @@ class MLflowTrialCallback(Callback):
         max_steps: the step (epoch) count of a full trial, to tell early-stopped trials apart.
         params_of: trial -> flat params to log.
         trial_id_of: trial -> the id its MLflow run is found by.
+        sweep_dir: the sweep directory whose ``trials/<id>/`` hold the trials' records and runs; None: the
+            tracker's.
     """
 
     def __init__(self, tracker: SweepTracker, max_steps: int | None = None,
                  params_of: Callable[[Any], dict[str, Any]] = params_of,
-                 trial_id_of: Callable[[Any], str] = trial_id_of) -> None:
+                 trial_id_of: Callable[[Any], str] = trial_id_of, sweep_dir: Path | None = None) -> None:
         self.tracker = tracker
         self.max_steps = max_steps
         self.params_of = params_of
         self.trial_id_of = trial_id_of
+        self.sweep_dir = Path(sweep_dir) if sweep_dir is not None else tracker.sweep_dir
         self._started: set[str] = set()
         self._stopped_at: dict[str, int] = {}
         self._records: dict[str, dict[str, float]] = {}
@@ -162,6 +168,7 @@ class MLflowTrialCallback(Callback):
             reason = f"stopped early by Tune (scheduler or stopper) at step {stopped} of {self.max_steps}"
             self._submit(self.tracker.finish_trial, tid, "KILLED", reason)
         else:
+            self._submit(self._log_per_item, tid)
             self._submit(self.tracker.finish_trial, tid, "FINISHED", None, self._records.pop(tid, None))
         self.wait()  # a trial's end is on record before Tune goes on (and may checkpoint the experiment)
 
@@ -177,6 +184,19 @@ class MLflowTrialCallback(Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._submit(self.tracker.flush)
         self.wait()
+
+    def _log_per_item(self, tid: str) -> None:
+        """The finished trial's per-question statistics as its run's artifact (read on the writer thread:
+        one results.json per replicate); a trial without a record (stopped early) has none."""
+        from sweeps.results import trial_per_item  # the run layer (torch): only once a trial ends
+
+        try:
+            doc = trial_per_item(trial_dir(self.sweep_dir, tid))
+        except ConfigError as e:
+            logger.warning("per-question statistics of trial %s not logged to MLflow: %s", tid, e)
+            return
+        if doc is not None:
+            self.tracker.log_trial_dict(tid, {"trial_id": tid, **doc}, PER_ITEM_ARTIFACT)
 
     @staticmethod
     def _safely(fn: Callable[..., Any], *args: Any) -> None:

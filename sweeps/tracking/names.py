@@ -26,6 +26,7 @@ from typing import Literal
 BUFFER_FILE = "mlflow_buffer.jsonl"
 REJECTED_FILE = "mlflow_buffer.rejected.jsonl"
 ARTIFACT_DIR = "mlartifacts"
+PER_ITEM_ARTIFACT = "per_item.json"  # a trial run's per-question statistics, one entry per replicate
 
 TAG_ROLE = "unlearn.role"
 TAG_SWEEP_ID = "unlearn.sweep_id"

@@ -219,6 +219,13 @@ class SweepTracker:
         data = json.loads(json.dumps(d, default=str))  # what is logged is what a replay would log
         return self._call("log_parent_dict", data=data, artifact_file=name)
 
+    def log_trial_dict(self, trial_id: str, d: Mapping[str, Any], name: str) -> str | None:
+        """Log a dict as JSON or YAML (by ``name``'s suffix) to a trial's run. The dict itself is what a
+        buffered op holds: an outage loses nothing, whatever happens to the files it was read from."""
+        _check_id("trial id", trial_id)
+        data = json.loads(json.dumps(d, default=str))  # what is logged is what a replay would log
+        return self._call("log_trial_dict", trial_id=trial_id, data=data, artifact_file=name)
+
     # ---- buffering --------------------------------------------------------------------------------
     def _call(self, op: str, **kwargs: Any) -> Any:
         """Run ``op`` now, or append it to the buffer when the store is unreachable (or still has a backlog)."""
@@ -389,6 +396,11 @@ class SweepTracker:
     def _op_log_parent_dict(self, data: dict[str, Any], artifact_file: str) -> str:
         self.client.log_dict(self._parent(), data, artifact_file)
         return self._parent()
+
+    def _op_log_trial_dict(self, trial_id: str, data: dict[str, Any], artifact_file: str) -> str:
+        run_id = self._child(trial_id)
+        self.client.log_dict(run_id, data, artifact_file)
+        return run_id
 
     def _log_params_and_tags(self, run_id: str, params: dict[str, Any], tags: dict[str, str],
                              dropped: list[str]) -> None:

@@ -130,6 +130,10 @@ def test_a_sweep_with_a_confirmation_stage_survives_a_driver_kill(tmp_path, cach
                               filter_string="tags.`unlearn.stage` = 'confirmation'")
     ids = [r.data.tags["unlearn.trial_id"] for r in runs]
     assert len(ids) == len(set(ids)) == doc["runs"]  # one MLflow child per confirmation run, none twice
+    for r in runs:  # each with its per-question statistics
+        path = client.download_artifacts(r.info.run_id, "per_item.json", str(tmp_path / r.info.run_id))
+        per_item = json.loads(Path(path).read_text())["replicates"][0]["per_item"]
+        assert len(per_item["forget_truth_ratio"]) == len(per_item["forget_prob"]) > 0
     report = subprocess.run([sys.executable, "-m", "sweeps", "report", str(root)], cwd=REPO, capture_output=True,
                             text=True, timeout=300)
     assert "the confirmation stage's pick" in report.stdout and "confirmed best:" in report.stdout

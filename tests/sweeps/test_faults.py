@@ -19,7 +19,7 @@ from sweeps.cli import main
 from sweeps.report import collect_trials
 from sweeps.fit import INTERRUPTED_REASON, LOST_REASON
 from sweeps.sweep import SweepSettings, launch_sweep, load_sweep_meta, resume_sweep
-from sweeps.tracking import BUFFER_FILE
+from sweeps.tracking import BUFFER_FILE, PER_ITEM_ARTIFACT
 from sweeps.ray_run import run_unlearning
 from tests.conftest import REPO
 from tests.helpers import MlflowServer, free_port, tiny_space
@@ -289,6 +289,10 @@ def test_mlflow_server_down_mid_sweep_loses_nothing(tmp_path, ray_local, cache_d
             assert sorted(m.step for m in history) == [1, 2]
             trial = next(t for t in trials if t.trial_id == kid.data.tags["unlearn.trial_id"])
             assert kid.data.metrics["forget_quality"] == pytest.approx(trial.metrics["forget_quality"])
+            # the per-question statistics too (the first trial's were buffered with their data, then replayed)
+            path = client.download_artifacts(kid.info.run_id, PER_ITEM_ARTIFACT, str(tmp_path / trial.trial_id))
+            (rep,) = json.loads(Path(path).read_text())["replicates"]
+            assert rep["per_item"] == json.loads((trial.run_dir / "results.json").read_text())["per_item"] != {}
     finally:
         server.stop()
 

@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 from sweeps.cli import main
 from sweeps.sweep import SweepSettings, launch_sweep, load_sweep_meta, resume_sweep
 from sweeps.ray_run import run_unlearning
+from sweeps.tracking import PER_ITEM_ARTIFACT
 from tests.conftest import REPO
 from tests.helpers import RayNodes, free_port, tiny_space
 from unlearn.errors import ConfigError
@@ -38,7 +39,14 @@ def _children(result):
     return client, parent, kids
 
 
-def test_mlflow_holds_one_parent_and_one_child_per_trial(sweep):
+def _per_item(client, kid, tmp_path: Path) -> dict:
+    """The per_item.json artifact of a trial's MLflow run."""
+    dst = tmp_path / kid.info.run_id
+    dst.mkdir()
+    return json.loads(Path(client.download_artifacts(kid.info.run_id, PER_ITEM_ARTIFACT, str(dst))).read_text())
+
+
+def test_mlflow_holds_one_parent_and_one_child_per_trial(sweep, tmp_path):
     client, parent, kids = _children(sweep)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["unlearn.sweep_id"] == load_sweep_meta(sweep.out_dir)["sweep_id"]
@@ -50,6 +58,11 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial(sweep):
         history = client.get_metric_history(kid.info.run_id, "train/loss")
         assert sorted(m.step for m in history) == [1, 2]
         assert 0.0 <= kid.data.metrics["forget_quality"] <= 1.0
+        # the trial's per-question statistics, as its run's results.json keeps them
+        (rep,) = _per_item(client, kid, tmp_path)["replicates"]
+        trial = next(t for t in sweep.trials if t.trial_id == kid.data.tags["unlearn.trial_id"])
+        assert rep["per_item"] == json.loads((trial.dir / "results.json").read_text())["per_item"]
+        assert set(rep["per_item"]) == {"forget_truth_ratio", "forget_prob", "forget_es"}
     arts = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
     assert {"sweep/best_config.yaml", "sweep/trials.csv"} <= arts
     assert any(a.path.startswith("plots/") for a in client.list_artifacts(parent.info.run_id, "plots"))
@@ -198,7 +211,7 @@ def replicated(tmp_path_factory, ray_local, cache_dir):
     return launch_sweep(space, [], SweepSettings(out_dir=str(root / "out"), progress=False))
 
 
-def test_a_replicated_trial_records_its_mean_in_optuna_mlflow_and_the_report(replicated, capsys):
+def test_a_replicated_trial_records_its_mean_in_optuna_mlflow_and_the_report(replicated, capsys, tmp_path):
     from sweeps.space import load_space, replicate_seeds
 
     space = load_space(replicated.out_dir / "space.yaml")
@@ -223,6 +236,12 @@ def test_a_replicated_trial_records_its_mean_in_optuna_mlflow_and_the_report(rep
         nested = client.search_runs([kid.info.experiment_id],
                                     filter_string=f"tags.`mlflow.parentRunId` = '{kid.info.run_id}'")
         assert sorted(int(r.data.params["seed"]) for r in nested) == sorted(seeds)
+        # one entry per replicate, its index and seed with its run's per-question statistics
+        items = _per_item(client, kid, tmp_path)["replicates"]
+        assert [(r["index"], r["seed"]) for r in items] == [(r["index"], r["seed"]) for r in record.replicates]
+        for i, r in enumerate(items):
+            doc = json.loads((t.dir / "replicates" / str(i) / "results.json").read_text())
+            assert r["per_item"] == doc["per_item"] and len(r["per_item"]["forget_prob"]) > 1
         assert record.constraints[0]["threshold"] > 0  # resolved against the prepared target model
     assert main(["report", str(replicated.out_dir)]) == 0
     out = capsys.readouterr().out

@@ -105,9 +105,10 @@ class MetricTable:
 class EvalOutput:
     """An evaluation: metrics by name, and the statistics this model gives as a retain (reference) model.
 
-    ``per_item``: the per-question (per-item) forget statistics the metrics are computed from, by the
-    benchmark's own names, one list per statistic in the forget set's order: what a run keeps in
-    ``results.json`` so that any statistic can be recomputed offline without retraining.
+    ``per_item``: the per-question (per-item) statistics the metrics are computed from, by the
+    benchmark's own names, one list per statistic in the order of the set it is over (TOFU's forget
+    questions; MUSE's verbmem rows, knowmem questions, privleak texts; WMDP's questions of each task): what a
+    run keeps in ``results.json`` so that any statistic can be recomputed offline without retraining.
     """
 
     metrics: dict[str, float]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from ray.tune.experiment import Trial
 
 from sweeps.tracking import (
     BUFFER_FILE,
+    PER_ITEM_ARTIFACT,
     TAG_DROPPED,
     TAG_FAILURE,
     TAG_PARENT,
@@ -64,6 +67,13 @@ def runs_by_name(tracker: SweepTracker) -> dict[str, Run]:
 def steps(tracker: SweepTracker, run_id: str, key: str) -> list[tuple[int, float]]:
     history = MlflowClient(tracking_uri=tracker.tracking_uri).get_metric_history(run_id, key)
     return sorted((m.step, m.value) for m in history)
+
+
+def artifact_dict(tracker: SweepTracker, run_id: str, name: str) -> dict:
+    """A JSON artifact of a run, read back through the store."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = MlflowClient(tracking_uri=tracker.tracking_uri).download_artifacts(run_id, name, tmp)
+        return json.loads(Path(path).read_text())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -252,6 +262,8 @@ def test_callback_records_trials(tracker: SweepTracker) -> None:
     runs = runs_by_name(tracker)
     assert set(runs) == {"sweep-f", "abc_00000", "abc_00001", "abc_00002"}
     assert runs["abc_00000"].info.status == "FINISHED"
+    # no record.json (the trial function is not a sweep's): no per-question statistics to log
+    assert MlflowClient(tracking_uri=tracker.tracking_uri).list_artifacts(runs["abc_00000"].info.run_id) == []
     assert runs["abc_00000"].data.params == {"method.beta1": "1.0"}
     assert steps(tracker, runs["abc_00000"].info.run_id, "train/ce") == [(1, 2.0), (2, 1.0), (3, 2 / 3)]
     assert runs["abc_00001"].info.status == "KILLED"
@@ -259,20 +271,30 @@ def test_callback_records_trials(tracker: SweepTracker) -> None:
     assert runs["abc_00002"].info.status == "FAILED" and runs["abc_00002"].data.tags[TAG_FAILURE]
 
 
-def test_callback_logs_the_record_as_final_metrics_and_replicates_as_nested_runs(tracker: SweepTracker) -> None:
+def test_callback_logs_the_record_as_final_metrics_and_replicates_as_nested_runs(tracker: SweepTracker,
+                                                                                tmp_path: Path) -> None:
+    from sweeps.layout import RECORD_FILE, replicate_dir, trial_dir, write_json_atomic
     from sweeps.record import Bound, make_record, replicate_result
+    from unlearn.train.run import RESULTS_FILE
 
     tracker.start_parent("sweep-r", {}, {})
-    callback = pickle.loads(pickle.dumps(MLflowTrialCallback(tracker, max_steps=2)))
+    callback = pickle.loads(pickle.dumps(MLflowTrialCallback(tracker, max_steps=2, sweep_dir=tmp_path)))
     callback.setup()
     trial = Trial("f", config={"method": {"beta1": 1.0}}, trial_id="rec_00000", stub=True)
     callback.on_trial_start(0, [trial], trial)
     finals = [{"forget_quality": 0.2, "model_utility": 0.4}, {"forget_quality": 0.4, "model_utility": 0.4}]
     for i, f in enumerate(finals):
         callback.on_trial_result(i + 1, [trial], trial, {**replicate_result(i, 100 + i, f), "training_iteration": i + 1})
-    record = make_record([{"index": i, "seed": 100 + i, "dir": "", "final": f, "best_epoch": None}
+    # what the trial's process leaves behind: each replicate's results.json (with its per-question
+    # statistics), then record.json naming the replicates' directories
+    runs_dirs = [replicate_dir(trial_dir(tmp_path, "rec_00000"), i, 2) for i in (0, 1)]
+    items = [{"forget_truth_ratio": [0.5 + i, 1.5], "forget_prob": [0.25, 0.125 * i]} for i in (0, 1)]
+    for run, f, item in zip(runs_dirs, finals, items):
+        write_json_atomic(run / RESULTS_FILE, {"config": {}, "final": f, "epochs": [], "per_item": item})
+    record = make_record([{"index": i, "seed": 100 + i, "dir": str(runs_dirs[i]), "final": f, "best_epoch": None}
                           for i, f in enumerate(finals)], "mean", [Bound("model_utility", "min", 0.5, "x")],
                          ["forget_quality"])
+    write_json_atomic(trial_dir(tmp_path, "rec_00000") / RECORD_FILE, record.to_dict())
     callback.on_trial_result(3, [trial], trial, {**record.to_result(), "training_iteration": 3})
     callback.on_trial_complete(3, [trial], trial)
     callback.on_experiment_end([trial])
@@ -283,6 +305,9 @@ def test_callback_logs_the_record_as_final_metrics_and_replicates_as_nested_runs
     assert "forget_quality" not in child.data.metrics  # no per-epoch history here: the record is its own key
     assert child.data.tags["unlearn.feasible"] == "false" and child.info.status == "FINISHED"
     assert {runs[f"rec_00000-r{i}"].data.metrics["forget_quality"] for i in (0, 1)} == {0.2, 0.4}
+    assert artifact_dict(tracker, child.info.run_id, PER_ITEM_ARTIFACT) == {
+        "trial_id": "rec_00000",
+        "replicates": [{"index": i, "seed": 100 + i, "per_item": items[i]} for i in (0, 1)]}
 
 
 def test_failure_reason_puts_the_exception_first() -> None:
@@ -328,18 +353,22 @@ def test_buffer_while_server_is_down(mlflow_server: MlflowServer, tmp_path: Path
 
     mlflow_server.stop()
     start = time.monotonic()
-    assert tracker.log_metrics("t0", {"loss": 0.5}, step=2) is None  # buffered, not raised
+    # an artifact first: its upload failing on the dead server is an outage too (buffered, with its data)
+    items = {"replicates": [{"index": 0, "seed": 1, "per_item": {"forget_prob": [0.5, 0.25]}}]}
+    assert tracker.log_trial_dict("t0", items, PER_ITEM_ARTIFACT) is None  # buffered, not raised
+    assert tracker.log_metrics("t0", {"loss": 0.5}, step=2) is None
     tracker.log_metrics("t0", {"loss": 0.25}, step=3)
     tracker.finish_trial("t0", "FINISHED")
     assert time.monotonic() - start < 5
     assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # set only for the tracker's own calls
     ops = [r["op"] for r in OpBuffer(tmp_path / BUFFER_FILE).read()]
-    assert ops == ["log_metrics", "log_metrics", "finish_trial"]
+    assert ops == ["log_trial_dict", "log_metrics", "log_metrics", "finish_trial"]
 
     mlflow_server.start()
     mlflow_server.wait_ready()
-    assert tracker.flush() == 3
+    assert tracker.flush() == 4
     assert not (tmp_path / BUFFER_FILE).exists()
     assert steps(tracker, run, "loss") == [(1, 1.0), (2, 0.5), (3, 0.25)]
     assert runs_by_name(tracker)["t0"].info.status == "FINISHED"
+    assert artifact_dict(tracker, run, PER_ITEM_ARTIFACT) == items
     assert sync_buffer(tmp_path, mlflow_server.uri) == 0

@@ -16,6 +16,11 @@ Metrics (``unlearn.benchmarks.muse.names``), each following the open-unlearning 
 - ``forget_es`` (``muse_metrics/extraction_strength.yaml``): extraction strength of each verbmem ``gt``
   teacher-forced after its prompt.
 
+Per-item statistics (``MuseEvalResult.per_item``, ``names.PER_ITEM``): each verbmem row's ROUGE-L F1 and
+extraction strength, each knowmem question's ROUGE-L F1 (with generation), each privleak forget and
+holdout text's min-k% score (the AUC's inputs): every metric above but the other attacks' AUCs can be
+recomputed from them offline.
+
 Sequences are tokenized as open-unlearning does, with the tokenizer's own special tokens
 (``add_special_tokens=True``: BOS for Llama, nothing for a byte-level BPE). One addition: a prompt that
 does not fit the model's context (``MuseEvalConfig.context_length``) keeps its special prefix and its
@@ -93,11 +98,13 @@ class MuseEvalConfig:
 
 @dataclass(frozen=True)
 class MuseEvalResult:
-    """Metrics by name, the raw privleak AUC (a retain model's reference statistic), the generations
-    (``forget_verbmem``, ``forget_knowmem``, ``retain_knowmem``) and each phase's wall time."""
+    """Metrics by name, the raw privleak AUC (a retain model's reference statistic), the per-item
+    statistics (``names.PER_ITEM``, each in its set's order), the generations (``forget_verbmem``,
+    ``forget_knowmem``, ``retain_knowmem``) and each phase's wall time."""
 
     metrics: dict[str, float]
     privleak_auc: float
+    per_item: dict[str, list[float]] = field(default_factory=dict)
     generations: dict[str, list[str]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -302,7 +309,8 @@ def evaluate_muse(model, tokenizer, sets: MuseSets, cfg: MuseEvalConfig = MuseEv
 
     Returns:
         ``MuseEvalResult``: ``forget_verbmem_rouge``, ``forget_knowmem_rouge``, ``retain_knowmem_rouge``
-        (with ``cfg.generate``), ``privleak`` (with ``retain_auc``), ``privleak_auc`` and ``forget_es``.
+        (with ``cfg.generate``), ``privleak`` (with ``retain_auc``), ``privleak_auc`` and ``forget_es``;
+        the per-item statistics they are computed from.
     """
     from unlearn.metrics.mia import attack_auc, mia_metrics, mink_score, privleak, score_examples
 
@@ -332,19 +340,31 @@ def evaluate_muse(model, tokenizer, sets: MuseSets, cfg: MuseEvalConfig = MuseEv
     # every attack on the same privleak texts (zlib's text: the scored tokens decoded, as open-unlearning)
     decoded = [tokenizer.decode([t for t in e.labels if t != IGNORE_INDEX], skip_special_tokens=True) for e in texts]
     metrics: dict[str, float] = mia_metrics(scored[:n], scored[n:], decoded[:n], decoded[n:], k=cfg.k)
-    if generations:
-        refs = {"forget_verbmem": [r["gt"].strip() for r in sets.verbmem],
-                "forget_knowmem": [r["answer"].strip() for r in sets.knowmem_forget],
-                "retain_knowmem": [r["answer"].strip() for r in sets.knowmem_retain]}
-        for split, metric in (("forget_verbmem", names.FORGET_VERBMEM_ROUGE),
-                              ("forget_knowmem", names.FORGET_KNOWMEM_ROUGE),
-                              ("retain_knowmem", names.RETAIN_KNOWMEM_ROUGE)):
-            metrics[metric] = float(np.mean(rouge_l_f1(generations[split], refs[split])))
+    per_item = {names.FORGET_ES: [float(e) for e in es], names.PRIVLEAK_FORGET_MIN_K: [float(x) for x in scores[:n]],
+                names.PRIVLEAK_HOLDOUT_MIN_K: [float(x) for x in scores[n:]]}
+    per_item.update(_rouges(sets, generations))
+    for metric in (names.FORGET_VERBMEM_ROUGE, names.FORGET_KNOWMEM_ROUGE, names.RETAIN_KNOWMEM_ROUGE,
+                   names.FORGET_ES):
+        if metric in per_item:
+            metrics[metric] = float(np.mean(per_item[metric]))
     if retain_auc is not None:
         metrics[names.PRIVLEAK] = privleak(auc, float(retain_auc))
     metrics[names.PRIVLEAK_AUC] = auc
-    metrics[names.FORGET_ES] = float(np.mean(es))
-    return MuseEvalResult(names.TABLE.order(metrics), auc, generations, seconds)
+    return MuseEvalResult(names.TABLE.order(metrics), auc, {k: per_item[k] for k in names.PER_ITEM if k in per_item},
+                          generations, seconds)
+
+
+def _rouges(sets: MuseSets, generations: dict[str, list[str]]) -> dict[str, list[float]]:
+    """Each generation's ROUGE-L F1 against its reference, by metric name (empty without generations)."""
+    if not generations:
+        return {}
+    refs = {"forget_verbmem": [r["gt"].strip() for r in sets.verbmem],
+            "forget_knowmem": [r["answer"].strip() for r in sets.knowmem_forget],
+            "retain_knowmem": [r["answer"].strip() for r in sets.knowmem_retain]}
+    return {metric: rouge_l_f1(generations[split], refs[split])
+            for split, metric in (("forget_verbmem", names.FORGET_VERBMEM_ROUGE),
+                                  ("forget_knowmem", names.FORGET_KNOWMEM_ROUGE),
+                                  ("retain_knowmem", names.RETAIN_KNOWMEM_ROUGE))}
 
 
 # --- the retain model's statistics file ----------------------------------------------------------------

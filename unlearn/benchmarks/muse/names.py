@@ -14,6 +14,14 @@ PRIVLEAK_AUC = "privleak_auc"
 FORGET_ES = "forget_es"
 MIA_METRICS: tuple[str, ...] = (MIA_LOSS, MIA_ZLIB, MIA_MIN_K, MIA_MIN_K_PLUS_PLUS)
 
+# Per-item statistics (``EvalOutput.per_item``), each list in its set's order: the values a metric averages
+# keep the metric's name (forget_verbmem_rouge and forget_es per verbmem row, forget_knowmem_rouge and
+# retain_knowmem_rouge per knowmem question); privleak_auc's inputs are each privleak text's min-k% score
+PRIVLEAK_FORGET_MIN_K = "privleak_forget_min_k"
+PRIVLEAK_HOLDOUT_MIN_K = "privleak_holdout_min_k"
+PER_ITEM: tuple[str, ...] = (FORGET_VERBMEM_ROUGE, FORGET_ES, FORGET_KNOWMEM_ROUGE, RETAIN_KNOWMEM_ROUGE,
+                             PRIVLEAK_FORGET_MIN_K, PRIVLEAK_HOLDOUT_MIN_K)
+
 TABLE = MetricTable((
     Metric(FORGET_VERBMEM_ROUGE, "min", shown=True, needs_generation=True,
            doc="ROUGE-L F1 of the greedy continuation of each verbmem forget prompt"),

@@ -83,7 +83,8 @@ class MuseBenchmark(Benchmark):
         metrics[names.PRIVLEAK_AUC] = res.privleak_auc
         if names.PRIVLEAK in metrics:
             metrics[names.ABS_PRIVLEAK] = abs(metrics[names.PRIVLEAK])
-        return EvalOutput(names.TABLE.order(metrics), {REFERENCE_KEY: res.privleak_auc}, res.generations, res.seconds)
+        return EvalOutput(names.TABLE.order(metrics), {REFERENCE_KEY: res.privleak_auc}, res.generations, res.seconds,
+                          res.per_item)
 
     def reference_from_file(self, path: str | Path) -> dict[str, Any]:
         from unlearn.benchmarks.muse.evaluate import retain_auc_from_file

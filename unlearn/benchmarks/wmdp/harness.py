@@ -23,6 +23,7 @@ from unlearn.benchmarks.wmdp import names
 from unlearn.errors import ConfigError, close_matches
 
 _ACC, _STDERR = "acc,none", "acc_stderr,none"
+_FILTER, _SAMPLE_ACC = "none", "acc"  # a logged sample's filter and its own metric (1.0 right, 0.0 wrong)
 
 
 def task_plan(mmlu: str) -> dict[str, tuple[str, ...]]:
@@ -96,6 +97,25 @@ def _pooled(results: Mapping[str, Any], tasks: tuple[str, ...]) -> tuple[float, 
     return float(aggregate_subtask_metrics(accs, sizes, weight_by_size=True)), float(pooled_sample_stderr(errs, sizes))
 
 
+def _leaves(results: Mapping[str, Any], task: str) -> list[str]:
+    """The tasks that hold ``task``'s questions: itself, or a group's subtasks (nested groups unfolded)."""
+    children = results.get("group_subtasks", {}).get(task)
+    if not children:
+        return [task]
+    return [leaf for child in children for leaf in _leaves(results, child)]
+
+
+def _correct(results: Mapping[str, Any], tasks: tuple[str, ...]) -> list[float]:
+    """Each question's ``acc`` (1.0 or 0.0) over ``tasks``: their leaf tasks in name order, each task's
+    questions in the harness's order (``doc_id``). Its mean is ``_pooled``'s size-weighted accuracy."""
+    leaves = sorted({leaf for t in tasks for leaf in _leaves(results, t)})
+    out: list[float] = []
+    for leaf in leaves:
+        rows = sorted((r for r in results["samples"][leaf] if r["filter"] == _FILTER), key=lambda r: r["doc_id"])
+        out.extend(float(r[_SAMPLE_ACC]) for r in rows)
+    return out
+
+
 def _bars_shown() -> bool:
     """tqdm's own switch (``TQDM_DISABLE``, which ``unlearn-sweep`` sets without ``--verbose``). The harness's
     per-request bars pass ``disable=False`` explicitly, which wins over the switch: ``_hflm`` honours it."""
@@ -117,9 +137,19 @@ def _hflm(bars: bool):
     return QuietHFLM
 
 
+@dataclass(frozen=True)
+class HarnessResult:
+    """Each metric of a plan and its ``_stderr``; per metric, each of its questions' correctness (1.0 right,
+    0.0 wrong: the per-item record whose mean is the metric; ``names.PER_ITEM``)."""
+
+    metrics: dict[str, float]
+    per_item: dict[str, list[float]]
+
+
 def evaluate_harness(model, tokenizer, index: TaskIndex, plan: Mapping[str, tuple[str, ...]], *,
-                     batch_size: int, limit: int | None = None) -> dict[str, float]:
-    """Each metric of ``plan`` (and its ``_stderr``) for ``model``, through ``lm_eval.simple_evaluate``.
+                     batch_size: int, limit: int | None = None) -> HarnessResult:
+    """Each metric of ``plan`` (and its ``_stderr``) for ``model``, through ``lm_eval.simple_evaluate``, and
+    each question's correctness (the harness's logged samples).
 
     Args:
         model: a Hugging Face causal LM (evaluated on its own device, in eval mode).
@@ -139,10 +169,10 @@ def evaluate_harness(model, tokenizer, index: TaskIndex, plan: Mapping[str, tupl
         with _isolated():
             lm = _hflm(_bars_shown())(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
             results = simple_evaluate(model=lm, tasks=list(tasks), task_manager=index.manager, limit=limit,
-                                      log_samples=False)
+                                      log_samples=True)
     finally:
         model.train(was_training)
     out: dict[str, float] = {}
     for metric, ts in plan.items():
         out[metric], out[names.stderr_name(metric)] = _pooled(results, ts)
-    return out
+    return HarnessResult(out, {metric: _correct(results, ts) for metric, ts in plan.items()})

@@ -22,6 +22,11 @@ MMLU_SUBSET: tuple[str, ...] = ("mmlu_college_biology", "mmlu_virology", "mmlu_c
                                 "mmlu_computer_security")
 MMLU_CHOICES = ("full", "subset")
 
+# Per-item statistics (``EvalOutput.per_item``): per accuracy metric, each of its questions' correctness (1.0 or
+# 0.0, the harness's per-sample ``acc``), its tasks' questions in task-name order (a group's subtasks unfolded),
+# each task's in the harness's order: its mean is the metric
+PER_ITEM: tuple[str, ...] = (WMDP_BIO_ACC, WMDP_CYBER_ACC, MMLU_ACC)
+
 
 def stderr_name(metric: str) -> str:
     """The standard-error twin of an accuracy metric (``mmlu_acc`` -> ``mmlu_acc_stderr``)."""

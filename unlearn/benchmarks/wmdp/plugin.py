@@ -78,13 +78,14 @@ class WmdpBenchmark(Benchmark):
     def evaluate(self, model, tokenizer, data: WmdpSets, cfg: DataConfig, eval_cfg: EvalConfig,
                  reference: Mapping[str, Any] | Literal["self"] | None) -> EvalOutput:
         """Every metric of the table through the harness (``eval.batch_size``; ``data.max_questions``: the
-        harness's ``limit``, the first N questions of each task). ``reference`` is not used."""
+        harness's ``limit``, the first N questions of each task), and each question's correctness
+        (``names.PER_ITEM``). ``reference`` is not used."""
         from unlearn.benchmarks.wmdp.harness import evaluate_harness
 
         t0 = time.perf_counter()
-        metrics = evaluate_harness(model, tokenizer, data.index, data.plan, batch_size=eval_cfg.batch_size,
-                                   limit=cfg.options_as(WmdpOptions).max_questions)
-        return EvalOutput(names.TABLE.order(metrics), {}, {}, {"harness": time.perf_counter() - t0})
+        res = evaluate_harness(model, tokenizer, data.index, data.plan, batch_size=eval_cfg.batch_size,
+                               limit=cfg.options_as(WmdpOptions).max_questions)
+        return EvalOutput(names.TABLE.order(res.metrics), {}, {}, {"harness": time.perf_counter() - t0}, res.per_item)
 
     def reference_from_file(self, path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"prepare.retain_stats={str(path)!r} does not apply to WMDP: its metrics are absolute "

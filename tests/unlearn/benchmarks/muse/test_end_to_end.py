@@ -61,6 +61,10 @@ def test_prepare_unlearn_evaluate(muse_prepared, tmp_path):
     assert abs(final[names.PRIVLEAK]) < abs(target[names.PRIVLEAK])
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["config"]["data"]["benchmark"] == "muse" and doc["config"]["data"]["split"] == "forget"
+    # results.json keeps the final evaluation's per-item record: each averaged metric is its mean
+    assert list(doc["per_item"]) == list(names.PER_ITEM) and doc["per_item"] == result.per_item
+    for k in (names.FORGET_VERBMEM_ROUGE, names.FORGET_ES, names.FORGET_KNOWMEM_ROUGE, names.RETAIN_KNOWMEM_ROUGE):
+        assert final[k] == pytest.approx(sum(doc["per_item"][k]) / len(doc["per_item"][k]), abs=1e-12)
 
 
 def test_importance_is_refused_on_muse():

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from sklearn.metrics import roc_auc_score
 
 from tests.conftest import MUSE_DIR
 from unlearn.benchmarks.muse import names
@@ -185,6 +186,12 @@ def test_hand_wired_metrics(chain, hand_tok, hand_sets):
     assert m[names.FORGET_ES] == pytest.approx((1 + 1 / 3) / 2)
     assert m[names.PRIVLEAK] == pytest.approx(((1 - res.privleak_auc) - 0.5) / 0.5 * 100, abs=1e-6)
     assert list(m) == [n for n in names.TABLE.names if n in m]  # the table's order
+    # per item: the values each metric averages, and the AUC's inputs, in the sets' order
+    assert list(res.per_item) == list(names.PER_ITEM)
+    assert res.per_item[names.FORGET_VERBMEM_ROUGE] == pytest.approx([1, 2 / 3])
+    assert res.per_item[names.FORGET_ES] == pytest.approx([1, 1 / 3])
+    assert res.per_item[names.FORGET_KNOWMEM_ROUGE] == [1.0] and res.per_item[names.RETAIN_KNOWMEM_ROUGE] == [0.0]
+    assert len(res.per_item[names.PRIVLEAK_FORGET_MIN_K]) == len(res.per_item[names.PRIVLEAK_HOLDOUT_MIN_K]) == 2
 
 
 def test_context_clipping_keeps_the_last_tokens(chain, hand_tok, hand_sets):
@@ -219,6 +226,7 @@ def test_generation_stops_at_stop_strings(chain, hand_tok):
 def test_no_generation_and_no_retain_auc(chain, hand_tok, hand_sets):
     res = evaluate_muse(chain, hand_tok, hand_sets, MuseEvalConfig(generate=False), retain_auc=None)
     assert set(res.metrics) == {names.PRIVLEAK_AUC, names.FORGET_ES, *names.MIA_METRICS} and res.generations == {}
+    assert set(res.per_item) == {names.FORGET_ES, names.PRIVLEAK_FORGET_MIN_K, names.PRIVLEAK_HOLDOUT_MIN_K}
     assert res.metrics[names.PRIVLEAK_AUC] == res.privleak_auc
 
 
@@ -267,6 +275,12 @@ def test_real_rows_against_reference_formulas(real):
         assert 0.0 <= res.metrics[k] <= 1.0
     assert res.metrics[names.FORGET_VERBMEM_ROUGE] == pytest.approx(
         np.mean(rouge_l_f1(res.generations["forget_verbmem"], [r["gt"] for r in sets.verbmem])))
+    # each ROUGE / ES metric is the mean of its per-item record, one value per row of its set
+    for k, rows in ((names.FORGET_VERBMEM_ROUGE, sets.verbmem), (names.FORGET_ES, sets.verbmem),
+                    (names.FORGET_KNOWMEM_ROUGE, sets.knowmem_forget),
+                    (names.RETAIN_KNOWMEM_ROUGE, sets.knowmem_retain)):
+        assert len(res.per_item[k]) == len(rows)
+        assert res.metrics[k] == pytest.approx(np.mean(res.per_item[k]), abs=1e-15)
 
     # privleak: min-k% (k = 0.4) scores from the logits, AUC = P(holdout score > forget score)
     forget = [_ref_mink(model, tok(t)["input_ids"][:256], 0.4) for t in sets.privleak_forget]
@@ -274,6 +288,11 @@ def test_real_rows_against_reference_formulas(real):
     pairs = [(h > f) + 0.5 * (h == f) for f in forget for h in holdout]
     near = sum(abs(h - f) < 1e-5 for f in forget for h in holdout)  # pairs batching's rounding could swap
     assert abs(res.privleak_auc - np.mean(pairs)) <= near / len(pairs) + 1e-12
+    # the per-text min-k% scores are the AUC's inputs: sklearn's AUC of them (forget 0, holdout 1) is privleak_auc
+    item_forget, item_holdout = res.per_item[names.PRIVLEAK_FORGET_MIN_K], res.per_item[names.PRIVLEAK_HOLDOUT_MIN_K]
+    assert item_forget == pytest.approx(forget, abs=1e-5) and item_holdout == pytest.approx(holdout, abs=1e-5)
+    labels = [0] * len(item_forget) + [1] * len(item_holdout)
+    assert roc_auc_score(labels, [*item_forget, *item_holdout]) == res.privleak_auc
     assert res.metrics[names.PRIVLEAK_AUC] == res.privleak_auc
     ref_privleak = ((1 - res.privleak_auc) - (1 - 0.37)) / (1 - 0.37) * 100
     assert res.metrics[names.PRIVLEAK] == pytest.approx(ref_privleak, rel=1e-9)

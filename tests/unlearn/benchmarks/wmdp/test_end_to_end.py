@@ -61,10 +61,16 @@ def test_prepare_then_rmu_steers_only_its_parameters(wmdp_prepared, tmp_path):
 def test_satimp_gd_runs_on_wmdp(wmdp_prepared, tmp_path):
     cfg, _ = wmdp_prepared
     gd = load_run_config(None, [*SMALL, "optim.epochs=1", "optim.lr=1e-3", f"cache_dir={cfg.cache_dir}"])
-    final = run_local(gd, tmp_path, log=lambda s: None).metrics
+    result = run_local(gd, tmp_path, log=lambda s: None)
+    final = result.metrics
     assert gd.method.label == "satimp-gd"
     for k in (names.WMDP_CYBER_ACC, names.MMLU_ACC):
         assert 0.0 <= final[k] <= 1.0 and math.isfinite(final[names.stderr_name(k)])
+    # results.json keeps each question's correctness: each accuracy is its mean
+    items = json.loads((tmp_path / "results.json").read_text())["per_item"]
+    assert set(items) == set(names.PER_ITEM) and items == result.per_item
+    for k, values in items.items():
+        assert set(values) <= {0.0, 1.0} and final[k] == pytest.approx(sum(values) / len(values), abs=1e-12)
 
 
 def test_bad_inputs_fail_before_training(tmp_path, cache_dir):

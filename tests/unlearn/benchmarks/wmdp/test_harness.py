@@ -12,7 +12,7 @@ import torch
 
 from unlearn.benchmarks.muse.data import chunk_texts
 from unlearn.benchmarks.wmdp import FIXTURE_DIR, names
-from unlearn.benchmarks.wmdp.harness import evaluate_harness, task_index, task_plan
+from unlearn.benchmarks.wmdp.harness import _correct, evaluate_harness, task_index, task_plan
 from unlearn.errors import ConfigError
 from unlearn.models import build_tiny, train_tokenizer
 from unlearn.data.batching import lm_batches
@@ -81,7 +81,8 @@ def mean_and_stderr(hits: list[bool]) -> tuple[float, float]:
 def test_accuracies_equal_a_naive_rescoring(model_and_tokenizer, index):
     model, tok = model_and_tokenizer
     state = torch.random.get_rng_state()
-    full = evaluate_harness(model, tok, index, task_plan("full"), batch_size=16)
+    res = evaluate_harness(model, tok, index, task_plan("full"), batch_size=16)
+    full = res.metrics
     assert torch.equal(torch.random.get_rng_state(), state)  # simple_evaluate's seeding is undone
     assert set(full) == set(names.TABLE.names)
     hits = {t: naive_correct(model, tok, t) for t in ("wmdp_bio", "wmdp_cyber", *ALL_MMLU)}
@@ -92,11 +93,34 @@ def test_accuracies_equal_a_naive_rescoring(model_and_tokenizer, index):
     pooled = [h for t in ALL_MMLU for h in hits[t]]
     assert full[names.MMLU_ACC] == pytest.approx(sum(pooled) / len(pooled), abs=1e-12)  # size-weighted group
     assert len({round(sum(hits[t]) / len(hits[t]), 6) for t in hits}) > 1  # the model does tell questions apart
-    subset = evaluate_harness(model, tok, index, task_plan("subset"), batch_size=16, limit=6)
+    # per question: the naive rescoring's verdicts, in file order; the group's subjects in name order
+    assert set(res.per_item) == set(names.PER_ITEM)
+    assert res.per_item[names.WMDP_BIO_ACC] == [float(h) for h in hits["wmdp_bio"]]
+    assert res.per_item[names.WMDP_CYBER_ACC] == [float(h) for h in hits["wmdp_cyber"]]
+    assert res.per_item[names.MMLU_ACC] == [float(h) for t in sorted(ALL_MMLU) for h in hits[t]]
+    for metric, items in res.per_item.items():
+        assert full[metric] == pytest.approx(sum(items) / len(items), abs=1e-12)
+    sub = evaluate_harness(model, tok, index, task_plan("subset"), batch_size=16, limit=6)
+    subset = sub.metrics
     capped = [h for t in names.MMLU_SUBSET for h in hits[t][:6]]
     assert subset[names.MMLU_ACC] == pytest.approx(sum(capped) / len(capped), abs=1e-12)
     assert subset[names.WMDP_CYBER_ACC] == pytest.approx(sum(hits["wmdp_cyber"][:6]) / 6, abs=1e-12)
+    assert sub.per_item[names.MMLU_ACC] == [float(h) for t in sorted(names.MMLU_SUBSET) for h in hits[t][:6]]
     assert model.training is False
+
+
+def test_per_item_unfolds_nested_groups_in_name_order():
+    """The installed harness's ``mmlu`` is a group of groups (``mmlu_stem``...) of subjects: its questions are
+    every subject's, subjects in name order, each in ``doc_id`` order; other filters' samples left out."""
+    def sample(doc_id: int, acc: float, filter_: str = "none") -> dict:
+        return {"doc_id": doc_id, "filter": filter_, "acc": acc}
+
+    results = {"group_subtasks": {"mmlu": ["mmlu_stem", "mmlu_other"], "mmlu_stem": ["mmlu_b", "mmlu_a"],
+                                  "mmlu_other": ["mmlu_c"]},
+               "samples": {"mmlu_a": [sample(1, 0.0), sample(0, 1.0), sample(0, 0.0, "other")],
+                           "mmlu_b": [sample(0, 0.0)], "mmlu_c": [sample(0, 1.0), sample(1, 1.0)]}}
+    assert _correct(results, ("mmlu",)) == [1.0, 0.0, 0.0, 1.0, 1.0]
+    assert _correct(results, ("mmlu_c", "mmlu_b")) == [0.0, 1.0, 1.0]
 
 
 def test_unknown_task_names_the_task_and_close_ones(index):
