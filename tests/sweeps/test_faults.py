@@ -43,9 +43,16 @@ def _children(root: Path):
     return client, parents[0], kids
 
 
-def _pids(pattern: str) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
+def _train_worker_pids() -> list[int]:
+    """The live Ray Train workers of this session's cluster, from its state API: not ``pgrep``, which also
+    finds the workers of any other Ray cluster on the machine (another test session's). Its address given:
+    without one the state API takes the cluster started last on the machine."""
+    import ray
+    from ray.util.state import list_actors
+
+    actors = list_actors(address=ray.get_runtime_context().gcs_address,
+                         filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    return [a.pid for a in actors]
 
 
 def test_worker_killed_mid_trial_restarts_from_checkpoint(tmp_path, ray_local, cache_dir):
@@ -60,7 +67,7 @@ def test_worker_killed_mid_trial_restarts_from_checkpoint(tmp_path, ray_local, c
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not killed:
             if list((root / "ray" / "train").glob("trial-*/epoch_0002")):  # epoch 1 surely registered
-                pids = _pids("ray::RayTrainWorker")
+                pids = _train_worker_pids()
                 if pids:
                     os.kill(pids[0], signal.SIGKILL)
                     killed.append(pids[0])
