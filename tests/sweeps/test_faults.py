@@ -7,6 +7,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import yaml
 from mlflow import MlflowClient
 
 from sweeps.cli import main
+from sweeps.lock import check_unlocked
 from sweeps.report import collect_trials
 from sweeps.fit import INTERRUPTED_REASON, LOST_REASON
 from sweeps.sweep import SweepSettings, launch_sweep, load_sweep_meta, resume_sweep
@@ -40,9 +43,16 @@ def _children(root: Path):
     return client, parents[0], kids
 
 
-def _pids(pattern: str) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
+def _train_worker_pids() -> list[int]:
+    """The live Ray Train workers of this session's cluster, from its state API: not ``pgrep``, which also
+    finds the workers of any other Ray cluster on the machine (another test session's). Its address given:
+    without one the state API takes the cluster started last on the machine."""
+    import ray
+    from ray.util.state import list_actors
+
+    actors = list_actors(address=ray.get_runtime_context().gcs_address,
+                         filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    return [a.pid for a in actors]
 
 
 def test_worker_killed_mid_trial_restarts_from_checkpoint(tmp_path, ray_local, cache_dir):
@@ -57,7 +67,7 @@ def test_worker_killed_mid_trial_restarts_from_checkpoint(tmp_path, ray_local, c
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not killed:
             if list((root / "ray" / "train").glob("trial-*/epoch_0002")):  # epoch 1 surely registered
-                pids = _pids("ray::RayTrainWorker")
+                pids = _train_worker_pids()
                 if pids:
                     os.kill(pids[0], signal.SIGKILL)
                     killed.append(pids[0])
@@ -129,91 +139,200 @@ def test_out_of_memory_trial_says_so_and_what_to_change(failing_sweep):
     assert trials[(3e-3, 4.0)].status == "FINISHED"  # the sweep went on
 
 
-def _wait_for_a_finished_trial(root: Path, timeout_s: float = 400) -> list[Path]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        done = [p for p in (root / "trials").glob("*/trial.json")
-                if json.loads(p.read_text() or "{}").get("status") == "FINISHED"]
-        if done:
-            return done
-        time.sleep(0.2)
-    raise AssertionError("no trial finished in time")
+def _records(root: Path) -> dict[str, dict]:
+    """Each trial's ledger record (``trials/<id>/trial.json``) by trial id."""
+    records = {}
+    for p in (root / "trials").glob("*/trial.json"):
+        try:
+            records[p.parent.name] = json.loads(p.read_text())
+        except json.JSONDecodeError:
+            pass  # being replaced right now
+    return records
 
 
-def test_ctrl_c_stops_the_sweep_then_resume_finishes_it(tmp_path, ray_local, cache_dir):
-    space = tiny_space(tmp_path, cache_dir, num_samples=3, epochs=2, launcher="auto")
-    root = tmp_path / "out"
+def _trial_states(root: Path) -> list[str]:
+    return [r.get("status") for r in _records(root).values()]
+
+
+def _driver(*argv: str, output: bool = True) -> subprocess.Popen:
+    """``python -m sweeps ARGV`` as a real driver process in a session of its own: it starts its own local Ray
+    cluster (the test session's RAY_ADDRESS removed), which a SIGKILL of its process group takes with it."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen([sys.executable, "-m", "sweeps", "launch", str(space), "--out", str(root), "--quiet"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    pipe = subprocess.PIPE if output else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, "-m", "sweeps", *argv], cwd=REPO, env=env, stdout=pipe, stderr=pipe,
+                            text=True, start_new_session=True)
+
+
+def _wait_for(what: str, ready, root: Path, driver: subprocess.Popen | None, timeout_s: float = 400) -> dict[str, dict]:
+    """Poll the trials' records until ``ready(records)`` while ``driver``, the process a fault is meant for,
+    still runs (None: this process); the records that were ready."""
+    deadline = time.monotonic() + timeout_s
+    while not ready(records := _records(root)):
+        if driver is not None and driver.poll() is not None:
+            err = driver.communicate()[1] or ""
+            raise AssertionError(f"the driver ended (exit {driver.returncode}) before {what}\n{err[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout_s} s")
+        time.sleep(0.1)
+    return records
+
+
+def _with_status(records: dict[str, dict], status: str) -> dict[str, int]:
+    """The trials of ``records`` in ``status``, with how often each started."""
+    return {k: t["starts"] for k, t in records.items() if t["status"] == status}
+
+
+def _lock_holder_pid(root: Path) -> int | None:
     try:
-        done = _wait_for_a_finished_trial(root)
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends the driver
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err[-3000:]
-    assert f"continue it with: unlearn-sweep resume {root}" in err
+        return json.loads((root / ".sweep.lock").read_text() or "{}").get("pid")
+    except (OSError, ValueError):
+        return None
+
+
+@contextmanager
+def _step(name: str) -> Iterator[None]:
+    """A failure inside names the step of the chained test it happened in."""
+    __tracebackhide__ = True  # pytest shows the failing line in the test, not this helper
+    try:
+        yield
+    except AssertionError as e:
+        raise AssertionError(f"step '{name}': {e}").with_traceback(e.__traceback__) from None
+    except Exception as e:
+        e.add_note(f"in step '{name}' of the chained driver faults")
+        raise
+
+
+def _check_stopped(root: Path, code: int, out: str, err: str, signum: int, running: set[str],
+                   finished: dict[str, int]) -> dict[str, dict]:
+    """What a driver stopped by ``signum`` (SIGINT: Ctrl-C; SIGTERM: a cluster scheduler) promises: exit
+    ``code`` 128 + signum and the one line that says how to go on (``err``), the table of what ran (``out``),
+    the trials it ran (at least ``running``) closed as KILLED with the reason in the ledger and MLflow,
+    ``finished`` ones neither re-run nor touched, one sweep (one parent run, one study) and the directory
+    free for a resume."""
+    name = signal.Signals(signum).name
+    assert code == 128 + signum, err[-3000:]
+    assert f"interrupted ({name}); continue it with: unlearn-sweep resume {root}" in err, err[-3000:]
     assert "trials:" in out  # the table of what ran so far
-    trials = {p.parent.name: json.loads(p.read_text()) for p in (root / "trials").glob("*/trial.json")}
-    assert {p.parent.name for p in done} <= {k for k, t in trials.items() if t["status"] == "FINISHED"}
+    trials = _records(root)
     stopped = {k for k, t in trials.items() if t["status"] != "FINISHED"}
-    assert stopped, trials  # the trial started when the first finished was still running
-    assert all(trials[k]["status"] == "KILLED" and trials[k]["reason"] == INTERRUPTED_REASON for k in stopped)
-    _, parent, kids = _children(root)
+    assert running and running <= stopped, trials  # a trial that ran when the signal came
+    assert all(trials[k]["status"] == "KILLED" and trials[k]["reason"] == INTERRUPTED_REASON for k in stopped), trials
+    assert all(trials[k]["status"] == "FINISHED" and trials[k]["starts"] == n for k, n in finished.items()), trials
+    _, parent, kids = _children(root)  # one parent run: a refused launch makes none
     assert parent.info.status == "KILLED"
     assert all(k.info.status == "KILLED" for k in kids if k.data.tags["unlearn.trial_id"] in stopped)
-    starts = {k: t["starts"] for k, t in trials.items()}
-
-    result = resume_sweep(root, progress=False)
-    assert len(result.trials) == 3 and all(t.status == "FINISHED" for t in result.trials)
-    again = {p.parent.name: json.loads(p.read_text()) for p in (root / "trials").glob("*/trial.json")}
-    assert all(again[k]["starts"] == starts[k] for k in trials if k not in stopped)  # finished ones not re-run
-    _, parent, kids = _children(root)
-    assert parent.info.status == "FINISHED" and all(k.info.status == "FINISHED" for k in kids) and len(kids) == 3
     meta = load_sweep_meta(root)
-    study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])
-    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 3
+    assert optuna.get_all_study_names(meta["optuna_storage"]) == [meta["study_name"]]  # one study
+    check_unlocked(root, action="resume")  # free again: the resume may run
+    return trials
 
 
-def test_driver_killed_mid_sweep_then_resume(tmp_path, cache_dir):
-    # trials in their own process, as the shipped spaces run them (a run's own resume on Ray Train workers:
-    # tests/sweeps/test_ray_run.py)
-    space = tiny_space(tmp_path, cache_dir, num_samples=2, epochs=2, launcher="auto")
-    root = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen([sys.executable, "-m", "sweeps", "launch", str(space), "--out", str(root), "--quiet"],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+def _ctrl_c_once_a_trial_runs(root: Path, argv: list[str]) -> tuple[int, dict[str, dict]]:
+    """``main(argv)`` in this process (its main thread), which receives SIGINT, as from Ctrl-C, once one of
+    its trials runs; its exit code and the records when the signal was sent ({}: it was not)."""
+    seen: dict[str, dict] = {}
+    ended = threading.Event()
+
+    def interrupt() -> None:
+        deadline = time.monotonic() + 400
+        while not ended.is_set() and time.monotonic() < deadline:
+            if _with_status(records := _records(root), "RUNNING"):  # Tune's fit runs: the sweep's handler is on
+                seen.update(records)
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.1)
+
+    t = threading.Thread(target=interrupt, daemon=True)
+    t.start()
     try:
-        done = _wait_for_a_finished_trial(root)
+        code = main(argv)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local cluster it started
-        proc.wait(timeout=60)
-    finished_before = {p.parent.name for p in done}
-    starts_before = {p.parent.name: json.loads(p.read_text())["starts"] for p in done}
-    out = subprocess.run([sys.executable, "-m", "sweeps", "resume", str(root), "--quiet"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    trials = {p.parent.name: json.loads(p.read_text()) for p in (root / "trials").glob("*/trial.json")}
-    finished = {k for k, t in trials.items() if t["status"] == "FINISHED"}
-    assert len(finished) == 2
-    # A trial that started in the crash window (after Tune's last experiment checkpoint) is closed as
-    # KILLED with the reason; its sampled point ran again in the resumed sweep (the study holds it once).
-    assert all(t["status"] == "KILLED" and t["reason"] == LOST_REASON
-               for k, t in trials.items() if k not in finished)
-    assert all(trials[t]["starts"] == starts_before[t] for t in finished_before)  # not re-run
-    _, parent, kids = _children(root)
-    assert parent.info.status == "FINISHED"
-    assert {k.data.tags["unlearn.trial_id"] for k in kids} == set(trials)  # one child per trial record
-    assert all(k.info.status == ("FINISHED" if k.data.tags["unlearn.trial_id"] in finished else "KILLED")
-               for k in kids)
-    meta = load_sweep_meta(root)
-    study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])
-    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 2
-    assert len(study.trials) == 2
+        ended.set()
+        t.join(timeout=5)
+    return code, seen
+
+
+def test_driver_faults_in_one_sweep_lose_and_duplicate_nothing(tmp_path, ray_local, cache_dir, capsys):
+    """One sweep through every fault of its driver, each injected for real: a second launch and a resume of
+    its directory are refused while the launch runs; SIGTERM stops the launch (exit 143); Ctrl-C (SIGINT)
+    stops a resume (exit 130); the next resume is killed (SIGKILL) mid-sweep, right after a trial finished;
+    the last resume finishes the sweep: nothing lost, nothing duplicated. One sweep rather than one per
+    fault: a driver's start (Python, its Ray cluster, its trials' processes) costs ~20 s on 2 cores, a
+    minute on a loaded machine. The launch and the killed resume are processes of their own, each with the
+    local Ray cluster it starts (a SIGKILL takes both); the other two resumes run in this process, on the
+    session's cluster. Trials run in their own process, as the shipped spaces run them (a run's own resume
+    on Ray Train workers: test_worker_killed_mid_trial_restarts_from_checkpoint, tests/sweeps/test_ray_run.py)."""
+    samples = 5  # two at a time: the killed driver still has a trial to run after the one that finished
+    space = tiny_space(tmp_path, cache_dir, num_samples=samples, epochs=2, launcher="auto")
+    root = tmp_path / "out"
+    drivers: list[subprocess.Popen] = []
+    try:
+        with _step("1: a second launch and a resume are refused while the launch runs"):
+            launch = _driver("launch", str(space), "--out", str(root), "--quiet")
+            drivers.append(launch)
+            _wait_for("lock held by the launch", lambda _: _lock_holder_pid(root) == launch.pid, root, launch)
+            second = [_driver(*argv) for argv in (["launch", str(space), "--out", str(root), "--quiet"],
+                                                  ["resume", str(root), "--quiet"])]
+            drivers += second
+            for p in second:
+                _, err = p.communicate(timeout=120)
+                assert p.returncode == 2, err[-3000:]
+                assert "Traceback" not in err and err.count("\n") == 1, err[-3000:]
+                assert f"the sweep directory is in use by pid {launch.pid} on " in err and "launch" in err, err
+
+        with _step("2: SIGTERM stops the launch"):
+            seen = _wait_for("trial finished while another runs", lambda r: _with_status(r, "FINISHED")
+                             and _with_status(r, "RUNNING"), root, launch)
+            launch.send_signal(signal.SIGTERM)  # what a cluster scheduler sends
+            out, err = launch.communicate(timeout=120)
+            trials = _check_stopped(root, launch.returncode, out, err, signal.SIGTERM,
+                                    set(_with_status(seen, "RUNNING")), _with_status(seen, "FINISHED"))
+
+        with _step("3: Ctrl-C (SIGINT) stops a resume"):
+            # this process is the driver (a real SIGINT to it; no second Ray start-up): exit code 130 is the
+            # CLI's return value (`python -m sweeps` exits with it)
+            capsys.readouterr()
+            code, seen = _ctrl_c_once_a_trial_runs(root, ["resume", str(root), "--quiet"])
+            out, err = capsys.readouterr()
+            assert seen, f"no trial ran in the resume: the signal was not sent (exit {code})\n{err[-3000:]}"
+            trials = _check_stopped(root, code, out, err, signal.SIGINT, set(_with_status(seen, "RUNNING")),
+                                    _with_status(trials, "FINISHED"))
+
+        with _step("4: SIGKILL of a resume mid-sweep"):
+            resume = _driver("resume", str(root), "--quiet", output=False)
+            drivers.append(resume)
+            before = _with_status(trials, "FINISHED")
+            _wait_for("trial finished in the resume", lambda r: set(_with_status(r, "FINISHED")) - set(before),
+                      root, resume)
+            os.killpg(resume.pid, signal.SIGKILL)  # the driver and the local cluster it started
+            assert resume.wait(timeout=60) == -signal.SIGKILL, "the driver ended before the kill"
+            finished = _with_status(_records(root), "FINISHED")
+            assert len(finished) < samples, "the kill came after the sweep's last trial"
+
+        with _step("5: a last resume finishes the sweep"):
+            assert main(["resume", str(root), "--quiet"]) == 0
+            trials = _records(root)
+            done = set(_with_status(trials, "FINISHED"))
+            assert len(done) == samples, trials
+            # A trial that started in the crash window (after Tune's last experiment checkpoint) is closed as
+            # KILLED with the reason; its sampled point ran again in the resumed sweep (the study holds it once).
+            assert all(t["status"] == "KILLED" and t["reason"] == LOST_REASON
+                       for k, t in trials.items() if k not in done), trials
+            assert all(trials[k]["starts"] == n for k, n in finished.items()), trials  # finished ones not re-run
+            _, parent, kids = _children(root)
+            assert parent.info.status == "FINISHED"
+            assert sorted(k.data.tags["unlearn.trial_id"] for k in kids) == sorted(trials)  # one child per record
+            assert all(k.info.status == ("FINISHED" if k.data.tags["unlearn.trial_id"] in done else "KILLED")
+                       for k in kids)
+            meta = load_sweep_meta(root)
+            study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])
+            assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == samples
+            assert len(study.trials) == samples
+    finally:
+        for p in drivers:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=60)
 
 
 def test_truncated_results_are_named_by_report_and_resume(tmp_path, ray_local, cache_dir, capsys):
@@ -228,16 +347,6 @@ def test_truncated_results_are_named_by_report_and_resume(tmp_path, ray_local, c
     assert f"{trial.trial_id} damaged" in out and "results.json" in out
     again = resume_sweep(root, progress=False)
     assert again.trials[0].status == "DAMAGED" and "results.json" in again.trials[0].reason
-
-
-def _trial_states(root: Path) -> list[str]:
-    states = []
-    for p in (root / "trials").glob("*/trial.json"):
-        try:
-            states.append(json.loads(p.read_text()).get("status"))
-        except json.JSONDecodeError:
-            pass  # being replaced right now
-    return states
 
 
 def test_mlflow_server_down_mid_sweep_loses_nothing(tmp_path, ray_local, cache_dir):
@@ -295,62 +404,6 @@ def test_mlflow_server_down_mid_sweep_loses_nothing(tmp_path, ray_local, cache_d
             assert rep["per_item"] == json.loads((trial.run_dir / "results.json").read_text())["per_item"] != {}
     finally:
         server.stop()
-
-
-def _lock_holder_pid(root: Path) -> int | None:
-    try:
-        return json.loads((root / ".sweep.lock").read_text() or "{}").get("pid")
-    except (OSError, ValueError):
-        return None
-
-
-def test_second_driver_is_refused_and_sigterm_stops_gracefully(tmp_path, cache_dir):
-    """Two drivers, one directory: while a real launch runs, a second launch and a resume of its directory
-    are refused, naming it; then SIGTERM (what a cluster scheduler sends) stops it as Ctrl-C does."""
-    path = tiny_space(tmp_path, cache_dir, num_samples=2, epochs=4, launcher="auto")
-    space = yaml.safe_load(path.read_text())
-    space["base"]["epoch_eval"] = True  # trials long enough to be running when the signal comes
-    path.write_text(yaml.safe_dump(space))
-    root = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    cli = [sys.executable, "-m", "sweeps"]
-    proc = subprocess.Popen([*cli, "launch", str(path), "--out", str(root), "--quiet"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while _lock_holder_pid(root) != proc.pid and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            time.sleep(0.1)
-        second = [subprocess.Popen([*cli, *argv], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True) for argv in (["launch", str(path), "--out", str(root), "--quiet"],
-                                                           ["resume", str(root), "--quiet"])]
-        for p in second:
-            _, err = p.communicate(timeout=120)
-            assert p.returncode == 2, err[-3000:]
-            assert "Traceback" not in err and err.count("\n") == 1, err[-3000:]
-            assert f"the sweep directory is in use by pid {proc.pid} on " in err and "launch" in err, err
-        while "RUNNING" not in _trial_states(root) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
-    assert f"interrupted (SIGTERM); continue it with: unlearn-sweep resume {root}" in err
-    assert "trials:" in out
-    trials = {p.parent.name: json.loads(p.read_text()) for p in (root / "trials").glob("*/trial.json")}
-    stopped = {k for k, t in trials.items() if t["status"] != "FINISHED"}
-    assert stopped and all(trials[k]["status"] == "KILLED" and trials[k]["reason"] == INTERRUPTED_REASON
-                           for k in stopped), trials
-    _, parent, kids = _children(root)  # one parent run: the refused launch made none
-    assert parent.info.status == "KILLED"
-    assert all(k.info.status == "KILLED" for k in kids if k.data.tags["unlearn.trial_id"] in stopped)
-    meta = load_sweep_meta(root)
-    assert len(optuna.get_all_study_names(meta["optuna_storage"])) == 1  # one study
-    from sweeps.lock import check_unlocked
-
-    check_unlocked(root, action="resume")  # free again: the resume may run
 
 
 def test_sigterm_during_prepare_is_one_line_and_leaves_nothing(tmp_path):

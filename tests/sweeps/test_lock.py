@@ -1,7 +1,7 @@
 """One owner per sweep directory: the lock held by a real process, refused to a second, freed by a kill.
 
 A sweep driver that launches for real while a second launch and a resume are refused, and SIGTERM:
-``tests/sweeps/test_faults.py::test_second_driver_is_refused_and_sigterm_stops_gracefully``.
+``tests/sweeps/test_faults.py::test_driver_faults_in_one_sweep_lose_and_duplicate_nothing`` (its step 1).
 """
 
 from __future__ import annotations
