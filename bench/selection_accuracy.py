@@ -62,13 +62,14 @@ from bench.selection_sim import (
     run_sweep,
     top_feasible,
 )
-from bench.selection_table import Grid, load_grid, provenance_tag, snr_table
+from bench.selection_table import POOLED, RUN_STATISTICS, Grid, load_grid, observations, provenance_tag, snr_table
 from sweeps.record import Bound
 
 CALIBRATION_BINS = (0.0, 0.5, 0.8, 0.95, 1.0)
 TARGETS = {"compute": 48, "best_share": 0.80, "within_0.05": 0.95, "calibration_gap": 0.10}
 MIN_BIN = 20  # sweeps a calibration bin needs to be judged
 MAX_TRIALS = 200  # search efficiency: a sweep that never samples the truth best stops here
+CONTENDERS = 4  # the SNR among the best points by truth forget quality: where the choice is made
 MARKS = "+x#%&"  # the grid table's marks of each objective's truth best
 
 
@@ -99,8 +100,9 @@ def simulate_seed(problem: Problem, cfg: SimConfig, sweep_seed: int) -> list[Out
         adaptive = Adaptive(problem, order, c, cfg.adaptive_max)
         out.append(outcome(problem, "e", c, run_sweep(problem, sweep_seed, adaptive, sampler_trials=c // r,
                                                       max_trials=c)))
-        point, runs = ocba(problem, order, c)
-        out += [Outcome("f", c, point, runs, int(problem.truth_feasible.sum())), equal(problem, order, c)]
+        for name, known in (("f", False), ("h", True)):
+            out.append(Outcome(name, c, *ocba(problem, order, c, known_feasible=known)))
+        out.append(equal(problem, order, c))
     return out
 
 
@@ -164,7 +166,8 @@ def summarise(problem: Problem, outcomes: list[Outcome]) -> list[dict[str, Any]]
     rows = []
     for (setting, compute), group in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         scores = [score_export(problem, o.export) for o in group]
-        regrets = [s["regret"] for s in scores if not math.isnan(s["regret"])]
+        # over the truly feasible exports: an infeasible one may beat the truth best's forget quality
+        regrets = [s["regret"] for s in scores if not math.isnan(s["regret"]) and not s["infeasible"]]
         row = {"setting": setting, "label": SETTINGS[setting], "compute": compute, "sweeps": len(group),
                **{f"{k}_share": statistics.fmean(s[k] for s in scores)
                   for k in ("best", "best_objective", "within_0.02", "within_0.05", "infeasible", "no_export")},
@@ -175,6 +178,8 @@ def summarise(problem: Problem, outcomes: list[Outcome]) -> list[dict[str, Any]]
         if setting == "d":
             row["calibration"] = calibration(group, problem.best)
             row["truth_best_in_race_share"] = statistics.fmean(o.in_race for o in group)
+            row["stated_by_sweep"] = [o.stated for o in group]  # sweep seed order, beside the exports
+            row["export_by_sweep"] = [o.export for o in group]
         rows.append(row)
     return rows
 
@@ -316,29 +321,56 @@ def _seeds(seeds: Sequence[int]) -> str:
     return f"{seeds[0]}-{seeds[-1]}" if contiguous else str(list(seeds))
 
 
-def print_snr(rows: list[dict[str, Any]], tag: str, counts: dict[str, int]) -> None:
+def agreement(grid: Grid, problem: Problem) -> list[dict[str, Any]]:
+    """Per statistic, on the truth: the feasible point best by its truth mean, and the Spearman correlation
+    of its truth means (signed: higher is better) with forget quality's over the grid."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    for name in (*RUN_STATISTICS, POOLED):
+        obs = observations(grid, grid.truth, name, 3)
+        if not obs:
+            continue
+        sign = 1.0 if name == POOLED or direction(grid, name) else -1.0
+        means = sign * obs[min(obs)].mean(axis=1)
+        best = int(np.argmax(np.where(problem.truth_feasible, means, -np.inf)))
+        rows.append({"statistic": name, "truth_best": grid.points[best], "is_quality_best": best == problem.best,
+                     "spearman_with_quality": float(spearmanr(means, problem.truth_quality).statistic)})
+    return rows
+
+
+def print_snr(rows: list[dict[str, Any]], agree: list[dict[str, Any]], tag: str, counts: dict[str, int],
+              contenders: Sequence[str]) -> None:
     print(f"\nSignal to noise of the selection statistics (truth: {counts['truth']} seeds, pool: {counts['pool']}; "
-          f"R3: disjoint blocks of 3 seeds) {tag}")
-    print("  statistic             set    R   snr    icc    snr 2-way  icc 2-way  corr(points)")
+          f"R 3: disjoint blocks of 3 seeds; top {len(contenders)}: over the contenders {', '.join(contenders)}) {tag}")
+    print("  statistic             set    R    snr    icc  snr 2-way  icc 2-way  corr(points)  snr top  icc top")
     for row in rows:
         for label in ("truth", "pool"):
             for r, v in row.get(label, {}).items():
                 if v:
+                    top = v.get("contenders", {})
                     print(f"  {row['statistic']:<20}  {label:<5}  {r[1:]:>2}  {v['snr']:>5.2f}  {v['icc']:>5.2f}  "
-                          f"{v['snr_two_way']:>9.2f}  {v['icc_two_way']:>9.2f}  {v['mean_correlation']:>12.2f}")
+                          f"{v['snr_two_way']:>9.2f}  {v['icc_two_way']:>9.2f}  {v['mean_correlation']:>12.2f}  "
+                          f"{top.get('snr', math.nan):>7.2f}  {top.get('icc', math.nan):>7.2f}")
+    print("  on the truth, the feasible point best by each statistic and its Spearman correlation with forget "
+          "quality:")
+    for a in agree:
+        same = "(= FQ best)" if a["is_quality_best"] else "(NOT FQ best)"
+        print(f"  {a['statistic']:<20}  best {a['truth_best']:<9} {same:<13}  Spearman {a['spearman_with_quality']:.3f}")
 
 
 def print_selection(objective: str, rows: list[dict[str, Any]], ceiling: dict[str, Any], tag: str,
                     truth_seeds: int) -> None:
     print(f"\nSelection accuracy, objective {objective} (replicate mean), {rows[0]['sweeps']} sweep seeds, "
           f"scored on {truth_seeds} truth seeds {tag}")
-    print("  C runs  setting                    = best  = best(obj)  within .02  within .05  regret   infeasible  "
+    print("  C runs  setting                    = best  = best(obj)  within .02  within .05  regret*  infeasible  "
           "none  runs  points")
     for r in rows:
         print(f"  {r['compute']:>6}  {r['setting']} {r['label']:<24} {r['best_share']:>5.2f}  "
               f"{r['best_objective_share']:>9.2f}  {r['within_0.02_share']:>10.2f}  {r['within_0.05_share']:>10.2f}  "
               f"{r['mean_regret']:>6.4f}  {r['infeasible_share']:>10.2f}  {r['no_export_share']:>4.2f}  "
               f"{r['mean_runs']:>4.0f}  {r['mean_distinct_points']:>6.1f}")
+    print("  (* mean over the truly feasible exports; = best(obj): the truth best by the objective's truth mean)")
     print(f"  every pool seed on every point ({ceiling['runs']} runs) exports {ceiling['export_point']}: "
           f"{'the truth best' if ceiling['best'] else 'not the truth best'}, regret {ceiling['regret']:.4f}")
     for r in rows:
@@ -404,13 +436,16 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--confidence", type=float, default=0.95, help="setting d: the race stops at this prob_best")
     ap.add_argument("--adaptive-max", type=int, default=5, help="setting e: most runs per trial")
     ap.add_argument("--search-table", type=Path, nargs="*",
-                    default=[p for p in [Path("bench/results/replicates_6x6.jsonl")]
-                             if p.is_file() or any(p.parent.glob(f"{p.stem}.*{p.suffix}"))],
-                    help="further tables for the search efficiency (default: the 6x6 table when recorded)")
+                    help="further tables for the search efficiency (default: replicates_6x6.jsonl beside --table, "
+                         "when recorded)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes over sweep seeds")
     args = ap.parse_args()
     if any(c % 3 or c <= 0 for c in args.compute):
         raise SystemExit(f"--compute {args.compute}: each must be a positive multiple of 3 (R = 3 at equal compute)")
+    if args.search_table is None:
+        six = args.table.with_name("replicates_6x6.jsonl")
+        recorded = six.is_file() or any(six.parent.glob(f"{six.stem}.*{six.suffix}"))
+        args.search_table = [six] if recorded and six != args.table else []
     return args
 
 
@@ -444,6 +479,8 @@ def selection(grid: Grid, objective: str, bound: Bound, cfg: SimConfig, args: ar
     rows = summarise(problem, [o for seed in outcomes for o in seed])
     for row in rows:
         row["exports"] = {str(_name(grid, p)): n for p, n in row["exports"].items()}
+        if "export_by_sweep" in row:
+            row["export_by_sweep"] = [_name(grid, p) for p in row["export_by_sweep"]]
     ceiling = pool_ceiling(problem)
     ceiling["export_point"] = _name(grid, ceiling["export"])
     result = {"objective": objective, "higher_is_better": direction(grid, objective),
@@ -487,8 +524,10 @@ def main() -> None:
                for o in args.objective}
     summary = grid_summary(grid, bound, args.objective, first)
     print_grid(summary, tag, args.objective, best_by)
-    snr = snr_table(grid)
-    print_snr(snr, tag, {"truth": len(grid.truth.seeds), "pool": len(grid.pool.seeds)})
+    contenders = [int(i) for i in np.argsort(-first.truth_quality, kind="stable")[:CONTENDERS]]
+    snr, agree = snr_table(grid, contenders), agreement(grid, first)
+    print_snr(snr, agree, tag, {"truth": len(grid.truth.seeds), "pool": len(grid.pool.seeds)},
+              [grid.points[i] for i in contenders])
     cfg = SimConfig(tuple(args.compute), race_k=args.race_k, confidence=args.confidence, adaptive_max=args.adaptive_max)
     results = {o: selection(grid, o, bound, cfg, args) for o in args.objective}
     searches = [search(grid, args.objective[0], bound, args)]
@@ -498,7 +537,8 @@ def main() -> None:
     res = {"command": " ".join(["python -m bench.selection_accuracy", *sys.argv[1:]]),
            "provenance": grid.provenance, "target_metrics": target, "sim": cfg.__dict__ | {"sweeps": args.sweeps},
            "settings": SETTINGS, "targets": TARGETS, "grid": summary | {"recorded": _recorded(grid)},
-           "snr": {"rows": snr, "recorded": _recorded(grid)}, "selection": results, "search_efficiency": searches}
+           "snr": {"rows": snr, "agreement": agree, "contenders": [grid.points[i] for i in contenders],
+                   "recorded": _recorded(grid)}, "selection": results, "search_efficiency": searches}
     res["wall_seconds"] = round(time.time() - start, 1)
     print(f"\n{res['wall_seconds']:.0f} s ({args.workers} worker(s))")
     if args.json:

@@ -32,10 +32,13 @@ The settings, at a total compute of C runs:
   points so far (df = sum of n - 1; with df = 0 it goes on). The incumbent therefore always has
   ``r_max`` runs (unless the budget ended); a clearly worse point stops after 1 or 2;
 * ``f`` oracle: no search; OCBA (Chen, Lin, Yücesan and Chick, "Simulation budget allocation for further
-  enhancing the efficiency of ordinal optimization", DEDS 10, 2000) over the truly feasible points with
-  the truth's standard deviations of the objective and the running means, one run at a time on common
-  seeds (at most the pool per point); the export is the best mean. The limit of allocation: it knows
-  the variances and the feasible set, and still sees only pool seeds;
+  enhancing the efficiency of ordinal optimization", DEDS 10, 2000) with the truth's standard deviations of
+  the objective and of the utility, under the constraint as Lee et al. (2012) allocate
+  (``constrained_allocation``), running means, one run at a time on common seeds (at most the pool per
+  point); the export is the best observed-feasible mean. The limit of allocation: it knows the variances
+  and still sees only pool seeds;
+* ``h`` ``f`` knowing the feasible set too: plain OCBA over the truly feasible points, the best mean
+  exported. ``f`` against ``h`` separates the noise of the constraint from the noise of the objective;
 * ``g`` the grid, equal allocation: every point the first floor(C / points) common seeds (no search).
 """
 
@@ -60,8 +63,9 @@ SETTINGS = {
     "c": "R=3, common seeds",
     "d": "R=3 common + race top k",
     "e": "common, adaptive R",
-    "f": "oracle OCBA (true var.)",
+    "f": "oracle OCBA, true var.",
     "g": "grid, equal, common",
+    "h": "f + true feasible set",
 }
 
 
@@ -76,7 +80,8 @@ class Problem:
     shape: tuple[int, int]  # (len(beta1), len(beta2))
     truth_quality: np.ndarray  # (P,) truth mean forget quality
     truth_score: np.ndarray  # (P,) truth mean of the signed objective
-    truth_sd: np.ndarray  # (P,) truth standard deviation of the objective (the oracle's)
+    truth_sd: np.ndarray  # (P,) truth standard deviation of the objective (the oracles')
+    truth_utility_sd: np.ndarray  # (P,) truth standard deviation of the bound's metric
     truth_feasible: np.ndarray  # (P,) truth mean utility meets the bound
 
     @property
@@ -103,7 +108,8 @@ def make_problem(grid: Grid, objective: str, bound: Bound, higher_is_better: boo
     feasible = np.asarray([bound.violation({bound.metric: float(u)}) <= 0 for u in truth[bound.metric].mean(axis=1)])
     return Problem(objective, sign * grid.pool.values[objective], grid.pool.values[bound.metric], bound,
                    (len(grid.beta1), len(grid.beta2)), truth[QUALITY].mean(axis=1),
-                   sign * truth[objective].mean(axis=1), truth[objective].std(axis=1, ddof=1), feasible)
+                   sign * truth[objective].mean(axis=1), truth[objective].std(axis=1, ddof=1),
+                   truth[bound.metric].std(axis=1, ddof=1), feasible)
 
 
 def _argmax_where(values: np.ndarray, mask: np.ndarray) -> int:
@@ -315,30 +321,59 @@ def ocba_allocation(means: np.ndarray, sd: np.ndarray, total: float) -> np.ndarr
     return total * w / w.sum() if w.sum() > 0 else np.full(len(means), total / len(means))
 
 
-def ocba(problem: Problem, order: Sequence[int], runs: int) -> tuple[int, int]:
-    """Setting ``f``: (export, runs spent). One common seed per truly feasible point first, then one run
-    at a time to the point furthest below its OCBA share (truth standard deviations)."""
-    cand = np.flatnonzero(problem.truth_feasible)
+def constrained_allocation(means: np.ndarray, sd: np.ndarray, margin: np.ndarray, usd: np.ndarray,
+                           total: float) -> np.ndarray:
+    """OCBA under a stochastic constraint, after Lee, Pujowidianto, Li, Chen and Yap ("Approximate
+    simulation budget allocation for selecting the best design in the presence of stochastic constraints",
+    IEEE TAC 57, 2012): ``margin`` is each point's utility mean minus the bound (>= 0: it looks feasible),
+    ``usd`` its utility standard deviation. The best b is the best-looking feasible point; any other point
+    is ruled out either by its objective gap to b (N ~ (sd / gap)^2; impossible when it scores above b) or,
+    when it looks infeasible, by its distance to the bound (N ~ (usd / margin)^2), whichever needs fewer
+    runs; b needs the larger of OCBA's sd_b sqrt(sum N_i^2 / sd_i^2) over the points ruled out by the
+    objective and the runs that show it feasible."""
+    floor = 1e-6 * max(float(sd.max()), float(usd.max()), 1e-12)
+    feasible = margin >= 0
+    b = int(np.argmax(np.where(feasible, means, -np.inf))) if feasible.any() else int(np.argmax(means))
+    gap = means[b] - means
+    by_objective = np.where(gap > 0, (sd / np.maximum(gap, floor)) ** 2, np.inf)
+    by_bound = np.where(feasible, np.inf, (usd / np.maximum(-margin, floor)) ** 2)
+    w = np.minimum(by_objective, by_bound)
+    w[~np.isfinite(w)] = (sd / floor).max() ** 2  # a tie with b, looking feasible: as many as any
+    ruled = (by_objective <= by_bound) & (np.arange(len(means)) != b)
+    objective_b = sd[b] * math.sqrt(float(np.sum(sd[ruled] ** 2 / np.maximum(gap[ruled], floor) ** 4)))
+    w[b] = max(objective_b, (usd[b] / max(float(margin[b]), floor)) ** 2 if feasible[b] else 0.0)
+    return total * w / w.sum() if w.sum() > 0 else np.full(len(means), total / len(means))
+
+
+def ocba(problem: Problem, order: Sequence[int], runs: int, *, known_feasible: bool) -> tuple[int, int, int]:
+    """Settings ``f`` and ``h``: (export, runs spent, points run). One common seed per point first, then one run at a
+    time to the point furthest below its share (truth standard deviations). ``known_feasible``: only the
+    truly feasible points, plain OCBA, the best mean exported; else every point, the constrained
+    allocation, the best observed-feasible mean exported (``export``)."""
+    cand = np.flatnonzero(problem.truth_feasible) if known_feasible else np.arange(problem.score.shape[0])
     if len(cand) == 0:
-        return -1, 0
-    sd = problem.truth_sd[cand]
+        return -1, 0, 0
+    sd, usd = problem.truth_sd[cand], problem.truth_utility_sd[cand]
+    sign = 1.0 if problem.bound.kind == "min" else -1.0
     n = np.zeros(len(cand), dtype=int)
-    total = np.zeros(len(cand))
-    cap = len(order)
+    total, utotal = np.zeros(len(cand)), np.zeros(len(cand))
     for _ in range(runs):
         if n.min() == 0:
             i = int(np.argmin(n))
         else:
-            room = n < cap
+            room = n < len(order)
             if not room.any():
                 break
-            share = ocba_allocation(total / n, sd, n.sum() + 1)
+            share = (ocba_allocation(total / n, sd, n.sum() + 1) if known_feasible else
+                     constrained_allocation(total / n, sd, sign * (utotal / n - problem.bound.threshold), usd,
+                                            n.sum() + 1))
             i = int(np.argmax(np.where(room, share - n, -np.inf)))
         total[i] += problem.score[cand[i], order[n[i]]]
+        utotal[i] += problem.utility[cand[i], order[n[i]]]
         n[i] += 1
-    seen = n > 0
-    means = np.where(seen, total / np.maximum(n, 1), -np.inf)
-    return int(cand[int(np.argmax(means))]), int(n.sum())
+    trials = [Trial(int(cand[i]), total[i] / n[i], utotal[i] / n[i], int(n[i])) for i in range(len(cand)) if n[i]]
+    point = max(trials, key=lambda t: (t.score, t.utility)).point if known_feasible else export(problem, trials)
+    return point, int(n.sum()), len(trials)
 
 
 def equal(problem: Problem, order: Sequence[int], compute: int) -> Outcome:

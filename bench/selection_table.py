@@ -178,17 +178,30 @@ def pooled_log_p(ratios: np.ndarray, reference: np.ndarray, r: int) -> np.ndarra
                         for k in range(b)] for p in range(ratios.shape[0])])
 
 
-def snr_table(grid: Grid, r: int = 3) -> list[dict[str, Any]]:
-    """Per statistic, per seed set (truth, pool): the figures at R = 1 (run statistics) and R = ``r``."""
+def snr_table(grid: Grid, contenders: Sequence[int] = (), r: int = 3) -> list[dict[str, Any]]:
+    """Per statistic, per seed set (truth, pool): the figures at R = 1 (run statistics) and R = ``r``; with
+    ``contenders`` (point indices), the same over those points alone under ``"contenders"``."""
     rows = []
     for name in (*RUN_STATISTICS, POOLED):
         row: dict[str, Any] = {"statistic": name}
         for label, s in (("truth", grid.truth), ("pool", grid.pool)):
-            if name == POOLED:
-                ok = s.ratios is not None and grid.reference is not None
-                row[label] = {f"R{r}": variance_ratios(pooled_log_p(s.ratios, grid.reference, r)) if ok else {}}
-            elif name in s.values:
-                row[label] = {"R1": variance_ratios(s.values[name]),
-                              f"R{r}": variance_ratios(block_means(s.values[name], r))}
+            row[label] = {f"R{k}": _figures(x, contenders) for k, x in observations(grid, s, name, r).items()}
         rows.append(row)
     return rows
+
+
+def observations(grid: Grid, s: SeedSet, name: str, r: int) -> dict[int, np.ndarray]:
+    """The statistic's (P, observations) arrays by replicates: {1: runs, r: blocks of r} (what exists)."""
+    if name == POOLED:
+        ok = s.ratios is not None and grid.reference is not None and s.ratios.shape[1] >= r
+        return {r: pooled_log_p(s.ratios, grid.reference, r)} if ok else {}
+    if name not in s.values:
+        return {}
+    return {1: s.values[name], r: block_means(s.values[name], r)}
+
+
+def _figures(x: np.ndarray, contenders: Sequence[int]) -> dict[str, Any]:
+    out = variance_ratios(x)
+    if out and contenders:
+        out["contenders"] = variance_ratios(x[list(contenders)])
+    return out

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.selection_accuracy import calibration, score_export, simulate_seed, summarise
-from bench.selection_sim import Outcome, SimConfig, make_problem, ocba_allocation
+from bench.selection_sim import Outcome, SimConfig, constrained_allocation, make_problem, ocba_allocation
 from bench.selection_table import Grid, SeedSet, block_means, pooled_log_p, variance_ratios
 from sweeps.record import Bound
 
@@ -34,7 +34,7 @@ def test_the_simulated_sweeps_export_a_clearly_best_point_and_never_an_infeasibl
     cfg = SimConfig((48,))  # 48 runs on 4 points: every setting's search covers the grid
     outcomes = [o for seed in range(5) for o in simulate_seed(problem, cfg, seed)]
     rows = {r["setting"]: r for r in summarise(problem, outcomes)}
-    assert set(rows) == set("abcdefg")
+    assert set(rows) == set("abcdefgh")
     for setting, row in rows.items():
         assert row["infeasible_share"] == 0.0 and row["best_share"] >= 0.8, setting
         assert row["mean_runs"] <= 48, setting
@@ -74,6 +74,15 @@ def test_blocks_of_seeds_are_averaged_and_pooled():
 def test_ocba_gives_the_close_rivals_more_than_the_hopeless():
     share = ocba_allocation(np.asarray([1.0, 0.9, 0.0]), np.asarray([0.1, 0.1, 0.1]), 100)
     assert share.sum() == pytest.approx(100) and share[1] > share[2] and share[0] > share[2]
+
+
+def test_the_constrained_allocation_spends_on_what_is_close_to_the_best_or_to_the_bound():
+    means, sd = np.asarray([1.0, 0.9, 2.0, 2.0, 0.0]), np.full(5, 0.1)
+    margin = np.asarray([0.05, 0.05, -0.01, -0.5, 0.05])  # 2 and 3 score above the best but look infeasible
+    share = constrained_allocation(means, sd, margin, np.full(5, 0.02), 100)
+    assert share.sum() == pytest.approx(100)
+    assert share[2] > share[3]  # barely infeasible needs more runs to rule out than clearly infeasible
+    assert share[1] > share[4]  # a close rival more than a hopeless one
 
 
 def test_calibration_compares_the_stated_probability_with_the_share_right():
