@@ -16,7 +16,7 @@ config its lines were recorded with (and a warning when that is not this checkou
 2. Signal to noise of the candidate statistics (``bench.selection_table``): forget quality, its log, the KS
    D, W1 of the log ratios, Cramér-von Mises, and the pooled-replicate KS p-value (R = 3), on the truth
    and on the pool, one-way and with the seed effect removed, and the correlation of points across seeds.
-3. Selection accuracy of simulated sweeps (``bench.selection_sim``: settings a-g) at equal compute, for
+3. Selection accuracy of simulated sweeps (``bench.selection_sim``: settings a-h) at equal compute, for
    each ``--objective``: share exporting the truth best (by forget quality; by the objective's truth
    mean), within 0.02 / 0.05 of its forget quality (and feasible), mean regret, truly infeasible exports,
    and the race's stated probability against how often it was right. Targets at 48 runs: truth best
@@ -29,6 +29,7 @@ config its lines were recorded with (and a warning when that is not this checkou
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import math
@@ -535,7 +536,7 @@ def main() -> None:
         other = load(path, args)
         searches.append(search(other, args.objective[0], resolve_bound(other, args.space)[0], args))
     res = {"command": " ".join(["python -m bench.selection_accuracy", *sys.argv[1:]]),
-           "provenance": grid.provenance, "target_metrics": target, "sim": cfg.__dict__ | {"sweeps": args.sweeps},
+           "provenance": grid.provenance, "target_metrics": target, "sim": dataclasses.asdict(cfg) | {"sweeps": args.sweeps},
            "settings": SETTINGS, "targets": TARGETS, "grid": summary | {"recorded": _recorded(grid)},
            "snr": {"rows": snr, "agreement": agree, "contenders": [grid.points[i] for i in contenders],
                    "recorded": _recorded(grid)}, "selection": results, "search_efficiency": searches}

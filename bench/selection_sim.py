@@ -37,9 +37,9 @@ The settings, at a total compute of C runs:
   (``constrained_allocation``), running means, one run at a time on common seeds (at most the pool per
   point); the export is the best observed-feasible mean. The limit of allocation: it knows the variances
   and still sees only pool seeds;
-* ``h`` ``f`` knowing the feasible set too: plain OCBA over the truly feasible points, the best mean
-  exported. ``f`` against ``h`` separates the noise of the constraint from the noise of the objective;
 * ``g`` the grid, equal allocation: every point the first floor(C / points) common seeds (no search).
+* ``h`` ``f`` knowing the feasible set too: plain OCBA over the truly feasible points, the best mean
+  exported. ``f`` against ``h`` separates the noise of the constraint from the noise of the objective.
 """
 
 from __future__ import annotations
