@@ -117,9 +117,10 @@ def confirmed(problem: Problem, cfg: SimConfig, compute: int, order: list[int],
     cand = top_feasible(problem, trials, cfg.race_k)
     in_race = float(problem.best in cand)
     if len(cand) < 2:
-        return base._replace(stated=1.0 if cand else math.nan, in_race=in_race)
+        return base._replace(stated=1.0 if cand else math.nan, in_race=in_race, race_right=float(bool(cand)))
     point, stated, spent = race(problem, cand, fresh, order[:r], compute - base.runs, cfg.confidence)
-    return base._replace(export=point, runs=base.runs + spent, stated=stated, in_race=in_race)
+    right = float(point == max(cand, key=lambda p: problem.truth_score[p]))
+    return base._replace(export=point, runs=base.runs + spent, stated=stated, in_race=in_race, race_right=right)
 
 
 def search_seed(problem: Problem, max_trials: int, sweep_seed: int) -> dict[str, int | None]:
@@ -194,18 +195,19 @@ def _count(items) -> dict[int, int]:
 
 def calibration(group: Sequence[Outcome], best: int) -> dict[str, Any]:
     """The race's stated prob_best against how often its export was the truth best, binned."""
-    pairs = [(o.stated, float(o.export == best), o.in_race) for o in group if not math.isnan(o.stated)]
+    pairs = [(o.stated, float(o.export == best), o.in_race, o.race_right) for o in group if not math.isnan(o.stated)]
+    mean = lambda sel, k: statistics.fmean(p[k] for p in sel) if sel else math.nan  # noqa: E731
     bins = []
     for lo, hi in zip(CALIBRATION_BINS, CALIBRATION_BINS[1:]):
         sel = [p for p in pairs if lo <= p[0] < hi or (hi == 1.0 and p[0] == 1.0)]
-        bins.append({"from": lo, "to": hi, "sweeps": len(sel),
-                     "mean_stated": statistics.fmean(p[0] for p in sel) if sel else math.nan,
-                     "right_share": statistics.fmean(p[1] for p in sel) if sel else math.nan,
-                     "truth_best_in_race_share": statistics.fmean(p[2] for p in sel) if sel else math.nan})
+        bins.append({"from": lo, "to": hi, "sweeps": len(sel), "mean_stated": mean(sel, 0),
+                     "right_share": mean(sel, 1), "truth_best_in_race_share": mean(sel, 2),
+                     "right_among_candidates_share": mean(sel, 3)})
     judged = [abs(b["mean_stated"] - b["right_share"]) for b in bins if b["sweeps"] >= MIN_BIN]
     stated = statistics.fmean(p[0] for p in pairs) if pairs else math.nan
     right = statistics.fmean(p[1] for p in pairs) if pairs else math.nan
     return {"bins": bins, "mean_stated": stated, "right_share": right, "overall_gap": abs(stated - right),
+            "right_among_candidates_share": mean(pairs, 3),
             "max_bin_gap": max(judged) if judged else math.nan, "sweeps_stating": len(pairs)}
 
 
@@ -357,7 +359,8 @@ def print_snr(rows: list[dict[str, Any]], agree: list[dict[str, Any]], tag: str,
           "quality:")
     for a in agree:
         same = "(= FQ best)" if a["is_quality_best"] else "(NOT FQ best)"
-        print(f"  {a['statistic']:<20}  best {a['truth_best']:<9} {same:<13}  Spearman {a['spearman_with_quality']:.3f}")
+        print(f"  {a['statistic']:<20}  best {a['truth_best']:<9} {same:<13}  "
+              f"Spearman {a['spearman_with_quality']:.3f}")
 
 
 def print_selection(objective: str, rows: list[dict[str, Any]], ceiling: dict[str, Any], tag: str,
@@ -377,11 +380,15 @@ def print_selection(objective: str, rows: list[dict[str, Any]], ceiling: dict[st
     for r in rows:
         if r["setting"] == "d":
             cal = r["calibration"]
-            print(f"  race calibration at C={r['compute']}: stated {cal['mean_stated']:.2f} vs right "
-                  f"{cal['right_share']:.2f} (truth best among the race's candidates: "
-                  f"{r['truth_best_in_race_share']:.2f}); by stated: " + "; ".join(
-                      f"[{b['from']:.2f}, {b['to']:.2f}) {b['sweeps']} sweeps stated {b['mean_stated']:.2f} right "
-                      f"{b['right_share']:.2f}" for b in cal["bins"] if b["sweeps"]))
+            print(f"  race at C={r['compute']}: stated prob_best {cal['mean_stated']:.2f}, export = truth best "
+                  f"{cal['right_share']:.2f}, = the candidates' best by the objective "
+                  f"{cal['right_among_candidates_share']:.2f}; truth best among the candidates "
+                  f"{r['truth_best_in_race_share']:.2f}")
+            for b in cal["bins"]:
+                if b["sweeps"]:
+                    print(f"    stated [{b['from']:.2f}, {b['to']:.2f}): {b['sweeps']:>3} sweeps, stated "
+                          f"{b['mean_stated']:.2f}, right {b['right_share']:.2f}, right among the candidates "
+                          f"{b['right_among_candidates_share']:.2f}")
 
 
 def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -536,7 +543,8 @@ def main() -> None:
         other = load(path, args)
         searches.append(search(other, args.objective[0], resolve_bound(other, args.space)[0], args))
     res = {"command": " ".join(["python -m bench.selection_accuracy", *sys.argv[1:]]),
-           "provenance": grid.provenance, "target_metrics": target, "sim": dataclasses.asdict(cfg) | {"sweeps": args.sweeps},
+           "provenance": grid.provenance, "target_metrics": target,
+           "sim": dataclasses.asdict(cfg) | {"sweeps": args.sweeps},
            "settings": SETTINGS, "targets": TARGETS, "grid": summary | {"recorded": _recorded(grid)},
            "snr": {"rows": snr, "agreement": agree, "contenders": [grid.points[i] for i in contenders],
                    "recorded": _recorded(grid)}, "selection": results, "search_efficiency": searches}

@@ -125,7 +125,8 @@ class Trial(NamedTuple):
 
 class Outcome(NamedTuple):
     """One simulated sweep's result. ``stated``: the race's prob_best of the export (``d``; else NaN);
-    ``in_race``: whether the truth best was among the race's candidates (``d``)."""
+    ``in_race``: whether the truth best was among the race's candidates; ``race_right``: whether the export
+    is the candidate of best truth mean objective (what ``stated`` claims)."""
 
     setting: str
     compute: int
@@ -134,6 +135,7 @@ class Outcome(NamedTuple):
     distinct: int
     stated: float = math.nan
     in_race: float = math.nan
+    race_right: float = math.nan
 
 
 @dataclass(frozen=True)
