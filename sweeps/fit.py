@@ -13,6 +13,7 @@ import optuna
 from sweeps.envvars import scoped_env
 from sweeps.layout import (
     BEST_FILE,
+    confirm_run_dir,
     CONFIRMATION_FILE,
     CONSTRAINTS_FILE,
     SPACE_FILE,
@@ -134,8 +135,42 @@ def _confirm(space: SearchSpace, settings: SweepSettings, resources: dict[str, f
 
     doc = run_stage(space, settings, collect_trials(settings.root), bounds, run_round,
                     log=print if settings.progress else (lambda s: None))
+    _close_confirmation_runs(space, settings, tracker, bounds)
     if doc is not None:
         tracker.log_parent_dict(doc, CONFIRMATION_FILE)
+
+
+def _close_confirmation_runs(space: SearchSpace, settings: SweepSettings, tracker: SweepTracker,
+                             bounds: tuple[Bound, ...]) -> None:
+    """A confirmation run that finished on disk just before a driver died may have no finished MLflow child
+    (its Tune trial's end was never called back): finish it now from its results, with its record's values
+    and its per-question statistics, so that every run of the stage is on record once."""
+    from sweeps.confirm import load_candidates, load_finals
+    from sweeps.record import ReportedRecord, make_record
+    from sweeps.results import load_results
+    from sweeps.space import confirm_seed
+    from sweeps.tracking import PER_ITEM_ARTIFACT
+    from sweeps.tracking.callback import result_metrics
+    from sweeps.trial import ConfirmJob, TrialContext, watched_metrics
+
+    candidates = load_candidates(settings.root) or []
+    ctx = TrialContext(space, str(settings.root), settings.ray_storage, bounds)
+    for c in candidates:
+        for index, final in load_finals(settings.root, [c])[c.trial_id].items():
+            job = ConfirmJob(c.trial_id, c.params, index, confirm_seed(space, index))
+            if tracker.trial_status(job.run_id) == "FINISHED":
+                continue
+            run = confirm_run_dir(settings.root, c.trial_id, index)
+            record = make_record([{"index": index, "seed": job.seed, "dir": str(run), "final": final, "best_epoch": None}],
+                                 space.budget.aggregate, bounds, watched_metrics(ctx))
+            tracker.tag_trial(job.run_id, {"unlearn.stage": "confirmation", "unlearn.confirm.trial": c.trial_id,
+                                           "unlearn.confirm.index": str(index)})
+            tracker.log_trial_dict(job.run_id, {"trial_id": job.run_id, "replicates": [
+                {"index": index, "seed": job.seed, "per_item": load_results(run).get("per_item", {})}]},
+                PER_ITEM_ARTIFACT)
+            tracker.finish_trial(job.run_id, "FINISHED", None,
+                                 result_metrics(ReportedRecord.of(record.to_result()).entries))
+    tracker.flush()
 
 
 LOST_REASON = ("the sweep driver died before Ray Tune recorded this trial; its sampled point was run again "

@@ -219,6 +219,15 @@ class SweepTracker:
         data = json.loads(json.dumps(d, default=str))  # what is logged is what a replay would log
         return self._call("log_parent_dict", data=data, artifact_file=name)
 
+    def trial_status(self, trial_id: str) -> str | None:
+        """The status of a trial's MLflow run (``FINISHED``, ``RUNNING``...), None when it has none or the
+        store does not answer."""
+        try:
+            run = self._find_run({TAG_ROLE: "trial", TAG_PARENT: self._parent(), TAG_TRIAL_ID: trial_id})
+        except Exception:  # an outage: the caller treats the run as not finished (its writes are buffered)
+            return None
+        return run.info.status if run is not None else None
+
     def log_trial_dict(self, trial_id: str, d: Mapping[str, Any], name: str) -> str | None:
         """Log a dict as JSON or YAML (by ``name``'s suffix) to a trial's run. The dict itself is what a
         buffered op holds: an outage loses nothing, whatever happens to the files it was read from."""
