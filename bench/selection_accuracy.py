@@ -585,7 +585,18 @@ def main() -> None:
     print(f"\n{res['wall_seconds']:.0f} s ({args.workers} worker(s))")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=1, default=_plain))
+        args.json.write_text(json.dumps(strict(res), indent=1, default=_plain))
+
+
+def strict(x: Any) -> Any:
+    """``x`` with every NaN or infinity as None (null): strict JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: strict(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [strict(v) for v in x]
+    return x
 
 
 def _plain(x: Any) -> Any:
