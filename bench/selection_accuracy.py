@@ -372,7 +372,8 @@ def agreement(grid: Grid, problem: Problem) -> list[dict[str, Any]]:
 def print_snr(rows: list[dict[str, Any]], agree: list[dict[str, Any]], tag: str, counts: dict[str, int],
               contenders: Sequence[str]) -> None:
     print(f"\nSignal to noise of the selection statistics (truth: {counts['truth']} seeds, pool: {counts['pool']}; "
-          f"R 3: disjoint blocks of 3 seeds; top {len(contenders)}: over the contenders {', '.join(contenders)}) {tag}")
+          f"R 3: disjoint blocks of 3 seeds; top {len(contenders)}: over the contenders {', '.join(contenders)}; "
+          f"last, the constrained metric) {tag}")
     print("  statistic             set    R    snr    icc  snr 2-way  icc 2-way  corr(points)  snr top  icc top")
     for row in rows:
         for label in ("truth", "pool"):
@@ -566,7 +567,7 @@ def main() -> None:
     print_grid(summary, tag, args.objective, best_by)
     print_bootstrap(summary)
     contenders = [int(i) for i in np.argsort(-first.truth_quality, kind="stable")[:CONTENDERS]]
-    snr, agree = snr_table(grid, contenders), agreement(grid, first)
+    snr, agree = snr_table(grid, contenders, extra=[bound.metric]), agreement(grid, first)
     print_snr(snr, agree, tag, {"truth": len(grid.truth.seeds), "pool": len(grid.pool.seeds)},
               [grid.points[i] for i in contenders])
     cfg = SimConfig(tuple(args.compute), race_k=args.race_k, confidence=args.confidence, adaptive_max=args.adaptive_max)
