@@ -69,6 +69,7 @@ from sweeps.record import Bound
 CALIBRATION_BINS = (0.0, 0.5, 0.8, 0.95, 1.0)
 TARGETS = {"compute": 48, "best_share": 0.80, "within_0.05": 0.95, "calibration_gap": 0.10}
 MIN_BIN = 20  # sweeps a calibration bin needs to be judged
+BOOTSTRAP = 2000  # resamples of the seeds: how well a seed set identifies its own best point
 MAX_TRIALS = 200  # search efficiency: a sweep that never samples the truth best stops here
 CONTENDERS = 4  # the SNR among the best points by truth forget quality: where the choice is made
 MARKS = "+x#%&"  # the grid table's marks of each objective's truth best
@@ -277,10 +278,28 @@ def grid_summary(grid: Grid, bound: Bound, objectives: Sequence[str], problem: P
                        "observed_feasible_R1": observed_feasible(pool[bound.metric][i], bound, 1),
                        "observed_feasible_R3": observed_feasible(pool[bound.metric][i], bound, 3)})
     best = problem.best
-    return {"bound": bound.to_dict(), "points": points,
+    shares = {label: {_name(grid, p) or "none": v for p, v in
+                      best_shares(values["forget_quality"], values[bound.metric], bound).items()}
+              for label, values in (("truth", truth), ("pool", pool))}
+    return {"bound": bound.to_dict(), "points": points, "best_under_bootstrap": shares,
             "feasible": [p["point"] for p in points if p["feasible"]],
             "truth_best": grid.points[best] if best >= 0 else None,
             "pool_seeds": list(grid.pool.seeds), "truth_seeds": list(grid.truth.seeds)}
+
+
+def best_shares(quality: np.ndarray, utility: np.ndarray, bound: Bound, resamples: int = BOOTSTRAP,
+                seed: int = 0) -> dict[int, float]:
+    """How often each point is the best feasible one when the seeds are resampled with replacement (the
+    same resample for every point; feasibility on the resample's utility means): how well ``quality``'s
+    seeds identify their own best point. quality, utility: (P, S)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, quality.shape[1], size=(resamples, quality.shape[1]))
+    q, u = quality[:, idx].mean(axis=2), utility[:, idx].mean(axis=2)  # (P, resamples)
+    sign = 1.0 if bound.kind == "min" else -1.0
+    ok = sign * (u - bound.threshold) >= 0
+    best = np.where(ok.any(axis=0), np.argmax(np.where(ok, q, -np.inf), axis=0), -1)
+    counts = _count(best.tolist())
+    return {p: n / resamples for p, n in sorted(counts.items(), key=lambda kv: -kv[1])}
 
 
 def observed_feasible(utility: np.ndarray, bound: Bound, r: int) -> float:
@@ -319,6 +338,14 @@ def print_grid(summary: dict[str, Any], tag: str, objectives: Sequence[str], bes
               f"{p['observed_feasible_R3']:.2f}")
 
 
+def print_bootstrap(summary: dict[str, Any]) -> None:
+    print(f"  the best feasible point by mean forget quality when the seeds are resampled ({BOOTSTRAP} bootstrap "
+          "resamples, feasibility on the resampled utility):")
+    for label, shares in summary["best_under_bootstrap"].items():
+        print(f"    {label:<5} ({len(summary[label + '_seeds'])} seeds): "
+              + ", ".join(f"{p} {v:.0%}" for p, v in list(shares.items())[:6]))
+
+
 def _seeds(seeds: Sequence[int]) -> str:
     contiguous = bool(seeds) and list(seeds) == list(range(seeds[0], seeds[-1] + 1))
     return f"{seeds[0]}-{seeds[-1]}" if contiguous else str(list(seeds))
@@ -345,7 +372,8 @@ def agreement(grid: Grid, problem: Problem) -> list[dict[str, Any]]:
 def print_snr(rows: list[dict[str, Any]], agree: list[dict[str, Any]], tag: str, counts: dict[str, int],
               contenders: Sequence[str]) -> None:
     print(f"\nSignal to noise of the selection statistics (truth: {counts['truth']} seeds, pool: {counts['pool']}; "
-          f"R 3: disjoint blocks of 3 seeds; top {len(contenders)}: over the contenders {', '.join(contenders)}) {tag}")
+          f"R 3: disjoint blocks of 3 seeds; top {len(contenders)}: over the contenders {', '.join(contenders)}; "
+          f"last, the constrained metric) {tag}")
     print("  statistic             set    R    snr    icc  snr 2-way  icc 2-way  corr(points)  snr top  icc top")
     for row in rows:
         for label in ("truth", "pool"):
@@ -446,6 +474,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--search-table", type=Path, nargs="*",
                     help="further tables for the search efficiency (default: replicates_6x6.jsonl beside --table, "
                          "when recorded)")
+    ap.add_argument("--feasibility", choices=("observed", "truth"), default="observed",
+                    help="truth: every run reports its point's truth mean utility (the settings then judge "
+                         "feasibility without error: an ablation that leaves the objective's noise alone)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes over sweep seeds")
     args = ap.parse_args()
     if any(c % 3 or c <= 0 for c in args.compute):
@@ -482,7 +513,7 @@ def print_provenance(grid: Grid) -> None:
 
 
 def selection(grid: Grid, objective: str, bound: Bound, cfg: SimConfig, args: argparse.Namespace) -> dict[str, Any]:
-    problem = make_problem(grid, objective, bound, direction(grid, objective))
+    problem = make_problem(grid, objective, bound, direction(grid, objective), feasibility=args.feasibility)
     outcomes = parallel(functools.partial(simulate_seed, problem, cfg), range(args.sweeps), args.workers)
     rows = summarise(problem, [o for seed in outcomes for o in seed])
     for row in rows:
@@ -495,6 +526,8 @@ def selection(grid: Grid, objective: str, bound: Bound, cfg: SimConfig, args: ar
               "truth_best": _name(grid, problem.best),
               "truth_best_by_objective": _name(grid, problem.best_by_objective),
               "rows": rows, "pool_ceiling": ceiling, "targets": targets(rows), "recorded": _recorded(grid)}
+    if args.feasibility == "truth":
+        print("\nABLATION: feasibility judged on the truth means (--feasibility truth)")
     print_selection(objective, rows, result["pool_ceiling"], provenance_tag(grid.provenance), len(grid.truth.seeds))
     print_targets(result["targets"])
     return result
@@ -532,8 +565,9 @@ def main() -> None:
                for o in args.objective}
     summary = grid_summary(grid, bound, args.objective, first)
     print_grid(summary, tag, args.objective, best_by)
+    print_bootstrap(summary)
     contenders = [int(i) for i in np.argsort(-first.truth_quality, kind="stable")[:CONTENDERS]]
-    snr, agree = snr_table(grid, contenders), agreement(grid, first)
+    snr, agree = snr_table(grid, contenders, extra=[bound.metric]), agreement(grid, first)
     print_snr(snr, agree, tag, {"truth": len(grid.truth.seeds), "pool": len(grid.pool.seeds)},
               [grid.points[i] for i in contenders])
     cfg = SimConfig(tuple(args.compute), race_k=args.race_k, confidence=args.confidence, adaptive_max=args.adaptive_max)
@@ -543,7 +577,7 @@ def main() -> None:
         other = load(path, args)
         searches.append(search(other, args.objective[0], resolve_bound(other, args.space)[0], args))
     res = {"command": " ".join(["python -m bench.selection_accuracy", *sys.argv[1:]]),
-           "provenance": grid.provenance, "target_metrics": target,
+           "provenance": grid.provenance, "target_metrics": target, "feasibility": args.feasibility,
            "sim": dataclasses.asdict(cfg) | {"sweeps": args.sweeps},
            "settings": SETTINGS, "targets": TARGETS, "grid": summary | {"recorded": _recorded(grid)},
            "snr": {"rows": snr, "agreement": agree, "contenders": [grid.points[i] for i in contenders],
@@ -552,7 +586,18 @@ def main() -> None:
     print(f"\n{res['wall_seconds']:.0f} s ({args.workers} worker(s))")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=1, default=_plain))
+        args.json.write_text(json.dumps(strict(res), indent=1, default=_plain))
+
+
+def strict(x: Any) -> Any:
+    """``x`` with every NaN or infinity as None (null): strict JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: strict(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [strict(v) for v in x]
+    return x
 
 
 def _plain(x: Any) -> Any:

@@ -97,16 +97,23 @@ class Problem:
         return self.bound.violation({self.bound.metric: utility}) <= 0
 
 
-def make_problem(grid: Grid, objective: str, bound: Bound, higher_is_better: bool) -> Problem:
-    """The problem of choosing by ``objective``'s replicate mean under ``bound``, on ``grid``'s pool."""
+def make_problem(grid: Grid, objective: str, bound: Bound, higher_is_better: bool, *,
+                 feasibility: str = "observed") -> Problem:
+    """The problem of choosing by ``objective``'s replicate mean under ``bound``, on ``grid``'s pool.
+    ``feasibility="truth"``: every run of a point reports its truth mean utility, so that every setting
+    judges feasibility without error (an ablation: what is left is the objective's noise)."""
     for name in (objective, bound.metric, QUALITY):
         if name not in grid.pool.values or name not in grid.truth.values:
             raise SystemExit(f"the table has no {name!r} in every run's final metrics; it has: "
                              f"{', '.join(sorted(grid.pool.values))}")
     sign = 1.0 if higher_is_better else -1.0
     truth = grid.truth.values
-    feasible = np.asarray([bound.violation({bound.metric: float(u)}) <= 0 for u in truth[bound.metric].mean(axis=1)])
-    return Problem(objective, sign * grid.pool.values[objective], grid.pool.values[bound.metric], bound,
+    truth_utility = truth[bound.metric].mean(axis=1)
+    feasible = np.asarray([bound.violation({bound.metric: float(u)}) <= 0 for u in truth_utility])
+    utility = grid.pool.values[bound.metric]
+    if feasibility == "truth":
+        utility = np.repeat(truth_utility[:, None], utility.shape[1], axis=1)
+    return Problem(objective, sign * grid.pool.values[objective], utility, bound,
                    (len(grid.beta1), len(grid.beta2)), truth[QUALITY].mean(axis=1),
                    sign * truth[objective].mean(axis=1), truth[objective].std(axis=1, ddof=1),
                    truth[bound.metric].std(axis=1, ddof=1), feasible)

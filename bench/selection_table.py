@@ -178,11 +178,13 @@ def pooled_log_p(ratios: np.ndarray, reference: np.ndarray, r: int) -> np.ndarra
                         for k in range(b)] for p in range(ratios.shape[0])])
 
 
-def snr_table(grid: Grid, contenders: Sequence[int] = (), r: int = 3) -> list[dict[str, Any]]:
+def snr_table(grid: Grid, contenders: Sequence[int] = (), r: int = 3,
+              extra: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Per statistic, per seed set (truth, pool): the figures at R = 1 (run statistics) and R = ``r``; with
-    ``contenders`` (point indices), the same over those points alone under ``"contenders"``."""
+    ``contenders`` (point indices), the same over those points alone under ``"contenders"``. ``extra``:
+    further run metrics (the constrained one)."""
     rows = []
-    for name in (*RUN_STATISTICS, POOLED):
+    for name in (*RUN_STATISTICS, POOLED, *extra):
         row: dict[str, Any] = {"statistic": name}
         for label, s in (("truth", grid.truth), ("pool", grid.pool)):
             row[label] = {f"R{k}": _figures(x, contenders) for k, x in observations(grid, s, name, r).items()}

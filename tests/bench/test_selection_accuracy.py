@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.selection_accuracy import calibration, score_export, simulate_seed, summarise
+from bench.selection_accuracy import best_shares, calibration, score_export, simulate_seed, summarise
 from bench.selection_sim import Outcome, SimConfig, constrained_allocation, make_problem, ocba_allocation
 from bench.selection_table import Grid, SeedSet, block_means, pooled_log_p, variance_ratios
 from sweeps.record import Bound
@@ -83,6 +83,16 @@ def test_the_constrained_allocation_spends_on_what_is_close_to_the_best_or_to_th
     assert share.sum() == pytest.approx(100)
     assert share[2] > share[3]  # barely infeasible needs more runs to rule out than clearly infeasible
     assert share[1] > share[4]  # a close rival more than a hopeless one
+
+
+def test_the_bootstrap_finds_a_clear_best_always_and_splits_a_tie():
+    rng = np.random.default_rng(2)
+    quality = np.asarray([[1.0], [0.0], [0.5], [1.0]]) + rng.normal(0.0, 0.01, (4, 12))
+    utility = np.asarray([[1.0], [1.0], [1.0], [0.0]]).repeat(12, axis=1)  # point 3 ties with 0, infeasible
+    assert best_shares(quality, utility, BOUND, resamples=200) == {0: 1.0}
+    quality[2] = quality[0] + rng.normal(0.0, 0.01, 12)  # now 0 and 2 tie: each is best in about half
+    shares = best_shares(quality, utility, BOUND, resamples=400)
+    assert set(shares) == {0, 2} and 0.2 < shares[0] < 0.8
 
 
 def test_calibration_compares_the_stated_probability_with_the_share_right():
