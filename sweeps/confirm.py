@@ -40,7 +40,7 @@ from sweeps.report.select import candidates as ranked_candidates
 from sweeps.report.trials import TrialRow
 from sweeps.results import finished_results
 from sweeps.space import SearchSpace, confirm_seed
-from sweeps.trial import ConfirmJob
+from sweeps.trial import ConfirmJob, signed_objective
 
 CONFIDENCE = 0.95
 RULE = ("F-Race (Birattari et al. 2002) with irace's paired t-test and Holm correction (t.holm; López-Ibáñez et al. "
@@ -86,10 +86,8 @@ def select_candidates(space: SearchSpace, trials: Sequence[TrialRow], bounds: Se
 
 
 def _signed(space: SearchSpace, final: Mapping[str, Any]) -> float:
-    v = final.get(space.metric_names[0])
-    if not isinstance(v, (int, float)) or math.isnan(v):
-        return -math.inf  # a diverged run is the worst value, never averaged away
-    return float(v) if space.directions[0] == "maximize" else -float(v)
+    v = signed_objective(space, dict(final))
+    return -math.inf if v is None else v  # a diverged run is the worst value, never averaged away
 
 
 def values_of(space: SearchSpace, state: RaceState, upto: int | None = None,

@@ -83,7 +83,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     ray.tune.report(record.to_result())
 
 
-def _signed_objective(space: SearchSpace, metrics: dict[str, Any]) -> float | None:
+def signed_objective(space: SearchSpace, metrics: dict[str, Any]) -> float | None:
+    """The space's (single) objective in ``metrics``, higher is better; None when missing or NaN."""
     v = metrics.get(space.metric_names[0])
     if not isinstance(v, (int, float)) or v != v:
         return None
@@ -100,7 +101,7 @@ def incumbent(ctx: TrialContext, but: str) -> float | None:
             record = TrialRecord.from_dict(read_json(path, "a trial's record"))
         except (ConfigError, KeyError, TypeError, ValueError):
             continue  # a damaged record is reported by ``report``; it is no incumbent
-        value = _signed_objective(ctx.space, record.metrics)
+        value = signed_objective(ctx.space, record.metrics)
         if record.feasible and value is not None and (best is None or value > best):
             best = value
     return best
@@ -108,7 +109,7 @@ def incumbent(ctx: TrialContext, but: str) -> float | None:
 
 def _can_still_beat(ctx: TrialContext, trial_id: str, replicates: list[dict[str, Any]]) -> bool:
     """``budget.adaptive``: whether the point's replicates so far can still beat the incumbent."""
-    values = [_signed_objective(ctx.space, r["final"]) for r in replicates]
+    values = [signed_objective(ctx.space, r["final"]) for r in replicates]
     if any(v is None for v in values):
         return False  # a diverged seed: no mean to improve
     best = incumbent(ctx, trial_id)
