@@ -31,7 +31,6 @@ from sweeps.layout import (
     CONFIRMATION_FILE,
     SweepSettings,
     read_json,
-    storage_child,
     write_json_atomic,
 )
 from sweeps.racing import FIRST_TEST, eliminated, paired_difference, prob_best
@@ -46,7 +45,6 @@ CONFIDENCE = 0.95
 RULE = ("F-Race (Birattari et al. 2002) with irace's paired t-test and Holm correction (t.holm; López-Ibáñez et al. "
         "2016) on fresh common seeds; probability of being best: posterior of the means (normal noise, pooled "
         "variance, flat priors)")
-TAG_STAGE = "unlearn.stage"
 
 
 @dataclass(frozen=True)
@@ -189,7 +187,7 @@ def summary(space: SearchSpace, state: RaceState) -> dict[str, Any]:
     """``confirmation.json``: the race's outcome (the confirmed best, its probability of being best of the
     confirmed points, the runner-up and the paired difference of the objective with its 95 % interval)."""
     metric = space.metric_names[0]
-    feasible = [t for t in _feasible_ids(state)]
+    feasible = _feasible_ids(state)
     order = sorted(feasible, key=lambda t: (t in state.survivors, _mean_signed(space, state, t)), reverse=True)
     probs = prob_best(values_of(space, state, among=feasible), seed=space.budget.seed) if feasible else {}
     best = order[0] if order else None
@@ -240,7 +238,3 @@ def run_stage(space: SearchSpace, settings: SweepSettings, trials: Sequence[Tria
     doc = summary(space, state)
     write_json_atomic(root / CONFIRM_DIR / CONFIRMATION_FILE, doc)
     return doc
-
-
-def storage_name(settings: SweepSettings, name: str) -> str:
-    return storage_child(settings.ray_storage, name)

@@ -147,7 +147,6 @@ def _close_confirmation_runs(space: SearchSpace, settings: SweepSettings, tracke
     and its per-question statistics, so that every run of the stage is on record once."""
     from sweeps.confirm import load_candidates, load_finals
     from sweeps.record import ReportedRecord, make_record
-    from sweeps.results import load_results
     from sweeps.space import confirm_seed
     from sweeps.tracking import PER_ITEM_ARTIFACT
     from sweeps.tracking.callback import result_metrics
@@ -163,11 +162,8 @@ def _close_confirmation_runs(space: SearchSpace, settings: SweepSettings, tracke
             run = confirm_run_dir(settings.root, c.trial_id, index)
             record = make_record([{"index": index, "seed": job.seed, "dir": str(run), "final": final, "best_epoch": None}],
                                  space.budget.aggregate, bounds, watched_metrics(ctx))
-            tracker.tag_trial(job.run_id, {"unlearn.stage": "confirmation", "unlearn.confirm.trial": c.trial_id,
-                                           "unlearn.confirm.index": str(index)})
-            tracker.log_trial_dict(job.run_id, {"trial_id": job.run_id, "replicates": [
-                {"index": index, "seed": job.seed, "per_item": load_results(run).get("per_item", {})}]},
-                PER_ITEM_ARTIFACT)
+            tracker.tag_trial(job.run_id, job.tags)
+            tracker.log_trial_dict(job.run_id, job.per_item(settings.root), PER_ITEM_ARTIFACT)
             tracker.finish_trial(job.run_id, "FINISHED", None,
                                  result_metrics(ReportedRecord.of(record.to_result()).entries))
     tracker.flush()

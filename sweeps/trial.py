@@ -174,6 +174,20 @@ class ConfirmJob:
         """Its MLflow child's trial id: the same on every attempt (a resumed stage finds its run)."""
         return f"confirm-{self.trial_id}-{self.index}"
 
+    @property
+    def tags(self) -> dict[str, str]:
+        """Its MLflow child's tags: the confirmation stage, the search trial whose point it runs, its index."""
+        return {"unlearn.stage": "confirmation", "unlearn.confirm.trial": self.trial_id,
+                "unlearn.confirm.index": str(self.index)}
+
+    def per_item(self, root: Path) -> dict[str, Any]:
+        """Its ``per_item.json`` artifact: the run's per-question statistics (one replicate)."""
+        from sweeps.results import load_results
+
+        doc = load_results(confirm_run_dir(root, self.trial_id, self.index))
+        return {"trial_id": self.run_id, "replicates": [
+            {"index": self.index, "seed": self.seed, "per_item": doc.get("per_item", {})}]}
+
     def to_dict(self) -> dict[str, Any]:
         return {"trial_id": self.trial_id, "params": dict(self.params), "index": self.index, "seed": self.seed}
 

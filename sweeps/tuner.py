@@ -9,7 +9,7 @@ import ray.tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-from sweeps.layout import TUNE_NAME, SweepSettings, confirm_run_dir, storage_child
+from sweeps.layout import TUNE_NAME, SweepSettings, storage_child
 from sweeps.ledger import LedgerCallback
 from sweeps.plan import DRIVER_CPU, TrialPlans
 from sweeps.progress import ProgressCallback
@@ -122,21 +122,13 @@ class ConfirmationCallback(MLflowTrialCallback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         super().on_trial_start(iteration, trials, trial, **info)
         job = ConfirmJob.from_dict(trial.config["job"])
-        self._submit(self.tracker.tag_trial, job.run_id, {"unlearn.stage": "confirmation",
-                                                          "unlearn.confirm.trial": job.trial_id,
-                                                          "unlearn.confirm.index": str(job.index)})
+        self._submit(self.tracker.tag_trial, job.run_id, job.tags)
         self._jobs[job.run_id] = job
 
     def _log_per_item(self, tid: str) -> None:
         """The run's per-question statistics (its ``results.json``'s ``per_item``) as the child's artifact."""
-        from sweeps.results import load_results
-
-        job = self._jobs.get(tid)
-        if job is None:
-            return
-        doc = load_results(confirm_run_dir(self.sweep_dir, job.trial_id, job.index))
-        self.tracker.log_trial_dict(tid, {"trial_id": tid, "replicates": [
-            {"index": job.index, "seed": job.seed, "per_item": doc.get("per_item", {})}]}, PER_ITEM_ARTIFACT)
+        if (job := self._jobs.get(tid)) is not None:
+            self.tracker.log_trial_dict(tid, job.per_item(self.sweep_dir), PER_ITEM_ARTIFACT)
 
 
 def build_confirm_tuner(space: SearchSpace, settings: SweepSettings, jobs: list[ConfirmJob], name: str,
