@@ -94,7 +94,18 @@ def failure_summary(cfg: RunConfig, text: str, *, in_process: bool = False) -> s
         # ran out of memory outside the training code (Ray's serialisation, a library): same advice
         return f"OutOfMemoryError: {oom_advice(cfg, 'a worker', oom.group(0))}"
     if not in_process and retryable(summary) and cfg.scaling.memory_limit_gb is not None:
-        # a worker that dies without a Python error under its memory cap ran out of it in native code (an
-        # allocation failure aborts there); it would again
-        return f"OutOfMemoryError: {oom_advice(cfg, 'a worker', f'it died under its memory cap: {summary}')}"
+        # a worker that dies without a Python error under its memory cap most likely ran out of it in native
+        # code (an allocation failure aborts there); ``may_be_lost`` tells it apart for a retry
+        return f"OutOfMemoryError: {oom_advice(cfg, 'a worker', f'{DIED_UNDER_CAP}: {summary}')}"
     return summary
+
+
+DIED_UNDER_CAP = "it died under its memory cap"
+
+
+def may_be_lost(summary: str) -> bool:
+    """Whether a run reported out of memory may instead have lost its worker: one that died without a Python
+    error under its memory cap (``failure_summary``) looks the same as one killed from outside (a preemption,
+    a kill). Such a run is retried as a lost worker would be; out of memory for real, it dies again and,
+    once the retries are spent, is reported as out of memory."""
+    return summary.startswith("OutOfMemoryError") and DIED_UNDER_CAP in summary

@@ -29,6 +29,7 @@ from sweeps.failures import (
     is_allocation_failure,
     lift_memory_limit,
     limit_worker_memory,
+    may_be_lost,
     oom_advice,
     restore_data_limit,
     retryable,
@@ -207,11 +208,12 @@ def run_unlearning(cfg: RunConfig, out_dir: str | Path, *, prepared: Prepared | 
             break
         except ray.train.TrainingFailedError as e:
             summary = failure_summary(cfg, str(e))
-            if not retryable(summary) or failures >= max_failures:
+            if not (retryable(summary) or may_be_lost(summary)) or failures >= max_failures:
                 raise RunFailedError(summary) from e
             failures += 1
-            log(f"a worker failed ({summary}); restarting from the latest checkpoint "
-                f"(failure {failures} of {max_failures} allowed)")
+            what = "a worker died under its memory cap (lost, or out of memory)" if may_be_lost(summary) \
+                else f"a worker failed ({summary})"
+            log(f"{what}; restarting from the latest checkpoint (failure {failures} of {max_failures} allowed)")
         except Exception as e:
             if launcher != "local":
                 raise

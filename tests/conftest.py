@@ -76,18 +76,6 @@ def small_overrides(cache_dir) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray cluster per test session (8 logical CPUs on 2 cores, dashboard on 127.0.0.1)."""
-    import ray
-
-    from sweeps.cluster import ensure_ray
-
-    resources = ensure_ray(num_cpus=8)
-    yield resources
-    ray.shutdown()
-
-
-@pytest.fixture(scope="session")
 def default_prepared(cache_dir):
     """The embedded default setup (generated benchmark, tiny model), prepared once."""
     from unlearn.train.config import load_run_config

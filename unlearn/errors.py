@@ -15,6 +15,10 @@ class ConfigError(UnlearnError, ValueError):
     """A configuration value, key or file is invalid."""
 
 
+class NonFiniteScoresError(ConfigError):
+    """Scores computed from a model are not finite: a bad model file, or (after unlearning) a diverged run."""
+
+
 class UnknownNameError(ConfigError, KeyError):
     """A name (method, metric, benchmark, key...) is not among the valid ones."""
 

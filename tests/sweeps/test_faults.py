@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import optuna
@@ -25,7 +25,7 @@ from sweeps.sweep import SweepSettings, launch_sweep, load_sweep_meta, resume_sw
 from sweeps.tracking import BUFFER_FILE, PER_ITEM_ARTIFACT
 from sweeps.ray_run import run_unlearning
 from tests.conftest import REPO
-from tests.helpers import MlflowServer, free_port, tiny_space
+from tests.helpers import MlflowServer, RayNodes, free_port, tiny_space
 from unlearn.train.config import run_config_from_dict
 
 pytestmark = pytest.mark.slow
@@ -43,64 +43,27 @@ def _children(root: Path):
     return client, parents[0], kids
 
 
-def _train_worker_pids() -> list[int]:
-    """The live Ray Train workers of this session's cluster, from its state API: not ``pgrep``, which also
-    finds the workers of any other Ray cluster on the machine (another test session's). Its address given:
-    without one the state API takes the cluster started last on the machine."""
-    import ray
+def _train_worker_pids(dashboard: str) -> list[int]:
+    """The live Ray Train workers of the cluster whose dashboard (state API) is ``dashboard``: not ``pgrep``,
+    which also finds the workers of any other Ray cluster on the machine (another test session's)."""
     from ray.util.state import list_actors
 
-    actors = list_actors(address=ray.get_runtime_context().gcs_address,
-                         filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    actors = list_actors(address=dashboard, filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
     return [a.pid for a in actors]
 
 
-def test_worker_killed_mid_trial_restarts_from_checkpoint(tmp_path, ray_local, cache_dir):
-    space = tiny_space(tmp_path, cache_dir, num_samples=1, epochs=4, launcher="ray_train")  # a worker to kill
-    data = yaml.safe_load(space.read_text())
-    data["base"]["epoch_eval"] = True  # an evaluation per epoch leaves time to inject the fault mid-run
-    space.write_text(yaml.safe_dump(data))
-    root = tmp_path / "out"
-    killed: list[int] = []
-
-    def kill_after_a_registered_checkpoint():
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not killed:
-            if list((root / "ray" / "train").glob("trial-*/epoch_0002")):  # epoch 1 surely registered
-                pids = _train_worker_pids()
-                if pids:
-                    os.kill(pids[0], signal.SIGKILL)
-                    killed.append(pids[0])
-            time.sleep(0.05)
-
-    t = threading.Thread(target=kill_after_a_registered_checkpoint, daemon=True)
-    t.start()
-    result = launch_sweep(space, [], SweepSettings(out_dir=str(root), progress=False))
-    t.join(timeout=5)
-    assert killed, "the fault was not injected"
-    (trial,) = result.trials
-    assert trial.status == "FINISHED"
-    client, _, kids = _children(root)
-    assert len(kids) == 1  # one MLflow run, not two
-    history = client.get_metric_history(kids[0].info.run_id, "train/resumed_from_epoch")
-    assert history and history[0].value >= 1.0  # the restart is on record
-    # final metrics equal an uninterrupted run of the same resolved config (same seed); run in this process
-    # (launcher local: the same run bit for bit, tests/sweeps/test_ray_run.py) to spare a Ray Train start-up
-    cfg = run_config_from_dict(json.loads((trial.dir / "config.json").read_text()))
-    cfg = replace(cfg, scaling=replace(cfg.scaling, launcher="local"))
-    clean = run_unlearning(cfg, tmp_path / "clean", log=lambda s: None)
-    for key in ("train/loss", "forget_truth_ratio", "forget_quality"):
-        assert trial.metrics[key] == pytest.approx(clean.metrics[key], rel=1e-5, abs=1e-8)
-
-
 @pytest.fixture(scope="module")
-def failing_sweep(tmp_path_factory, ray_local, cache_dir):
-    """One sweep, three trials: one diverges (absurd learning rate), one runs out of memory (its worker may
-    allocate 2 MB: loading the model fails for real), one is fine."""
+def failing_sweep(tmp_path_factory, cache_dir):
+    """One sweep, three trials, launched by the CLI onto a real two-node cluster (``--address``; a head and a
+    worker node, Ray Train workers on both): one diverges (absurd learning rate), one runs out of memory
+    (its worker may allocate 2 MB: loading the model fails for real), and the Ray Train worker of the third
+    is killed (SIGKILL) mid-run, after its first checkpoint. One sweep and one cluster for these faults:
+    a cluster's start costs ~40 s on 2 cores, a sweep's ~20 s."""
     tmp_path = tmp_path_factory.mktemp("failing")
-    # ray_train: the memory cap is a Ray Train worker's
-    path = tiny_space(tmp_path, cache_dir, num_samples=3, epochs=2, launcher="ray_train")
+    # ray_train: the memory cap is a Ray Train worker's, and a worker to kill
+    path = tiny_space(tmp_path, cache_dir, num_samples=3, epochs=4, launcher="ray_train")
     space = yaml.safe_load(path.read_text())
+    space["base"]["epoch_eval"] = True  # an evaluation per epoch leaves time to inject the fault mid-run
     space["parameters"]["optim.lr"] = {"distribution": "loguniform", "low": 1e-3, "high": 1e9}
     space["parameters"]["scaling.memory_limit_gb"] = {"distribution": "categorical", "choices": [0.002, 4.0]}
     space["initial_points"] = [
@@ -109,16 +72,76 @@ def failing_sweep(tmp_path_factory, ray_local, cache_dir):
         {"method.beta1": 5.0, "method.beta2": 0.1, "optim.lr": 3e-3, "scaling.memory_limit_gb": 4.0}]
     path.write_text(yaml.safe_dump(space))
     root = tmp_path / "out"
-    result = launch_sweep(path, [], SweepSettings(out_dir=str(root), progress=False))
-    _, _, kids = _children(root)
+    killed: list[int] = []
+    nodes = RayNodes(tmp_path)
+
+    def kill_after_a_registered_checkpoint():  # only the fine trial gets this far
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline and not killed:
+            if list((root / "ray" / "train").glob("trial-*/epoch_0002")):  # epoch 1 surely registered
+                pids = _train_worker_pids(nodes.dashboard)
+                if pids:
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append(pids[0])
+            time.sleep(0.05)
+
+    try:
+        nodes.start()
+        t = threading.Thread(target=kill_after_a_registered_checkpoint, daemon=True)
+        t.start()
+        env = {**os.environ, "RAY_ADDRESS": nodes.address, "RAY_AUTH_MODE": "disabled"}
+        out = subprocess.run([sys.executable, "-m", "sweeps", "launch", str(path), "--out", str(root),
+                              "--address", nodes.address, "--quiet"], capture_output=True, text=True, env=env,
+                             cwd=REPO, timeout=600)
+        t.join(timeout=5)
+    finally:
+        nodes.stop()
+    client, _, kids = _children(root)
     meta = load_sweep_meta(root)
     study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])
-    by_lr_cap = {(t.params["optim.lr"], t.params["scaling.memory_limit_gb"]): t for t in result.trials}
-    return result, by_lr_cap, {k.data.tags["unlearn.trial_id"]: k for k in kids}, study
+    trials = collect_trials(root)
+    by_lr_cap = {(t.params["optim.lr"], t.params["scaling.memory_limit_gb"]): t for t in trials}
+    return FaultySweep(out, by_lr_cap, {k.data.tags["unlearn.trial_id"]: k for k in kids}, study, client, killed)
+
+
+@dataclass
+class FaultySweep:
+    out: subprocess.CompletedProcess
+    trials: dict  # by (optim.lr, scaling.memory_limit_gb)
+    kids: dict  # MLflow child runs by trial id
+    study: optuna.Study
+    client: MlflowClient
+    killed: list[int]  # the pid of the Ray Train worker killed
+
+
+def test_worker_killed_mid_trial_restarts_from_checkpoint(failing_sweep, tmp_path):
+    assert failing_sweep.killed, "the fault was not injected"
+    trial = failing_sweep.trials[(3e-3, 4.0)]
+    assert trial.status == "FINISHED"
+    kid = failing_sweep.kids[trial.trial_id]  # one MLflow run, not two
+    assert [k.data.tags["unlearn.trial_id"] for k in failing_sweep.kids.values()].count(trial.trial_id) == 1
+    history = failing_sweep.client.get_metric_history(kid.info.run_id, "train/resumed_from_epoch")
+    assert history and history[0].value >= 1.0  # the restart is on record
+    # final metrics equal an uninterrupted run of the same resolved config (same seed); run in this process
+    # (launcher local: the same run bit for bit, tests/sweeps/test_ray_run.py) to spare a Ray Train start-up
+    cfg = run_config_from_dict(json.loads((trial.dir / "config.json").read_text()))
+    cfg = replace(cfg, scaling=replace(cfg.scaling, launcher="local"))
+    clean = run_unlearning(cfg, tmp_path / "clean", log=lambda s: None)
+    final = json.loads((trial.run_dir / "results.json").read_text())["final"]
+    for key in ("train/loss", "forget_truth_ratio", "forget_quality"):
+        assert final[key] == pytest.approx(clean.metrics[key], rel=1e-5, abs=1e-8)
+
+
+def test_a_sweep_launched_onto_a_two_node_cluster_runs_there(failing_sweep):
+    out, trials = failing_sweep.out, failing_sweep.trials
+    assert out.returncode == 0, out.stderr[-3000:]  # one trial finished: the sweep chose
+    line = next((x for x in out.stdout.splitlines() if x.startswith("trials: ")), "")
+    assert "1 finished" in line and "2 failed" in line, out.stdout[-3000:]
+    assert (trials[(3e-3, 4.0)].run_dir / "results.json").is_file()
 
 
 def test_diverging_trial_is_failed_and_the_sweep_goes_on(failing_sweep):
-    result, trials, kids, study = failing_sweep
+    trials, kids, study = failing_sweep.trials, failing_sweep.kids, failing_sweep.study
     diverged = trials[(1e9, 4.0)]
     assert diverged.status == "FAILED"
     assert "loss is" in diverged.reason and "optim.lr" in diverged.reason
@@ -129,7 +152,7 @@ def test_diverging_trial_is_failed_and_the_sweep_goes_on(failing_sweep):
 
 
 def test_out_of_memory_trial_says_so_and_what_to_change(failing_sweep):
-    result, trials, kids, study = failing_sweep
+    trials, kids = failing_sweep.trials, failing_sweep.kids
     oom = trials[(3e-3, 0.002)]
     assert oom.status == "FAILED"
     assert "out of memory" in oom.reason

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sweeps.failures import RunFailedError, failure_summary, is_allocation_failure, retryable
+from sweeps.failures import RunFailedError, failure_summary, is_allocation_failure, may_be_lost, retryable
 from sweeps.ray_run import run_unlearning
 from sweeps.reporters import TuneReportThread
 from unlearn.errors import ConfigError
@@ -170,6 +170,10 @@ def test_failure_summary_names_the_cause():
     native = failure_summary(capped, died)  # died without a Python error under its cap: out of memory
     assert native.startswith("OutOfMemoryError") and "died under its memory cap" in native
     assert "scaling.memory_limit_gb (now 0.5)" in native and not retryable(native)
+    # ... or was killed from outside, which looks the same: retried as a lost worker would be (a Ray Train
+    # worker killed under a cap: test_worker_killed_mid_trial_restarts_from_checkpoint); a Python-side
+    # allocation failure is out of memory for sure
+    assert may_be_lost(native) and not may_be_lost(oom) and not may_be_lost(died)
     # a run in this process (launcher local) raised a Python error: that error, whatever the memory cap
     assert failure_summary(capped, "RuntimeError: Expected all tensors on one device\nmore", in_process=True) \
         == "RuntimeError: Expected all tensors on one device"

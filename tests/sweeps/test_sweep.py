@@ -1,9 +1,6 @@
 """A tiny sweep end to end: MLflow tree, Optuna storage, report, export-best reproduced by run."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -15,8 +12,7 @@ from sweeps.cli import main
 from sweeps.sweep import SweepSettings, launch_sweep, load_sweep_meta, resume_sweep
 from sweeps.ray_run import run_unlearning
 from sweeps.tracking import PER_ITEM_ARTIFACT
-from tests.conftest import REPO
-from tests.helpers import RayNodes, free_port, tiny_space
+from tests.helpers import free_port, tiny_space
 from unlearn.errors import ConfigError
 from unlearn.train.config import load_run_config
 
@@ -304,23 +300,6 @@ def test_gpu_sweep_runs_fsdp_trials_on_cuda(tmp_path, ray_local, cache_dir):
 
 
 # A sweep to a real `mlflow server` via --mlflow-uri: tests/sweeps/test_faults.py (the server also goes down).
-
-
-def test_two_node_cluster_launch(tmp_path, cache_dir):
-    nodes = RayNodes(tmp_path)
-    try:
-        nodes.start()
-        space = tiny_space(tmp_path, cache_dir, num_samples=2, epochs=1, launcher="ray_train")  # workers on both nodes
-        env = {**os.environ, "RAY_ADDRESS": nodes.address, "RAY_AUTH_MODE": "disabled"}
-        out = subprocess.run([sys.executable, "-m", "sweeps", "launch", str(space), "--out", str(tmp_path / "out"),
-                              "--address", nodes.address, "--quiet"], capture_output=True, text=True, env=env,
-                             cwd=REPO, timeout=600)
-        assert out.returncode == 0, out.stderr[-3000:]
-        assert "trials: 2 finished" in out.stdout
-        trials = list((tmp_path / "out" / "trials").glob("*/results.json"))
-        assert len(trials) == 2
-    finally:
-        nodes.stop()
 
 
 def test_export_best_registers_the_model_in_mlflow(sweep, tmp_path):

@@ -29,7 +29,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from unlearn.data.formatting import IGNORE_INDEX, EncodedQA, collate
-from unlearn.errors import ConfigError, check_range
+from unlearn.errors import ConfigError, NonFiniteScoresError, check_range
 from unlearn.metrics.generation import length_batches
 from unlearn.registry import Registry
 
@@ -234,7 +234,8 @@ def attack_auc(forget_scores: Sequence[float], holdout_scores: Sequence[float]) 
         if scores.size == 0:
             raise ConfigError(f"the {side} set has no scores; an AUC needs both forget and holdout sequences")
         if not np.all(np.isfinite(scores)):
-            raise ConfigError(f"the {side} set has non-finite scores: {scores[~np.isfinite(scores)][:5].tolist()}")
+            raise NonFiniteScoresError(f"the {side} set has non-finite scores: "
+                                       f"{scores[~np.isfinite(scores)][:5].tolist()}")
     labels = np.concatenate([np.zeros(forget.size), np.ones(holdout.size)])
     return float(roc_auc_score(labels, np.concatenate([forget, holdout])))
 

@@ -152,7 +152,29 @@ def train_epoch(policy: nn.Module, ref: nn.Module | None, method: Method, data: 
         step_stats["loss"] = float(step_loss)
         for k, v in step_stats.items():
             totals[k] = totals.get(k, 0.0) + v / len(batches)
+    _check_finite_weights(policy, optim, epoch, len(batches), totals.get("loss"), dist)
     return _mean_over_ranks(totals, dist)
+
+
+def _check_finite_weights(policy: nn.Module, optim: OptimConfig, epoch: int, steps: int, loss: float | None,
+                          dist: Dist) -> None:
+    """The last step of an epoch can leave non-finite weights behind a finite loss (its loss is computed
+    before the update): raise as a diverged loss would, before an evaluation of the epoch reads them.
+
+    Raises:
+        DivergedError: a trained parameter holds a NaN or an infinity on some rank.
+    """
+    bad = torch.zeros((), device=dist.device)
+    for p in policy.parameters():
+        if p.requires_grad:
+            local = p.to_local() if hasattr(p, "to_local") else p  # an FSDP2 shard
+            if not bool(torch.isfinite(local).all()):
+                bad += 1
+                break
+    if float(dist.all_reduce_sum(bad)) > 0:
+        raise DivergedError(f"loss is {loss} (mean) at epoch {epoch + 1}, but its {steps} step(s) left weights that "
+                            f"are not finite (optim.lr={optim.lr}); lower the learning rate or clip gradients "
+                            "(optim.grad_clip)")
 
 
 def _mean_over_ranks(stats: dict[str, float], dist: Dist) -> dict[str, float]:

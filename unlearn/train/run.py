@@ -19,10 +19,11 @@ from typing import Any, Protocol
 import torch
 
 from unlearn.config import to_dict
+from unlearn.errors import NonFiniteScoresError
 from unlearn.losses import Method, resolve_loss_path
 from unlearn.models import load_model, load_tokenizer
 from unlearn.train.config import RunConfig
-from unlearn.train.loop import Dist, UnlearnData, make_optimizer, steps_per_epoch, train_epoch
+from unlearn.train.loop import DivergedError, Dist, UnlearnData, make_optimizer, steps_per_epoch, train_epoch
 from unlearn.train.module import CausalLMWithLoss, restrict_trainable
 from unlearn.train.prepare import Prepared
 from unlearn.train.strategy import Strategy, local_parameter_count
@@ -137,8 +138,13 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
         last = epoch == cfg.optim.epochs - 1
         if cfg.epoch_eval or last:
             t1 = time.perf_counter()
-            evaluated, per_item[epoch + 1] = _evaluate_module(policy, strategy, eval_lm, tokenizer, data, cfg,
-                                                              prepared, dist)
+            try:
+                evaluated, per_item[epoch + 1] = _evaluate_module(policy, strategy, eval_lm, tokenizer, data, cfg,
+                                                                  prepared, dist)
+            except NonFiniteScoresError as e:  # finite weights whose outputs overflow: the update diverged
+                raise DivergedError(f"loss is {stats.get('loss')} (mean) at epoch {epoch + 1}, but the updated "
+                                    f"model's scores are not finite ({e}; optim.lr={cfg.optim.lr}); lower the "
+                                    "learning rate or clip gradients (optim.grad_clip)") from e
             metrics.update(evaluated)
             metrics["eval/seconds"] = time.perf_counter() - t1
         if cfg.keep_best_by and dist.rank == 0:

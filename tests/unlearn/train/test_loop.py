@@ -219,3 +219,29 @@ def test_sum_reduction_is_not_divided():
         ce = policy(fb["input_ids"], fb["attention_mask"], fb["labels"], mode="ce")
     assert float(loss.detach()) == pytest.approx(-float(ce.sum()), rel=1e-6)
     assert not math.isnan(float(loss))
+
+
+def test_an_epoch_whose_last_step_leaves_non_finite_weights_diverged():
+    """Its loss was finite (computed before the update), the weights it left are not (an update that
+    overflowed, as lr=1e9 does on the tiny model): DivergedError with the learning rate, as a non-finite loss
+    gives, not an evaluation's complaint about non-finite scores."""
+    from unlearn.train.loop import DivergedError
+
+    class Overflowing(torch.optim.SGD):
+        def step(self, closure=None):
+            super().step(closure)
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].view(-1)[0] = math.inf
+
+    method = build_method(**VARIANTS["batch-gd"])
+    optim = OptimConfig(lr=1e9, batch_size=6, grad_clip=None)  # one step over the 6 forget examples
+    for opt_type, diverges in ((Overflowing, True), (torch.optim.SGD, False)):
+        policy = tiny_lm()
+        opt = opt_type(policy.parameters(), lr=0.5)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+        if diverges:
+            with pytest.raises(DivergedError, match=r"loss is -?[0-9.]+ \(mean\) at epoch 1, but its 1 step\(s\) left "
+                                                    r"weights that are not finite \(optim.lr=1000000000.0\)"):
+                train_epoch(policy, None, method, make_data(), opt, sched, optim, seed=0, epoch=0)
+        else:  # the same step without the overflow passes
+            assert math.isfinite(train_epoch(policy, None, method, make_data(), opt, sched, optim, seed=0, epoch=0)["loss"])

@@ -55,6 +55,17 @@ def test_epoch_eval_keeps_the_best_epoch(small_overrides, tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["best_epoch"] == best[0] + 1
 
 
+def test_a_diverged_epoch_is_named_so_by_its_evaluation(small_overrides, tmp_path):
+    """lr 1e9: the first epoch's loss is finite, the weights it leaves give non-finite scores; an evaluation
+    after that epoch (epoch_eval) says the run diverged and what to change, as a non-finite loss does."""
+    from unlearn.train.loop import DivergedError
+
+    cfg = load_run_config(None, [*small_overrides, "optim.lr=1e9", "epoch_eval=true"])
+    with pytest.raises(DivergedError, match=r"loss is .* at epoch 1.*not finite.*optim.lr=1000000000.0.*lower the "
+                                            r"learning rate"):
+        run_local(cfg, tmp_path, log=lambda s: None)
+
+
 def test_checkpoint_every_n_epochs_but_not_after_the_last(small_overrides, tmp_path):
     from unlearn.train.prepare import prepare
     from unlearn.train.run import CallbackReporter, unlearn_worker
