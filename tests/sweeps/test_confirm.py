@@ -95,7 +95,7 @@ def test_a_sweep_with_a_confirmation_stage_survives_a_driver_kill(tmp_path, ray_
     """The launch is a driver process of its own (with the local cluster it starts), killed with SIGKILL once
     the stage ran a run; the resume and the report run in this process, on the session's cluster (a second
     driver start-up costs ~20 s on 2 cores)."""
-    path = tiny_space(tmp_path, cache_dir, num_samples=2, epochs=2)
+    path = tiny_space(tmp_path, cache_dir, num_samples=2, epochs=1)  # 2 search + 6 confirmation runs
     data = yaml.safe_load(path.read_text())
     data["budget"]["confirm"] = {"top": 2, "runs": 6}
     path.write_text(yaml.safe_dump(data))
