@@ -275,6 +275,40 @@ def _ctrl_c_once_a_trial_runs(root: Path, argv: list[str]) -> tuple[int, dict[st
     return code, seen
 
 
+def _check_confirmation(root: Path, client: MlflowClient, done_before: dict[Path, int], tmp_path: Path,
+                        capsys) -> None:
+    """A confirmation stage (top 2, 6 runs) whose driver was killed once ``done_before`` had finished, then
+    resumed: those runs not re-run, the race decided on fresh common seeds, one MLflow child per run with its
+    per-question statistics, and ``best_config.yaml`` and ``report`` naming the confirmed best."""
+    from sweeps.racing import FIRST_TEST
+
+    assert all(p.joinpath("results.json").stat().st_mtime_ns == t for p, t in done_before.items())  # not re-run
+    doc = json.loads((root / "confirm" / "confirmation.json").read_text())
+    cands = json.loads((root / "confirm" / "candidates.json").read_text())["candidates"]
+    assert len(cands) == 2 and doc["best"] in {c["trial_id"] for c in cands}
+    assert doc["runs"] <= 6 and doc["runs"] >= 2 * FIRST_TEST or doc["stopped"] == "one point left"
+    seeds = [c["seeds"] for c in doc["candidates"]]
+    shared = set(seeds[0]) & set(seeds[1])
+    assert shared and all(seeds[0][i] == seeds[1][i] for i in shared)  # common seeds across the points
+    search_seeds = {r["seed"] for p in (root / "trials").glob("*/record.json")
+                    for r in json.loads(p.read_text())["replicates"]}
+    assert not search_seeds & {s for c in seeds for s in c.values()}  # fresh: no search trial used them
+    best_yaml = (root / "best_config.yaml").read_text()
+    assert f"best trial {doc['best']}" in best_yaml and "probability of being the best of the 2 confirmed" in best_yaml
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              filter_string="tags.`unlearn.stage` = 'confirmation'")
+    ids = [r.data.tags["unlearn.trial_id"] for r in runs]
+    assert len(ids) == len(set(ids)) == doc["runs"]  # one MLflow child per confirmation run, none twice
+    for r in runs:  # each with its per-question statistics
+        path = client.download_artifacts(r.info.run_id, PER_ITEM_ARTIFACT, str(tmp_path / r.info.run_id))
+        per_item = json.loads(Path(path).read_text())["replicates"][0]["per_item"]
+        assert len(per_item["forget_truth_ratio"]) == len(per_item["forget_prob"]) > 0
+    capsys.readouterr()
+    assert main(["report", str(root)]) == 0
+    report = capsys.readouterr().out
+    assert "the confirmation stage's pick" in report and "confirmed best:" in report
+
+
 def test_driver_faults_in_one_sweep_lose_and_duplicate_nothing(tmp_path, ray_local, cache_dir, capsys):
     """One sweep through every fault of its driver, each injected for real: a second launch and a resume of
     its directory are refused while the launch runs; SIGTERM stops the launch (exit 143); Ctrl-C (SIGINT)
@@ -284,9 +318,13 @@ def test_driver_faults_in_one_sweep_lose_and_duplicate_nothing(tmp_path, ray_loc
     minute on a loaded machine. The launch and the killed resume are processes of their own, each with the
     local Ray cluster it starts (a SIGKILL takes both); the other two resumes run in this process, on the
     session's cluster. Trials run in their own process, as the shipped spaces run them (a run's own resume
-    on Ray Train workers: test_worker_killed_mid_trial_restarts_from_checkpoint, tests/sweeps/test_ray_run.py)."""
+    on Ray Train workers: test_worker_killed_mid_trial_restarts_from_checkpoint, tests/sweeps/test_ray_run.py).
+    The sweep ends with a confirmation stage (``budget.confirm``), and a third resume is killed inside it."""
     samples = 5  # two at a time: the killed driver still has a trial to run after the one that finished
     space = tiny_space(tmp_path, cache_dir, num_samples=samples, epochs=2, launcher="auto")
+    data = yaml.safe_load(space.read_text())
+    data["budget"]["confirm"] = {"top": 2, "runs": 6}  # 2 points x 3 fresh seeds before the race's first test
+    space.write_text(yaml.safe_dump(data))
     root = tmp_path / "out"
     drivers: list[subprocess.Popen] = []
     try:
@@ -332,7 +370,23 @@ def test_driver_faults_in_one_sweep_lose_and_duplicate_nothing(tmp_path, ray_loc
             finished = _with_status(_records(root), "FINISHED")
             assert len(finished) < samples, "the kill came after the sweep's last trial"
 
-        with _step("5: a last resume finishes the sweep"):
+        with _step("5: SIGKILL of a resume inside the confirmation stage"):
+            resume = _driver("resume", str(root), "--quiet", output=False)
+            drivers.append(resume)
+            deadline = time.monotonic() + 600
+            while not list((root / "confirm").glob("*/*/results.json")):
+                assert resume.poll() is None, "the resume ended before its confirmation stage ran a run"
+                assert time.monotonic() < deadline, "no confirmation run finished within 600 s"
+                time.sleep(0.2)
+            os.killpg(resume.pid, signal.SIGKILL)
+            assert resume.wait(timeout=60) == -signal.SIGKILL, "the driver ended before the kill"
+            done_before = {q.parent: q.stat().st_mtime_ns for q in (root / "confirm").glob("*/*/results.json")}
+            assert done_before and len(done_before) < 6, "the kill came after the stage's last run"
+            records = _records(root)
+            assert len(_with_status(records, "FINISHED")) == samples, records  # the search ended before the stage
+            assert all(records[k]["starts"] == n for k, n in finished.items()), records  # finished ones not re-run
+
+        with _step("6: a last resume finishes the sweep and its confirmation stage"):
             assert main(["resume", str(root), "--quiet"]) == 0
             trials = _records(root)
             done = set(_with_status(trials, "FINISHED"))
@@ -342,15 +396,19 @@ def test_driver_faults_in_one_sweep_lose_and_duplicate_nothing(tmp_path, ray_loc
             assert all(t["status"] == "KILLED" and t["reason"] == LOST_REASON
                        for k, t in trials.items() if k not in done), trials
             assert all(trials[k]["starts"] == n for k, n in finished.items()), trials  # finished ones not re-run
-            _, parent, kids = _children(root)
+            client, parent, kids = _children(root)
             assert parent.info.status == "FINISHED"
-            assert sorted(k.data.tags["unlearn.trial_id"] for k in kids) == sorted(trials)  # one child per record
+            search = [k for k in kids if k.data.tags.get("unlearn.stage") != "confirmation"]
+            assert sorted(k.data.tags["unlearn.trial_id"] for k in search) == sorted(trials)  # one child per record
             assert all(k.info.status == ("FINISHED" if k.data.tags["unlearn.trial_id"] in done else "KILLED")
-                       for k in kids)
+                       for k in search)
             meta = load_sweep_meta(root)
             study = optuna.load_study(study_name=meta["study_name"], storage=meta["optuna_storage"])
             assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == samples
             assert len(study.trials) == samples
+
+        with _step("6: the confirmation stage lost and duplicated nothing"):
+            _check_confirmation(root, client, done_before, tmp_path, capsys)
     finally:
         for p in drivers:
             if p.poll() is None:
