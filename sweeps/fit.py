@@ -13,27 +13,28 @@ import optuna
 from sweeps.envvars import scoped_env
 from sweeps.layout import (
     BEST_FILE,
-    confirm_run_dir,
     CONFIRMATION_FILE,
     CONSTRAINTS_FILE,
     SPACE_FILE,
     TRIAL_FILE,
     TRIALS_DIR,
     SweepSettings,
+    confirm_run_dir,
     load_sweep_meta,
     read_json,
     write_json_atomic,
 )
-from sweeps.record import Bound
+from sweeps.record import Bound, ReportedRecord, make_record
 from sweeps.report import collect_trials, write_best_config
 from sweeps.report.export import best_config_notes
 from sweeps.report.select import choose
 from sweeps.report.plots import log_sweep_artifacts
 from sweeps.report.trials import TrialRow, load_bounds
 from sweeps.signals import SweepInterrupted, stop_on_interrupt
-from sweeps.space import SearchSpace, load_sweep_space
-from sweeps.tracking import SweepTracker, flatten
-from sweeps.confirm import run_stage
+from sweeps.space import SearchSpace, confirm_seed, load_sweep_space
+from sweeps.tracking import PER_ITEM_ARTIFACT, SweepTracker, flatten, result_metrics
+from sweeps.confirm import load_candidates, load_finals, run_stage
+from sweeps.trial import ConfirmJob, TrialContext, watched_metrics
 from sweeps.tuner import TUNE_ENV, build_confirm_tuner, build_tuner
 from unlearn.config import to_dict
 from unlearn.errors import ConfigError, UnlearnError
@@ -145,17 +146,11 @@ def _close_confirmation_runs(space: SearchSpace, settings: SweepSettings, tracke
     """A confirmation run that finished on disk just before a driver died may have no finished MLflow child
     (its Tune trial's end was never called back): finish it now from its results, with its record's values
     and its per-question statistics, so that every run of the stage is on record once."""
-    from sweeps.confirm import load_candidates, load_finals
-    from sweeps.record import ReportedRecord, make_record
-    from sweeps.space import confirm_seed
-    from sweeps.tracking import PER_ITEM_ARTIFACT
-    from sweeps.tracking.callback import result_metrics
-    from sweeps.trial import ConfirmJob, TrialContext, watched_metrics
-
     candidates = load_candidates(settings.root) or []
     ctx = TrialContext(space, str(settings.root), settings.ray_storage, bounds)
+    finals = load_finals(settings.root, candidates)
     for c in candidates:
-        for index, final in load_finals(settings.root, [c])[c.trial_id].items():
+        for index, final in finals[c.trial_id].items():
             job = ConfirmJob(c.trial_id, c.params, index, confirm_seed(space, index))
             if tracker.trial_status(job.run_id) == "FINISHED":
                 continue

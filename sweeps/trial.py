@@ -28,7 +28,7 @@ from sweeps.plan import ReplicatePlan, resolve_trial
 from sweeps.racing import can_still_beat
 from sweeps.record import Bound, TrialRecord, make_record, replicate_result
 from sweeps.ray_run import run_unlearning
-from sweeps.results import finished_results, load_record
+from sweeps.results import finished_results, load_record, load_results
 from sweeps.space import SearchSpace
 from unlearn.config import to_dict
 from unlearn.errors import ConfigError, UnlearnError
@@ -182,8 +182,6 @@ class ConfirmJob:
 
     def per_item(self, root: Path) -> dict[str, Any]:
         """Its ``per_item.json`` artifact: the run's per-question statistics (one replicate)."""
-        from sweeps.results import load_results
-
         doc = load_results(confirm_run_dir(root, self.trial_id, self.index))
         return {"trial_id": self.run_id, "replicates": [
             {"index": self.index, "seed": self.seed, "per_item": doc.get("per_item", {})}]}
