@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from bench.selection_sim import (
+    RACES,
     SETTINGS,
     Adaptive,
     Outcome,
@@ -86,7 +87,8 @@ def simulate_seed(problem: Problem, cfg: SimConfig, sweep_seed: int) -> list[Out
     order = common_order(sweep_seed, n)
     observers = {"a": fixed(problem, lambda p: point_seeds(sweep_seed, p, 1, n)),
                  "b": fixed(problem, lambda p: point_seeds(sweep_seed, p, r, n)),
-                 "c": fixed(problem, lambda p: order[:r])}
+                 "c": fixed(problem, lambda p: order[:r]),
+                 "i": fixed(problem, lambda p: order[:1])}
     memo: dict[tuple[str, int], list[Trial]] = {}
 
     def sweep(name: str, trials: int) -> list[Trial]:
@@ -98,7 +100,8 @@ def simulate_seed(problem: Problem, cfg: SimConfig, sweep_seed: int) -> list[Out
     out = []
     for c in sorted(cfg.computes, reverse=True):
         out += [outcome(problem, "a", c, sweep("a", c)), outcome(problem, "b", c, sweep("b", c // r)),
-                outcome(problem, "c", c, sweep("c", c // r)), confirmed(problem, cfg, c, order, sweep)]
+                outcome(problem, "c", c, sweep("c", c // r)), outcome(problem, "i", c, sweep("i", c)),
+                *(confirmed(problem, cfg, c, order, sweep, name) for name in RACES)]
         adaptive = Adaptive(problem, order, c, cfg.adaptive_max)
         out.append(outcome(problem, "e", c, run_sweep(problem, sweep_seed, adaptive, sampler_trials=c // r,
                                                       max_trials=c)))
@@ -109,17 +112,20 @@ def simulate_seed(problem: Problem, cfg: SimConfig, sweep_seed: int) -> list[Out
 
 
 def confirmed(problem: Problem, cfg: SimConfig, compute: int, order: list[int],
-              sweep: Callable[[str, int], list[Trial]]) -> Outcome:
-    """Setting ``d``: the common-seed search on part of the runs, then the race of its top k."""
-    r, fresh = cfg.replicates, order[cfg.replicates:]
+              sweep: Callable[[str, int], list[Trial]], name: str) -> Outcome:
+    """Settings ``d``, ``j``, ``k``: the common-seed search (R = 3 or 1) on part of the runs, then the race
+    of its top k."""
+    r, rule = RACES[name]
+    r = cfg.replicates if r == 3 else r
+    fresh = order[r:]
     budget = min(compute // 2, cfg.race_k * len(fresh))
-    trials = sweep("c", (compute - budget) // r)
-    base = outcome(problem, "d", compute, trials)
+    trials = sweep("c" if r > 1 else "i", (compute - budget) // r)
+    base = outcome(problem, name, compute, trials)
     cand = top_feasible(problem, trials, cfg.race_k)
     in_race = float(problem.best in cand)
     if len(cand) < 2:
         return base._replace(stated=1.0 if cand else math.nan, in_race=in_race, race_right=float(bool(cand)))
-    point, stated, spent = race(problem, cand, fresh, order[:r], compute - base.runs, cfg.confidence)
+    point, stated, spent = race(problem, cand, fresh, order[:r], compute - base.runs, cfg.confidence, rule)
     right = float(point == max(cand, key=lambda p: problem.truth_score[p]))
     return base._replace(export=point, runs=base.runs + spent, stated=stated, in_race=in_race, race_right=right)
 
@@ -178,7 +184,7 @@ def summarise(problem: Problem, outcomes: list[Outcome]) -> list[dict[str, Any]]
                "mean_runs": statistics.fmean(o.runs for o in group),
                "mean_distinct_points": statistics.fmean(o.distinct for o in group),
                "exports": dict(sorted(_count(o.export for o in group).items()))}
-        if setting == "d":
+        if setting in RACES:
             row["calibration"] = calibration(group, problem.best)
             row["truth_best_in_race_share"] = statistics.fmean(o.in_race for o in group)
             row["stated_by_sweep"] = [o.stated for o in group]  # sweep seed order, beside the exports
@@ -406,9 +412,9 @@ def print_selection(objective: str, rows: list[dict[str, Any]], ceiling: dict[st
     print(f"  every pool seed on every point ({ceiling['runs']} runs) exports {ceiling['export_point']}: "
           f"{'the truth best' if ceiling['best'] else 'not the truth best'}, regret {ceiling['regret']:.4f}")
     for r in rows:
-        if r["setting"] == "d":
+        if r["setting"] in RACES:
             cal = r["calibration"]
-            print(f"  race at C={r['compute']}: stated prob_best {cal['mean_stated']:.2f}, export = truth best "
+            print(f"  race {r['setting']} at C={r['compute']}: stated prob_best {cal['mean_stated']:.2f}, export = truth best "
                   f"{cal['right_share']:.2f}, = the candidates' best by the objective "
                   f"{cal['right_among_candidates_share']:.2f}; truth best among the candidates "
                   f"{r['truth_best_in_race_share']:.2f}")

@@ -19,8 +19,9 @@ The settings, at a total compute of C runs:
   a permutation of the pool drawn from the sweep seed alone, so every point shares it);
 * ``d`` ``c`` + a confirmation race: the search gets C - B runs (B = min(C / 2, k x fresh seeds)), then
   its top k feasible points (distinct, by observed value) are raced by ``sweeps.racing`` on the common
-  seeds the search did not use (F-Race: each round every survivor runs the next fresh seed; a survivor
-  whose mean utility over all its runs falls below the bound is dropped; ``eliminated`` after each round;
+  seeds the search did not use (F-Race: each round every survivor runs the next fresh seed; from the
+  ``FIRST_TEST``-th round on, a survivor whose mean utility over its race runs falls below the bound is
+  dropped, as ``sweeps.confirm.replay`` did before stop 37; ``eliminated`` after each round;
   stop at one survivor, when the best survivor's ``prob_best`` over the k candidates' race values
   reaches the confidence, or when the runs or fresh seeds are spent). Only race values rank the
   candidates: the search's values chose them and are biased upward (winner's curse). The export is the
@@ -40,6 +41,11 @@ The settings, at a total compute of C runs:
 * ``g`` the grid, equal allocation: every point the first floor(C / points) common seeds (no search).
 * ``h`` ``f`` knowing the feasible set too: plain OCBA over the truly feasible points, the best mean
   exported. ``f`` against ``h`` separates the noise of the constraint from the noise of the objective.
+* ``i`` R = 1 on the sweep's first common seed (what ``search_spaces/satimp.yaml``'s search does:
+  ``replicates: 1, seeds: common``, so every point runs the same seed);
+* ``j`` ``i`` + the race of ``d`` (the shipped ``satimp`` space: an R = 1 search, then ``confirm``);
+* ``k`` ``j``, but the race drops a candidate as infeasible only when a one-sided 95 % t test on its
+  utility runs says it breaks the bound (``sweeps.racing.surely_infeasible``), not whenever its mean does.
 """
 
 from __future__ import annotations
@@ -66,7 +72,12 @@ SETTINGS = {
     "f": "oracle OCBA, true var.",
     "g": "grid, equal, common",
     "h": "f + true feasible set",
+    "i": "R=1, common seed",
+    "j": "R=1 common + race top k",
+    "k": "j, drop surely infeasible",
 }
+RACES = {"d": (3, "mean"), "j": (1, "mean"), "k": (1, "test")}
+"""The race settings: (replicates of the search, how the race judges a candidate infeasible)."""
 
 
 @dataclass(frozen=True)
@@ -237,13 +248,16 @@ def outcome(problem: Problem, setting: str, compute: int, trials: Sequence[Trial
 
 
 def race(problem: Problem, candidates: list[int], seeds: Sequence[int], known: Sequence[int], runs: int,
-         confidence: float) -> tuple[int, float, int]:
-    """Setting ``d``'s confirmation race: (export, its stated prob_best, runs spent). ``known``: the seeds
-    the search ran (their utility counts toward feasibility, their objective values do not)."""
-    from sweeps.racing import eliminated
+         confidence: float, rule: str = "mean") -> tuple[int, float, int]:
+    """Settings ``d``, ``j``, ``k``: the confirmation race: (export, its stated prob_best, runs spent).
+    Feasibility is judged on the race's own runs, as ``sweeps.confirm`` judges it (the search's runs chose
+    the candidates; ``known`` is kept for the record of which seeds the search used). ``rule``: ``mean``
+    drops a candidate whose utility mean breaks the bound (the product before stop 37), ``test`` one that a
+    one-sided 95 % t test shows to break it (``sweeps.racing.surely_infeasible``, the product's rule)."""
+    from sweeps.racing import FIRST_TEST, eliminated, surely_infeasible
 
     values: dict[str, dict[int, float]] = {str(p): {} for p in candidates}
-    utils = {p: [float(problem.utility[p, s]) for s in known] for p in candidates}
+    utils: dict[int, list[float]] = {p: [] for p in candidates}
     survivors, spent = list(candidates), 0
     for s in seeds:
         if len(survivors) < 2 or spent + len(survivors) > runs:
@@ -252,7 +266,10 @@ def race(problem: Problem, candidates: list[int], seeds: Sequence[int], known: S
             values[str(p)][s] = float(problem.score[p, s])
             utils[p].append(float(problem.utility[p, s]))
         spent += len(survivors)
-        survivors = [p for p in survivors if problem.feasible(float(np.mean(utils[p])))]
+        if len(utils[survivors[0]]) >= FIRST_TEST:  # as sweeps.confirm.replay: once every survivor has its first blocks
+            survivors = [p for p in survivors
+                         if (not surely_infeasible(utils[p], problem.bound) if rule == "test"
+                             else problem.feasible(float(np.mean(utils[p]))))]
         if not survivors:  # every candidate fell below the bound: the search's export, nothing stated
             return candidates[0], math.nan, spent
         out = eliminated(values, [str(p) for p in survivors])

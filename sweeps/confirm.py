@@ -5,7 +5,9 @@ spent; the confirmed best is what the sweep exports.
 The race is F-Race with irace's paired t-test and Holm's correction (``sweeps.racing``, which cites
 them): round c runs every surviving point on confirmation seed c (``sweeps.space.confirm_seed``: the
 same for every point); from round ``FIRST_TEST`` on, survivors significantly worse than the best are
-eliminated, and so is a survivor whose confirmed mean breaks a constraint. The race stops when one point
+eliminated, and so is a survivor whose confirmed runs break a constraint by a one-sided 95 % t test
+(``racing.surely_infeasible``: a point whose true mean sits on the bound would be dropped by its mean
+alone half of the time, and the best points of a constrained sweep sit there). The race stops when one point
 is left, when the best's posterior probability of being best (``racing.prob_best``) reaches 0.95, or when
 the runs are spent (a last round that does not fit the budget goes to the survivors with the best means).
 
@@ -33,7 +35,7 @@ from sweeps.layout import (
     read_json,
     write_json_atomic,
 )
-from sweeps.racing import FIRST_TEST, eliminated, paired_difference, prob_best
+from sweeps.racing import FIRST_TEST, eliminated, paired_difference, prob_best, surely_infeasible
 from sweeps.record import Bound
 from sweeps.report.select import candidates as ranked_candidates
 from sweeps.report.trials import TrialRow
@@ -96,9 +98,14 @@ def values_of(space: SearchSpace, state: RaceState, upto: int | None = None,
             for t in among}
 
 
-def _mean(finals: Mapping[int, Mapping[str, Any]], metric: str, upto: int | None = None) -> float:
+def _values(finals: Mapping[int, Mapping[str, Any]], metric: str, upto: int | None = None) -> list[float]:
+    """``metric`` of the runs below index ``upto`` (a run that did not report it: NaN, i.e. breaks a bound)."""
     xs = [f.get(metric) for i, f in finals.items() if upto is None or i < upto]
-    xs = [float(x) for x in xs if isinstance(x, (int, float))]
+    return [float(x) if isinstance(x, (int, float)) else math.nan for x in xs]
+
+
+def _mean(finals: Mapping[int, Mapping[str, Any]], metric: str, upto: int | None = None) -> float:
+    xs = [x for x in _values(finals, metric, upto) if not math.isnan(x)]
     return sum(xs) / len(xs) if xs else math.nan
 
 
@@ -113,10 +120,11 @@ def replay(space: SearchSpace, candidates: Sequence[Candidate], finals: dict[str
     k = FIRST_TEST
     while len(survivors) > 1 and min(len(finals[t]) for t in survivors) >= k:  # every round complete so far
         for t in list(survivors):
-            broken = [b.describe() for b in bounds if b.violation({b.metric: _mean(finals[t], b.metric, k)}) > 0]
+            broken = [b.describe() for b in bounds if surely_infeasible(_values(finals[t], b.metric, k), b)]
             if broken and len(survivors) > 1:
                 survivors.remove(t)
-                out[t] = f"infeasible after {k} seeds: its confirmed mean breaks {'; '.join(broken)}"
+                out[t] = (f"infeasible after {k} seeds: its confirmed runs break {'; '.join(broken)} "
+                          f"(one-sided 95 % t test)")
         for t in eliminated(values_of(space, state, k, survivors), survivors):
             survivors.remove(t)
             out[t] = f"eliminated after {k} seeds (paired t-test vs the best, Holm, 5 %)"
@@ -183,9 +191,35 @@ def load_candidates(root: Path) -> list[Candidate] | None:
     return [Candidate(str(c["trial_id"]), dict(c["params"])) for c in doc["candidates"]]
 
 
-def summary(space: SearchSpace, state: RaceState) -> dict[str, Any]:
+def feasibility(finals: Mapping[int, Mapping[str, Any]], bounds: Sequence[Bound]) -> list[dict[str, Any]]:
+    """How sure a point's feasibility is, per constraint: its confirmed runs' mean with a 95 % t interval
+    (``sweeps.record.interval``) and a verdict: ``shown feasible`` (the interval clears the bound),
+    ``feasible within noise`` (the mean does, the interval holds the bound), ``below the bound within noise``
+    (the mean breaks it, the one-sided t test does not show it broken) or ``shown infeasible``."""
+    from sweeps.record import interval
+
+    out = []
+    for b in bounds:
+        xs = _values(finals, b.metric)
+        iv = interval(xs, "mean")
+        mean = _mean(finals, b.metric)
+        if surely_infeasible(xs, b):
+            verdict = "shown infeasible"
+        elif b.violation({b.metric: mean}) > 0:
+            verdict = "below the bound within noise"
+        elif iv is not None and all(b.violation({b.metric: x}) <= 0 for x in iv):
+            verdict = "shown feasible"
+        else:
+            verdict = "feasible within noise"
+        out.append({"bound": b.describe(), "metric": b.metric, "mean": mean, "interval": list(iv) if iv else None,
+                    "seeds": len(xs), "verdict": verdict})
+    return out
+
+
+def summary(space: SearchSpace, state: RaceState, bounds: Sequence[Bound] = ()) -> dict[str, Any]:
     """``confirmation.json``: the race's outcome (the confirmed best, its probability of being best of the
-    confirmed points, the runner-up and the paired difference of the objective with its 95 % interval)."""
+    confirmed points, the runner-up and the paired difference of the objective with its 95 % interval, and
+    how sure the best's feasibility is under each of ``bounds``)."""
     metric = space.metric_names[0]
     feasible = _feasible_ids(state)
     order = sorted(feasible, key=lambda t: (t in state.survivors, _mean_signed(space, state, t)), reverse=True)
@@ -203,6 +237,7 @@ def summary(space: SearchSpace, state: RaceState) -> dict[str, Any]:
         "rule": RULE, "metric": metric, "direction": space.directions[0], "runs": state.runs,
         "budget": space.budget.confirm.runs, "stopped": state.stopped, "best": best, "runner_up": runner,
         "prob_best": probs.get(best) if best else None, "difference": diff.to_dict() if diff else None,
+        "feasibility": feasibility(state.finals[best], bounds) if best else [],
         "candidates": [{"trial_id": c.trial_id, "params": params[c.trial_id],
                         "seeds": {str(i): confirm_seed(space, i) for i in sorted(state.finals[c.trial_id])},
                         "values": {str(i): state.finals[c.trial_id][i].get(metric)
@@ -235,6 +270,6 @@ def run_stage(space: SearchSpace, settings: SweepSettings, trials: Sequence[Tria
         log(f"confirmation: seed {jobs[0].index + 1} for {len(jobs)} point(s) "
             f"({state.runs} of {space.budget.confirm.runs} runs used)")
         run_round(jobs, f"confirm-{jobs[0].index}-{time.time_ns()}")
-    doc = summary(space, state)
+    doc = summary(space, state, bounds)
     write_json_atomic(root / CONFIRM_DIR / CONFIRMATION_FILE, doc)
     return doc

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sweeps.record import Bound
+
 FIRST_TEST = 3  # blocks (seeds) every survivor has before the first elimination test
 ALPHA = 0.05  # the race's family-wise level (Holm) per test
 POSTERIOR_DRAWS = 4000  # samples of prob_best's posterior
@@ -156,3 +158,24 @@ def can_still_beat(values: Sequence[float], incumbent: float, level: float = 0.9
         return bool(x[0] >= incumbent)
     high = scipy.stats.t.interval(level, len(x) - 1, loc=x.mean(), scale=scipy.stats.sem(x))[1]
     return bool(high >= incumbent)
+
+
+def surely_infeasible(values: Sequence[float], bound: Bound, level: float = 0.95) -> bool:
+    """Whether runs ``values`` of ``bound``'s metric show the bound broken: the one-sided ``level`` t bound
+    of their mean lies on the wrong side of the threshold (for ``metric >= x``: mean + t s / sqrt(n) < x).
+    With fewer than 2 values (no interval) only a value on the wrong side counts, and a NaN breaks it.
+    The confirmation stage drops a candidate for its constraint by this test, not by its mean alone: a
+    point whose true mean sits near the bound would be dropped by its mean about half of the time."""
+    import scipy.stats
+
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) == 0:
+        return False
+    if np.isnan(x).any():
+        return True
+    sign = 1.0 if bound.kind == "min" else -1.0  # as "higher is feasible"
+    margin = sign * (x - bound.threshold)
+    if len(x) < 2 or np.all(margin == margin[0]):
+        return bool(margin.mean() < 0)
+    high = margin.mean() + scipy.stats.t.ppf(level, len(x) - 1) * scipy.stats.sem(margin)
+    return bool(high < 0)

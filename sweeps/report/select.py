@@ -122,6 +122,10 @@ def describe_confirmation(doc: Mapping[str, Any]) -> list[str]:
     if d:
         lines.append(f"runner-up: {doc['runner_up']}; paired difference (best - runner-up) {d['mean']:.4g}, 95 % "
                      f"interval [{d['low']:.4g}, {d['high']:.4g}] over {d['seeds']} common seeds")
+    for f in doc.get("feasibility", ()):  # stages recorded before stop 37 have none
+        iv = f"[{f['interval'][0]:.4g}, {f['interval'][1]:.4g}]" if f["interval"] else "(one seed: no interval)"
+        lines.append(f"feasibility: {f['bound']}: confirmed mean {f['mean']:.4g}, 95 % interval {iv} over "
+                     f"{f['seeds']} seeds: {f['verdict']}")
     lines.append(f"rule: {doc['rule']}")
     return lines
 

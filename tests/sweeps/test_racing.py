@@ -7,7 +7,8 @@ import statistics
 import numpy as np
 import pytest
 
-from sweeps.racing import FIRST_TEST, eliminated, holm, paired_difference, prob_best, ranked
+from sweeps.racing import FIRST_TEST, eliminated, holm, paired_difference, prob_best, ranked, surely_infeasible
+from sweeps.record import Bound
 
 
 def test_paired_difference_is_the_t_interval_of_the_per_seed_differences():
@@ -80,3 +81,22 @@ def test_a_point_gets_another_seed_only_while_its_upper_bound_reaches_the_incumb
     assert can_still_beat(values, 1.47) and not can_still_beat(values, 1.48)
     assert can_still_beat([0.1], 5.0)  # one value: no interval, it always can
     assert not can_still_beat([0.2, 0.2, 0.2], 0.3) and can_still_beat([0.2, 0.2], 0.2)
+
+
+def test_a_point_is_surely_infeasible_only_when_its_one_sided_t_bound_breaks_the_constraint():
+    from scipy import stats
+
+    at_least = Bound("model_utility", "min", 0.75, "0.9 x target")
+    runs = [0.74, 0.745, 0.73]  # mean 0.7383 below the bound
+    high = np.mean(runs) + stats.t.ppf(0.95, 2) * np.std(runs, ddof=1) / math.sqrt(3)  # written out: 0.7578
+    assert high > 0.75 and not surely_infeasible(runs, at_least)  # its mean breaks it, the test does not
+    tight = [0.738, 0.739, 0.737, 0.7385]
+    assert surely_infeasible(tight, at_least)
+    assert not surely_infeasible([0.76, 0.77], at_least)
+    # one run: no interval, its value decides; nothing run: nothing shown; a NaN (diverged run) breaks it
+    assert surely_infeasible([0.70], at_least) and not surely_infeasible([0.80], at_least)
+    assert not surely_infeasible([], at_least) and surely_infeasible([0.8, math.nan], at_least)
+    # an upper bound (metric <= x) mirrors it
+    at_most = Bound("privleak", "max", 10.0, "absolute")
+    assert surely_infeasible([12.0, 12.5, 12.2], at_most) and not surely_infeasible([9.0, 12.0, 10.5], at_most)
+    assert surely_infeasible([0.7, 0.7], at_least) and not surely_infeasible([0.8, 0.8], at_least)  # no spread
