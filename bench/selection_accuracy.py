@@ -115,11 +115,11 @@ def confirmed(problem: Problem, cfg: SimConfig, compute: int, order: list[int],
               sweep: Callable[[str, int], list[Trial]], name: str) -> Outcome:
     """Settings ``d``, ``j``, ``k``: the common-seed search (R = 3 or 1) on part of the runs, then the race
     of its top k."""
-    r, rule = RACES[name]
-    r = cfg.replicates if r == 3 else r
-    fresh = order[r:]
+    search, rule = RACES[name]
+    r = cfg.replicates if search in ("b", "c") else 1
+    fresh = order[r:]  # for "a" a candidate's own search seed may be among them (1 in 10 per point on a 10-seed pool)
     budget = min(compute // 2, cfg.race_k * len(fresh))
-    trials = sweep("c" if r > 1 else "i", (compute - budget) // r)
+    trials = sweep(search, (compute - budget) // r)
     base = outcome(problem, name, compute, trials)
     cand = top_feasible(problem, trials, cfg.race_k)
     in_race = float(problem.best in cand)
@@ -484,6 +484,10 @@ def parse_args() -> argparse.Namespace:
                     help="truth: every run reports its point's truth mean utility (the settings then judge "
                          "feasibility without error: an ablation that leaves the objective's noise alone)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes over sweep seeds")
+    ap.add_argument("--splits", type=int, default=0,
+                    help="also score the sweeps over K random pool / truth partitions of all the recorded seeds "
+                         "(split_grids), --sweeps spread over them; 0: the fixed pool only")
+    ap.add_argument("--only-splits", action="store_true", help="skip the fixed pool's sections (grid, SNR, selection)")
     args = ap.parse_args()
     if any(c % 3 or c <= 0 for c in args.compute):
         raise SystemExit(f"--compute {args.compute}: each must be a positive multiple of 3 (R = 3 at equal compute)")
@@ -539,6 +543,85 @@ def selection(grid: Grid, objective: str, bound: Bound, cfg: SimConfig, args: ar
     return result
 
 
+def split_grids(args: argparse.Namespace) -> list[Grid]:
+    """``--splits K``: K partitions of every recorded seed (pool and truth seeds together) into a pool of
+    the pool's size and a truth of the rest, drawn with ``random.Random(split)``. A single fixed pool shares
+    its luck with every simulated sweep (on the 4 x 4 table the 10 pool seeds give the three best points a
+    utility 0.02-0.03 below their 20-seed truth); sweeps spread over K pools measure the method, not one
+    pool. Every split's truth is still seeds its sweeps never draw."""
+    import random
+
+    from bench.replicate_table import parse_seeds
+
+    pool, truth = parse_seeds(args.pool_seeds), parse_seeds(args.truth_seeds)
+    seeds = sorted({*pool, *truth})
+    out = []
+    for k in range(args.splits):
+        drawn = random.Random(k).sample(seeds, len(pool))
+        out.append(load_grid(args.table, sorted(drawn), [s for s in seeds if s not in drawn]))
+    return out
+
+
+def split_selection(grids: Sequence[Grid], objective: str, bound: Bound, cfg: SimConfig,
+                    args: argparse.Namespace) -> dict[str, Any]:
+    """Selection accuracy over ``--splits`` pool / truth partitions: ``--sweeps`` sweep seeds spread evenly
+    over them, each sweep scored on its own split's truth; the shares are over all sweeps."""
+    per = max(1, args.sweeps // len(grids))
+    scored: list[tuple[Outcome, dict[str, float], float]] = []  # (outcome, its score, export = its truth best)
+    bests = []
+    for k, grid in enumerate(grids):
+        problem = make_problem(grid, objective, bound, direction(grid, objective), feasibility=args.feasibility)
+        bests.append(_name(grid, problem.best))
+        outcomes = parallel(functools.partial(simulate_seed, problem, cfg), range(k * per, (k + 1) * per),
+                            args.workers)
+        scored += [(o, score_export(problem, o.export), float(o.export == problem.best))
+                   for seed in outcomes for o in seed]
+    rows = []
+    for setting, compute in sorted({(o.setting, o.compute) for o, _, _ in scored}, key=lambda x: (x[1], x[0])):
+        group = [(o, sc, right) for o, sc, right in scored if o.setting == setting and o.compute == compute]
+        regrets = [sc["regret"] for _, sc, _ in group if not math.isnan(sc["regret"]) and not sc["infeasible"]]
+        row = {"setting": setting, "label": SETTINGS[setting], "compute": compute, "sweeps": len(group),
+               **{f"{k}_share": statistics.fmean(sc[k] for _, sc, _ in group)
+                  for k in ("best", "best_objective", "within_0.02", "within_0.05", "infeasible", "no_export")},
+               "mean_regret": statistics.fmean(regrets) if regrets else math.nan,
+               "mean_runs": statistics.fmean(o.runs for o, _, _ in group),
+               "mean_distinct_points": statistics.fmean(o.distinct for o, _, _ in group)}
+        if setting in RACES:
+            stated = [(o.stated, right, o.race_right) for o, _, right in group if not math.isnan(o.stated)]
+            bins = []
+            for lo, hi in zip(CALIBRATION_BINS, CALIBRATION_BINS[1:]):
+                sel = [x for x in stated if lo <= x[0] < hi or (hi == 1.0 and x[0] == 1.0)]
+                bins.append({"from": lo, "to": hi, "sweeps": len(sel),
+                             "mean_stated": statistics.fmean(x[0] for x in sel) if sel else math.nan,
+                             "right_share": statistics.fmean(x[1] for x in sel) if sel else math.nan,
+                             "right_among_candidates_share": statistics.fmean(x[2] for x in sel) if sel else math.nan})
+            row["calibration"] = {"bins": bins, "sweeps_stating": len(stated)}
+            row["truth_best_in_race_share"] = statistics.fmean(o.in_race for o, _, _ in group)
+        rows.append(row)
+    counts = {b: bests.count(b) for b in dict.fromkeys(bests)}
+    print(f"\nSelection accuracy over {len(grids)} pool / truth splits ({per} sweep seeds each), objective "
+          f"{objective}; the splits' truth best (by forget quality): "
+          + ", ".join(f"{b} in {n}" for b, n in counts.items()))
+    print("  C runs  setting                    = best  = best(obj)  within .02  within .05  regret*  infeasible  "
+          "none  runs  points")
+    for r in rows:
+        print(f"  {r['compute']:>6}  {r['setting']} {r['label']:<24} {r['best_share']:>5.2f}  "
+              f"{r['best_objective_share']:>9.2f}  {r['within_0.02_share']:>10.2f}  {r['within_0.05_share']:>10.2f}  "
+              f"{r['mean_regret']:>6.4f}  {r['infeasible_share']:>10.2f}  {r['no_export_share']:>4.2f}  "
+              f"{r['mean_runs']:>4.0f}  {r['mean_distinct_points']:>6.1f}")
+    for r in rows:
+        if r["setting"] in RACES and r["compute"] == TARGETS["compute"]:
+            print(f"  race {r['setting']} at C={r['compute']}: truth best among the candidates "
+                  f"{r['truth_best_in_race_share']:.2f}")
+            for b in r["calibration"]["bins"]:
+                if b["sweeps"]:
+                    print(f"    stated [{b['from']:.2f}, {b['to']:.2f}): {b['sweeps']:>3} sweeps, stated "
+                          f"{b['mean_stated']:.2f}, right {b['right_share']:.2f}, right among the candidates "
+                          f"{b['right_among_candidates_share']:.2f}")
+    return {"objective": objective, "splits": len(grids), "sweeps_per_split": per, "truth_bests": counts,
+            "rows": rows, "split_seeds": [{"pool": list(g.pool.seeds), "truth": list(g.truth.seeds)} for g in grids]}
+
+
 def search(grid: Grid, objective: str, bound: Bound, args: argparse.Namespace) -> dict[str, Any]:
     problem = make_problem(grid, objective, bound, direction(grid, objective))
     found = parallel(functools.partial(search_seed, problem, MAX_TRIALS), range(args.sweeps), args.workers)
@@ -577,7 +660,11 @@ def main() -> None:
     print_snr(snr, agree, tag, {"truth": len(grid.truth.seeds), "pool": len(grid.pool.seeds)},
               [grid.points[i] for i in contenders])
     cfg = SimConfig(tuple(args.compute), race_k=args.race_k, confidence=args.confidence, adaptive_max=args.adaptive_max)
-    results = {o: selection(grid, o, bound, cfg, args) for o in args.objective}
+    results = {o: selection(grid, o, bound, cfg, args) for o in args.objective} if not args.only_splits else {}
+    splits = {}
+    if args.splits:
+        grids = split_grids(args)
+        splits = {o: split_selection(grids, o, bound, cfg, args) for o in args.objective}
     searches = [search(grid, args.objective[0], bound, args)]
     for path in args.search_table:
         other = load(path, args)
@@ -587,7 +674,8 @@ def main() -> None:
            "sim": dataclasses.asdict(cfg) | {"sweeps": args.sweeps},
            "settings": SETTINGS, "targets": TARGETS, "grid": summary | {"recorded": _recorded(grid)},
            "snr": {"rows": snr, "agreement": agree, "contenders": [grid.points[i] for i in contenders],
-                   "recorded": _recorded(grid)}, "selection": results, "search_efficiency": searches}
+                   "recorded": _recorded(grid)}, "selection": results, "selection_over_splits": splits,
+           "search_efficiency": searches}
     res["wall_seconds"] = round(time.time() - start, 1)
     print(f"\n{res['wall_seconds']:.0f} s ({args.workers} worker(s))")
     if args.json:

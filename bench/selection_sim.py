@@ -45,7 +45,9 @@ The settings, at a total compute of C runs:
   ``replicates: 1, seeds: common``, so every point runs the same seed);
 * ``j`` ``i`` + the race of ``d`` (the shipped ``satimp`` space: an R = 1 search, then ``confirm``);
 * ``k`` ``j``, but the race drops a candidate as infeasible only when a one-sided 95 % t test on its
-  utility runs says it breaks the bound (``sweeps.racing.surely_infeasible``), not whenever its mean does.
+  utility runs says it breaks the bound (``sweeps.racing.surely_infeasible``), not whenever its mean does;
+* ``l`` ``k`` after an R = 1 search on per-point seeds (``a``): ``budget.seeds: per_point`` with the race
+  (whose seeds are common whatever ``budget.seeds`` says).
 """
 
 from __future__ import annotations
@@ -75,9 +77,10 @@ SETTINGS = {
     "i": "R=1, common seed",
     "j": "R=1 common + race top k",
     "k": "j, drop surely infeasible",
+    "l": "k on R=1 per-point seeds",
 }
-RACES = {"d": (3, "mean"), "j": (1, "mean"), "k": (1, "test")}
-"""The race settings: (replicates of the search, how the race judges a candidate infeasible)."""
+RACES = {"d": ("c", "mean"), "j": ("i", "mean"), "k": ("i", "test"), "l": ("a", "test")}
+"""The race settings: (the search setting whose top k are raced, how the race judges a candidate infeasible)."""
 
 
 @dataclass(frozen=True)
