@@ -47,7 +47,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     check_prepare_inputs(cfg, cfg.benchmark.load(cfg.data))
     result = run_unlearning(cfg, args.out, address=args.address, storage_path=args.storage_path, verbose=args.verbose)
     m = result.metrics if result else {}
-    print("\n".join(f"{k:>20}: {m[k]:.4g}" for k in cfg.benchmark.metrics.shown if k in m))
+    print("\n".join(f"{k:>20}: {m[k]:.4g}" for k in cfg.metrics.shown if k in m))
     print(f"results: {Path(args.out).resolve() / 'results.json'}\nmodel:   {Path(args.out).resolve() / 'model'}")
     return 0
 

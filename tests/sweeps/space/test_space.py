@@ -71,7 +71,7 @@ def test_shipped_space_loads_and_round_trips(path: Path, tmp_path: Path) -> None
     space = load_space(path)
     assert space.name == path.stem
     assert space.source == str(path)
-    assert all(m in space.base_config.benchmark.metrics.names for m in space.metric_names)
+    assert all(m in space.base_config.metrics.names for m in space.metric_names)
     base = space.base_config
     assert base.model.name == "tiny"
     if base.data.benchmark == "muse":  # MUSE-News, capped to a small subset (the README runs it on the local copy)
