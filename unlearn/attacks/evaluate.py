@@ -33,7 +33,7 @@ def check_attacks(bench: Benchmark, data: Any, eval_cfg: EvalConfig) -> RelearnS
     """What the attacks need of the loaded data, checked before any model loads: the relearning split."""
     if eval_cfg.relearn is None:
         return None
-    return relearn_split(bench.forget_count(data), eval_cfg.relearn)
+    return relearn_split(bench.forget_count(data), eval_cfg.relearn, bench.relearn_min_heldout)
 
 
 def quantized(model: nn.Module, bits: int, cfg: QuantConfig) -> nn.Module:

@@ -23,18 +23,21 @@ class RelearnSplit:
     heldout: tuple[int, ...]
 
 
-def relearn_split(n: int, cfg: RelearnConfig) -> RelearnSplit:
+def relearn_split(n: int, cfg: RelearnConfig, min_heldout: int = 1) -> RelearnSplit:
     """``round(fraction * n)`` of ``n`` forget rows drawn with ``cfg.seed`` for relearning; the rest held out.
 
     Raises:
-        ConfigError: when either side would be empty (before any model is loaded).
+        ConfigError: when no row is left to relearn on, or fewer than ``min_heldout`` to evaluate on (the
+            benchmark's fewest), before any model is loaded.
     """
     k = round(cfg.fraction * n)
-    if k < 1 or k > n - 1:
-        lo, hi = 0.5 / n, 1 - 0.5 / n
-        side = "no forget row to relearn on" if k < 1 else "no forget row to evaluate on"
-        raise ConfigError(f"eval.relearn.fraction={cfg.fraction} of {n} forget rows leaves {side}; valid: a "
-                          f"fraction in [{lo:.3g}, {hi:.3g}) (1 to {n - 1} rows)")
+    most = n - min_heldout
+    if k < 1 or k > most:
+        side = "no forget row to relearn on" if k < 1 else \
+            f"{n - k} forget row(s) to evaluate on, fewer than the {min_heldout} its metrics need"
+        valid = f"a fraction of {n} rows that gives 1 to {most} rows, e.g. {1 / n:.3g} to {most / n:.3g}" if most >= 1 \
+            else f"a forget split of more than {min_heldout} rows"
+        raise ConfigError(f"eval.relearn.fraction={cfg.fraction} of {n} forget rows leaves {side}; valid: {valid}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed)).tolist()
     return RelearnSplit(tuple(sorted(order[:k])), tuple(sorted(order[k:])))
 

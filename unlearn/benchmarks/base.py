@@ -145,8 +145,10 @@ class Benchmark(ABC):
     reference_doc: str  # what the reference statistics are, for messages
     # its own data options, written flat in ``data`` (``unlearn.benchmarks.options``); none by default
     options_type: type[BenchmarkOptions] = BenchmarkOptions
-    # whether it implements the relearning attack's split (``forget_count``, ``relearn_sets``)
+    # whether it implements the relearning attack's split (``forget_count``, ``relearn_sets``), and the
+    # fewest held-out forget rows its metrics take
     relearns: bool = False
+    relearn_min_heldout: int = 1
     # whether relative metrics need the retain model's statistics (a hub target without a retain model
     # then needs prepare.retain_stats); False: absolute metrics only (WMDP's accuracies)
     needs_reference: bool = True

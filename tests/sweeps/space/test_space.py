@@ -250,7 +250,31 @@ BAD: dict[str, tuple[Callable[[dict], None], list[str]]] = {
         _both(_set("constraints", [{"metric": "forget_truth_ratio", "min_fraction_of_target": 0.9}]),
               _set("base/prepare", {"finetune": False, "retain_stats": "x.json"}), _set("base/model", {"name": "m"})),
         ["constraints[0]", "prepare.finetune: false", "absolute min / max"]),
+    "attack metric without the attack": (_set("objectives", [{"metric": "relearn_forget_w1", "direction": "minimize"}]),
+                                         ["objectives[0]", "unknown metric 'relearn_forget_w1'"]),
+    "attack setting as a parameter": (
+        _both(_set("base/eval", {"relearn": {"steps": 5}}),
+              _set("parameters/eval.relearn", {"distribution": "fixed", "value": None})),
+        ["eval.relearn is a parameter", "attacked the same way", "set eval.quant / eval.relearn in base"]),
+    "relative bound on an attack metric": (
+        _both(_set("base/eval", {"quant": {"bits": [4]}}),
+              _set("constraints", [{"metric": "q4_forget_prob", "max_fraction_of_target": 0.5}])),
+        ["constraints[0]", "an attack's metric", "valid: an absolute min / max"]),
 }
+
+
+def test_attack_metrics_are_objectives_and_constraints(tmp_path: Path) -> None:
+    data = good()
+    data["base"]["eval"] = {"quant": {"bits": [4, 8]}, "relearn": {"fraction": 0.25, "steps": 10}}
+    data["objectives"] = [{"metric": "forget_quality", "direction": "maximize"},
+                          {"metric": "relearn_forget_w1", "direction": "minimize"}]
+    data["constraints"] = [{"metric": "relearn_forget_prob", "max": 0.3}, {"metric": "q4_forget_prob", "max": 0.2}]
+    space = load_space(write(tmp_path, data))
+    assert space.metric_names == ("forget_quality", "relearn_forget_w1")
+    assert [c.metric for c in space.constraints] == ["relearn_forget_prob", "q4_forget_prob"]
+    data["objectives"] = [{"metric": "relearn_forget_w1", "direction": "maximize"}]
+    with pytest.raises(ConfigError, match="direction='maximize' does not suit 'relearn_forget_w1'; valid: minimize"):
+        load_space(write(tmp_path, data, "wrong.yaml"))
 
 
 @pytest.mark.parametrize("case", list(BAD), ids=list(BAD))

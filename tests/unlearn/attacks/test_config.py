@@ -91,12 +91,14 @@ def test_the_relearning_split_depends_on_its_seed_only():
     assert a != relearn_split(40, RelearnConfig(fraction=0.25, seed=4))
 
 
-@pytest.mark.parametrize("n,fraction,side", [(40, 0.01, "no forget row to relearn on"),
-                                             (40, 0.99, "no forget row to evaluate on"),
-                                             (1, 0.5, "no forget row")])
-def test_a_fraction_that_empties_a_side_names_what_would_work(n, fraction, side):
-    with pytest.raises(ConfigError, match=f"eval.relearn.fraction={fraction} of {n} forget rows leaves {side}.*valid"):
-        relearn_split(n, RelearnConfig(fraction=fraction))
+@pytest.mark.parametrize("n,fraction,least,side", [
+    (40, 0.01, 1, "no forget row to relearn on; valid: a fraction of 40 rows that gives 1 to 39 rows"),
+    (40, 0.99, 1, r"0 forget row\(s\) to evaluate on, fewer than the 1 its metrics need"),
+    (4, 0.8, 2, r"1 forget row\(s\) to evaluate on, fewer than the 2 .*valid: .* gives 1 to 2 rows, e.g. 0.25 to 0.5"),
+    (2, 0.5, 2, ".*; valid: a forget split of more than 2 rows")])
+def test_a_fraction_that_empties_a_side_names_what_would_work(n, fraction, least, side):
+    with pytest.raises(ConfigError, match=f"eval.relearn.fraction={fraction} of {n} forget rows leaves {side}"):
+        relearn_split(n, RelearnConfig(fraction=fraction), least)
 
 
 def test_relearning_takes_exactly_its_steps():

@@ -37,6 +37,7 @@ class TofuFamily(Benchmark):
 
     metrics = names.TABLE
     relearns = True
+    relearn_min_heldout = 2  # forget quality and the distances compare distributions of truth ratios
     splits = FORGET_SPLITS
     default_split = "forget10"
     reference_doc = "the retain model's forget truth ratios (TOFU_EVAL.json or this project's retain_stats.json)"
