@@ -99,6 +99,17 @@ def test_satimp_space() -> None:
     assert space.max_epochs == 10
 
 
+def test_robust_space_selects_on_an_attack_metric_under_attack_bounds() -> None:
+    space = load_space("robust")
+    assert (space.tune_metric, space.tune_mode) == ("relearn_forget_w1", "min")
+    assert [(c.metric, c.key) for c in space.constraints] == [("model_utility", "min_fraction_of_target"),
+                                                              ("q4_forget_prob", "max")]
+    for point in space.initial_points:  # every trial carries both attacks, configured once in the base
+        cfg = trial_run_config(space, point, seed=0)
+        assert cfg.eval.quant.bits == (4, 8) and cfg.eval.relearn.steps == 10 and cfg.eval.relearn.seed == 0
+        assert {"q4_forget_prob", "q8_forget_quality", "relearn_forget_w1"} <= set(cfg.metrics.names)
+
+
 def test_reweighting_space_is_multi_objective(reweighting: SearchSpace) -> None:
     assert reweighting.is_multi_objective
     assert reweighting.tune_metric == ["forget_quality", "model_utility"]
