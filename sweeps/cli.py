@@ -47,7 +47,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     check_prepare_inputs(cfg, cfg.benchmark.load(cfg.data))
     result = run_unlearning(cfg, args.out, address=args.address, storage_path=args.storage_path, verbose=args.verbose)
     m = result.metrics if result else {}
-    print("\n".join(f"{k:>20}: {m[k]:.4g}" for k in cfg.metrics.shown if k in m))
+    shown = [k for k in cfg.metrics.shown if k in m]
+    width = max((len(k) for k in shown), default=0)
+    print("\n".join(f"{k:>{width}}: {m[k]:.4g}" for k in shown))
     print(f"results: {Path(args.out).resolve() / 'results.json'}\nmodel:   {Path(args.out).resolve() / 'model'}")
     return 0
 

@@ -105,3 +105,12 @@ def test_relearning_takes_exactly_its_steps():
     batches = relearn_batches(10, RelearnConfig(steps=7, batch_size=4))
     assert len(batches) == 7 and all(1 <= len(b) <= 4 for b in batches)
     assert batches == relearn_batches(10, RelearnConfig(steps=7, batch_size=4))
+
+
+def test_a_fraction_the_data_cannot_split_fails_before_prepare(tmp_path):
+    from unlearn.train.prepare import check_prepare_inputs
+
+    cfg = load_run_config(None, [f"cache_dir={tmp_path / 'cache'}", "eval.relearn.fraction=0.99"])
+    with pytest.raises(ConfigError, match="eval.relearn.fraction=0.99 of 40 forget rows leaves 0 forget row"):
+        check_prepare_inputs(cfg, cfg.benchmark.load(cfg.data))
+    assert not (tmp_path / "cache").exists()  # nothing prepared
