@@ -36,6 +36,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from sweeps.preflight import check_model_dirs, check_storage_path, check_writable_dir
     from sweeps.cluster import check_address
     from sweeps.ray_run import run_unlearning
+    from unlearn.attacks import attack_prefixes
     from unlearn.train.prepare import check_prepare_inputs
 
     cfg = _run_config(args)
@@ -49,7 +50,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     m = result.metrics if result else {}
     shown = [k for k in cfg.metrics.shown if k in m]
     width = max((len(k) for k in shown), default=0)
-    print("\n".join(f"{k:>{width}}: {m[k]:.4g}" for k in shown))
+    attacks = attack_prefixes(cfg.eval.quant, cfg.eval.relearn)  # each attack's value beside its metric's
+    print("\n".join((f"{k:>{width}}: {m[k]:<8.4g}" + "".join(f"  {p.rstrip('_')} {m[p + k]:<8.4g}" for p in attacks
+                                                            if p + k in m)).rstrip() for k in shown))
     print(f"results: {Path(args.out).resolve() / 'results.json'}\nmodel:   {Path(args.out).resolve() / 'model'}")
     return 0
 

@@ -98,10 +98,9 @@ class MetricTable:
 
     def prefixed(self, prefix: str, *, utility: bool = True) -> MetricTable:
         """A copy with every name prefixed (an attack's evaluation of the same benchmark, e.g. ``q4_``):
-        same goals, utility and generation flags; shown where the metric is shown and not utility.
-        ``utility=False``: the utility metrics left out."""
-        kept = tuple(replace(m, name=prefix + m.name, shown=m.shown and not m.utility)
-                     for m in self.metrics if utility or not m.utility)
+        same goals, utility and generation flags, none shown (a report shows them when a space names them;
+        ``unlearn-sweep run`` prints them beside their metric). ``utility=False``: the utility metrics left out."""
+        kept = tuple(replace(m, name=prefix + m.name, shown=False) for m in self.metrics if utility or not m.utility)
         summary = prefix + self.utility_metric if self.utility_metric is not None and utility else None
         return MetricTable(kept, summary)
 
