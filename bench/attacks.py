@@ -2,6 +2,7 @@
 
     python -m bench.attacks methods --seeds 0 1 --json bench/results/attacks_methods.json
     python -m bench.attacks cost --rounds 3 --json bench/results/attacks_cost.json
+    python -m bench.attacks cost --rounds 2 --utility --json bench/results/attacks_cost_utility.json
 
 ``methods``: the paper-default SatImp point (SatImp-GD, beta1=5, beta2=0.1, alpha=1), GA and NPO
 (beta 0.1, alpha 1), each at the embedded default's optimiser (8 epochs, lr 2e-3), one run per seed with
@@ -11,7 +12,8 @@ do not depend on the run's seed): what "forgotten" and "known" look like. Prints
 
 ``cost``: the same run (the paper-default point, seed 0) without and with both attacks, alternated
 ``--rounds`` times in this process (``run_local``: one CPU worker, no Ray start-up, as a sweep trial's
-local launcher), the median wall seconds of each and their ratio.
+local launcher), the median wall seconds of each and their ratio. ``--utility``: the attacks report the
+utility metrics too (``eval.quant.utility`` / ``eval.relearn.utility``: each attack a whole evaluation).
 
 Every figure is saved with the commit and the resolved config. Set OMP_NUM_THREADS=1 on a shared machine.
 """
@@ -44,7 +46,7 @@ METHODS: dict[str, list[str]] = {
     "ga": ["method.weighting=uniform", "method.objective=ga"],
     "npo": ["method.weighting=uniform", "method.objective=npo", "method.npo_beta=0.1"],
 }
-STATS = ("forget_quality", "forget_w1", "forget_prob", "forget_rouge", "forget_truth_ratio")
+STATS = ("forget_quality", "forget_w1", "forget_prob", "forget_rouge", "forget_truth_ratio", "model_utility")
 PREFIXES = ("", "q4_", "q8_", "relearn_")
 
 
@@ -95,7 +97,7 @@ def methods(seeds: list[int], cache: str) -> dict[str, Any]:
 
 
 def _print_table(summary: dict[str, dict[str, Any]], refs: dict[str, dict[str, float]]) -> None:
-    for stat in ("forget_prob", "forget_quality", "forget_rouge"):
+    for stat in ("forget_prob", "forget_quality", "forget_rouge", "forget_w1", "model_utility"):
         print(f"\n{stat}: mean over seeds [95 % t interval]   plain | 4-bit | 8-bit | after relearning")
         for name, s in summary.items():
             cells = []
@@ -109,8 +111,9 @@ def _print_table(summary: dict[str, dict[str, Any]], refs: dict[str, dict[str, f
                                                         for p in PREFIXES))
 
 
-def cost(rounds: int, cache: str) -> dict[str, Any]:
-    plain, attacked = _config(cache), _config(cache, *ATTACKS)
+def cost(rounds: int, cache: str, utility: bool) -> dict[str, Any]:
+    extra = ["eval.quant.utility=true", "eval.relearn.utility=true"] if utility else []
+    plain, attacked = _config(cache), _config(cache, *ATTACKS, *extra)
     prepare(plain, log=lambda s: None)  # cached before timing
     times: dict[str, list[float]] = {"plain": [], "attacked": []}
     seconds: list[dict[str, float]] = []
@@ -138,12 +141,13 @@ def main() -> None:
     ap.add_argument("part", choices=["methods", "cost"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--utility", action="store_true", help="cost: the attacks report utility metrics too")
     ap.add_argument("--cache-dir", default="~/.cache/unlearn-sweeps")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     head = commit()
     print(f"commit {head}; {' '.join(sys.argv)}; torch threads {torch.get_num_threads()}", flush=True)
-    doc = methods(args.seeds, args.cache_dir) if args.part == "methods" else cost(args.rounds, args.cache_dir)
+    doc = methods(args.seeds, args.cache_dir) if args.part == "methods" else cost(args.rounds, args.cache_dir, args.utility)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"commit": head, "argv": sys.argv, "torch_threads": torch.get_num_threads(),
