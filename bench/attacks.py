@@ -1,6 +1,7 @@
 """The attacks on unlearned models of the embedded default (generated benchmark, tiny Llama), and their cost.
 
-    python -m bench.attacks methods --seeds 0 1 --json bench/results/attacks_methods.json
+    python -m bench.attacks methods --seeds 0 1 2 --json bench/results/attacks_methods.json
+    python -m bench.attacks methods --seeds 0 --set optim.lr=1e-4 --json bench/results/attacks_methods_lr1e-4.json
     python -m bench.attacks cost --rounds 3 --json bench/results/attacks_cost.json
     python -m bench.attacks cost --rounds 2 --utility --json bench/results/attacks_cost_utility.json
 
@@ -8,7 +9,8 @@
 (beta 0.1, alpha 1), each at the embedded default's optimiser (8 epochs, lr 2e-3), one run per seed with
 both attacks (``ATTACKS``); and the prepared retain and target models attacked the same way (the attacks
 do not depend on the run's seed): what "forgotten" and "known" look like. Prints the forget metrics plain /
-4-bit / 8-bit / after relearning, each method's mean over seeds with its 95 % t interval.
+4-bit / 8-bit / after relearning, each method's mean over seeds with its 95 % t interval. ``--set KEY=VALUE``
+(repeatable): an override of every method's runs, e.g. a smaller learning rate.
 
 ``cost``: the same run (the paper-default point, seed 0) without and with both attacks, alternated
 ``--rounds`` times in this process (``run_local``: one CPU worker, no Ray start-up, as a sweep trial's
@@ -75,13 +77,13 @@ def attacked_references(cfg: RunConfig) -> dict[str, dict[str, float]]:
     return out
 
 
-def methods(seeds: list[int], cache: str) -> dict[str, Any]:
+def methods(seeds: list[int], cache: str, extra: list[str]) -> dict[str, Any]:
     runs: dict[str, list[dict[str, float]]] = {}
     configs = {}
     with tempfile.TemporaryDirectory(prefix="bench-attacks-") as tmp:
         for name, overrides in METHODS.items():
             for seed in seeds:
-                cfg = _config(cache, *overrides, *ATTACKS, f"seed={seed}")
+                cfg = _config(cache, *overrides, *ATTACKS, *extra, f"seed={seed}")
                 configs[name] = to_dict(cfg)
                 res = run_local(cfg, Path(tmp) / f"{name.split()[0]}_{seed}", log=lambda s: None)
                 runs.setdefault(name, []).append(_row(res.metrics))
@@ -92,7 +94,7 @@ def methods(seeds: list[int], cache: str) -> dict[str, Any]:
                           "ci95": interval([r[k] for r in rows], "mean"), "values": [r[k] for r in rows]}
                       for k in rows[0]} for name, rows in runs.items()}
     _print_table(summary, refs)
-    return {"seeds": seeds, "attacks": ATTACKS, "methods": METHODS, "configs": configs, "runs": runs,
+    return {"seeds": seeds, "attacks": ATTACKS, "methods": METHODS, "set": extra, "configs": configs, "runs": runs,
             "summary": summary, "references": refs}
 
 
@@ -141,13 +143,15 @@ def main() -> None:
     ap.add_argument("part", choices=["methods", "cost"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                    help="methods: an override of every method's runs")
     ap.add_argument("--utility", action="store_true", help="cost: the attacks report utility metrics too")
     ap.add_argument("--cache-dir", default="~/.cache/unlearn-sweeps")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     head = commit()
     print(f"commit {head}; {' '.join(sys.argv)}; torch threads {torch.get_num_threads()}", flush=True)
-    doc = methods(args.seeds, args.cache_dir) if args.part == "methods" else cost(args.rounds, args.cache_dir, args.utility)
+    doc = methods(args.seeds, args.cache_dir, args.extra) if args.part == "methods" else cost(args.rounds, args.cache_dir, args.utility)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"commit": head, "argv": sys.argv, "torch_threads": torch.get_num_threads(),
