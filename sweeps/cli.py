@@ -36,6 +36,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from sweeps.preflight import check_model_dirs, check_storage_path, check_writable_dir
     from sweeps.cluster import check_address
     from sweeps.ray_run import run_unlearning
+    from unlearn.attacks import attack_prefixes
     from unlearn.train.prepare import check_prepare_inputs
 
     cfg = _run_config(args)
@@ -47,7 +48,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     check_prepare_inputs(cfg, cfg.benchmark.load(cfg.data))
     result = run_unlearning(cfg, args.out, address=args.address, storage_path=args.storage_path, verbose=args.verbose)
     m = result.metrics if result else {}
-    print("\n".join(f"{k:>20}: {m[k]:.4g}" for k in cfg.benchmark.metrics.shown if k in m))
+    shown = [k for k in cfg.metrics.shown if k in m]
+    width = max((len(k) for k in shown), default=0)
+    attacks = attack_prefixes(cfg.eval.quant, cfg.eval.relearn)  # each attack's value beside its metric's
+    print("\n".join((f"{k:>{width}}: {m[k]:<8.4g}" + "".join(f"  {p.rstrip('_')} {m[p + k]:<8.4g}" for p in attacks
+                                                            if p + k in m)).rstrip() for k in shown))
     print(f"results: {Path(args.out).resolve() / 'results.json'}\nmodel:   {Path(args.out).resolve() / 'model'}")
     return 0
 

@@ -231,7 +231,7 @@ def summary(space: SearchSpace, state: RaceState, bounds: Sequence[Bound] = ()) 
     diff = paired_difference(raw, best, runner) if best and runner else None
     params = {c.trial_id: c.params for c in state.candidates}
     # beside the objective: the report's other metrics (forget quality next to a distance) and the constrained ones
-    shown = [m for m in dict.fromkeys([*space.base_config.benchmark.metrics.shown, *(c.metric for c in space.constraints)])
+    shown = [m for m in dict.fromkeys([*space.base_config.metrics.shown, *(c.metric for c in space.constraints)])
              if m != metric]
     return {
         "rule": RULE, "metric": metric, "direction": space.directions[0], "runs": state.runs,

@@ -51,7 +51,7 @@ class TrialContext:
 def watched_metrics(ctx: TrialContext) -> list[str]:
     """The metrics a record gives a 95 % interval: the objectives, the constrained metrics and the ones the
     benchmark's report shows (forget quality keeps its interval beside a distance objective)."""
-    shown = ctx.space.base_config.benchmark.metrics.shown
+    shown = ctx.space.base_config.metrics.shown
     return list(dict.fromkeys([*ctx.space.metric_names, *(b.metric for b in ctx.bounds), *shown]))
 
 

@@ -38,7 +38,7 @@ def candidates(space: SearchSpace, trials: Sequence[TrialRow], bounds: Sequence[
     """Finished, feasible trials with every objective, best first (first objective, then utility)."""
     done = [t for t in trials if t.status == "FINISHED" and t.config is not None
             and _objective_values(space, t) is not None and is_feasible(t, bounds)]
-    utility = space.base_config.benchmark.metrics.utility_metric
+    utility = space.base_config.metrics.utility_metric
     # Ties on the first objective (forget quality moves in coarse steps) go to the better model utility:
     # of two equally forgetful models, the one that kept more is the one to export.
     return sorted(done, key=lambda t: (_objective_values(space, t)[0], _utility(t, utility)), reverse=True)

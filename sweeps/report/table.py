@@ -24,7 +24,7 @@ def format_report(root: Path, space: SearchSpace) -> str:
         return f"{root}: no trial has started yet"
     bounds = load_bounds(root)
     names = sorted({k for t in trials for k in t.params})
-    table = space.base_config.benchmark.metrics
+    table = space.base_config.metrics
     metrics = list(dict.fromkeys([*space.metric_names, *(b.metric for b in bounds), *table.shown]))
     header = ["trial", "status", *names, *metrics, *(["feasible"] if bounds else [])]
     rows = [[t.trial_id, t.status, *[_fmt(t.params.get(n)) for n in names],

@@ -93,7 +93,11 @@ def _check_objectives(space: SearchSpace) -> None:
     if "data.benchmark" in space.param_map:
         raise ConfigError("data.benchmark is a parameter: every trial of a sweep must report the same metrics; "
                           "valid: set data.benchmark in base, one sweep per benchmark")
-    table = space.base_config.benchmark.metrics
+    attacked = [k for k in space.param_map if k.split(".")[:2] in (["eval", "quant"], ["eval", "relearn"])]
+    if attacked:
+        raise ConfigError(f"{attacked[0]} is a parameter: every trial of a sweep is attacked the same way (the same "
+                          "attack metrics, the same relearning split); valid: set eval.quant / eval.relearn in base")
+    table = space.base_config.metrics
     seen: set[str] = set()
     for i, o in enumerate(space.objectives):
         if o.metric in seen:
@@ -106,7 +110,7 @@ def _check_objectives(space: SearchSpace) -> None:
 
 
 def _check_constraints(space: SearchSpace) -> None:
-    table = space.base_config.benchmark.metrics
+    table = space.base_config.metrics
     bench = space.base_config.data.benchmark
     seen: set[tuple[str, str]] = set()
     for i, c in enumerate(space.constraints):
@@ -116,6 +120,9 @@ def _check_constraints(space: SearchSpace) -> None:
         if (c.metric, c.key) in seen:
             raise ConfigError(f"{where}: {c.key} on {c.metric!r} is given twice; valid: one bound per metric and kind")
         seen.add((c.metric, c.key))
+        if c.relative and c.metric not in space.base_config.benchmark.metrics.names:
+            raise ConfigError(f"{where}: {c.key} on {c.metric!r}, an attack's metric: the prepared target is not "
+                              "attacked, so it has no value to take a fraction of; valid: an absolute min / max")
         if c.relative and not space.base_config.prepare.finetune:
             raise ConfigError(f"{where}: {c.key} needs the prepared target model's {c.metric}, which prepare measures "
                               "only when it fine-tunes the target (base prepare.finetune: false here); valid: an "
@@ -161,7 +168,7 @@ def _check_confirm(space: SearchSpace) -> None:
 
 def _check_produced(space: SearchSpace, metric: str, where: str) -> None:
     """Metrics that need generation exist only when generation is on in every trial."""
-    if not space.base_config.benchmark.metrics.get(metric).needs_generation:
+    if not space.base_config.metrics.get(metric).needs_generation:
         return
     rouge = space.param_map.get("eval.rouge")
     if not space.base_config.eval.rouge:
@@ -177,7 +184,7 @@ def _check_early_stopping(space: SearchSpace) -> None:
     if not space.base_config.epoch_eval or "epoch_eval" in space.param_map:
         raise ConfigError("early_stopping needs base epoch_eval: true (a metric after every epoch), "
                           "and epoch_eval out of the parameters")
-    table = space.base_config.benchmark.metrics
+    table = space.base_config.metrics
     natural = table.tune_mode(es.metric, f"early_stopping of benchmark {space.base_config.data.benchmark!r}")
     if es.mode != natural:
         raise ConfigError(f"early_stopping: mode={es.mode!r} does not suit {es.metric!r}; valid: {natural}")

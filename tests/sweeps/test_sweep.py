@@ -201,9 +201,14 @@ def test_the_value_of_record_is_the_kept_epoch_everywhere(kept, capsys):
 
 @pytest.fixture(scope="module")
 def replicated(tmp_path_factory, ray_local, cache_dir):
+    """Two points of two replicates, attacked (4-bit, and relearning on half of the 4 forget rows), with a bound
+    on an attack metric that every run keeps (a probability is at most 1)."""
     root = tmp_path_factory.mktemp("replicated")
+    attacks = {"quant": {"bits": [4]}, "relearn": {"fraction": 0.5, "steps": 2}}
     space = _space_file(root, cache_dir, budget={"num_samples": 2, "max_concurrent": 2, "seed": 0, "replicates": 2},
-                        constraints=[{"metric": "forget_truth_ratio", "min_fraction_of_target": 0.5}])
+                        base__eval={"max_new_tokens": 12, "batch_size": 64, **attacks},
+                        constraints=[{"metric": "forget_truth_ratio", "min_fraction_of_target": 0.5},
+                                     {"metric": "relearn_forget_prob", "max": 1.0}])
     return launch_sweep(space, [], SweepSettings(out_dir=str(root / "out"), progress=False))
 
 
@@ -226,6 +231,8 @@ def test_a_replicated_trial_records_its_mean_in_optuna_mlflow_and_the_report(rep
         assert [s.value for s in study.trials if s.params == t.params] == [pytest.approx(mean)]
         (kid,) = [k for k in kids if k.data.tags["unlearn.trial_id"] == t.trial_id]
         assert kid.data.metrics["record/forget_quality"] == pytest.approx(mean)
+        for attacked in ("q4_forget_quality", "relearn_forget_prob"):  # the attacks' metrics are recorded alike
+            assert kid.data.metrics[f"record/{attacked}"] == pytest.approx((finals[0][attacked] + finals[1][attacked]) / 2)
         assert kid.data.tags["unlearn.feasible"] == str(record.feasible).lower()
         nested = client.search_runs([kid.info.experiment_id],
                                     filter_string=f"tags.`mlflow.parentRunId` = '{kid.info.run_id}'")
@@ -239,10 +246,15 @@ def test_a_replicated_trial_records_its_mean_in_optuna_mlflow_and_the_report(rep
         assert record.constraints[0]["threshold"] > 0  # resolved against the prepared target model
     # common random numbers: replicate r of every point ran the same seed
     assert len({tuple(r["seed"] for r in t.record.replicates) for t in replicated.trials}) == 1
+    # every run (two seeds each, two points) relearned on the same forget rows: the split is the attack's own
+    splits = [json.loads((t.dir / "replicates" / str(i) / "results.json").read_text())["attacks"]["relearn_split"]
+              for t in replicated.trials for i in range(2)]
+    assert all(s == splits[0] for s in splits) and sorted(splits[0]["relearn"] + splits[0]["heldout"]) == [0, 1, 2, 3]
     assert main(["report", str(replicated.out_dir)]) == 0
     out = capsys.readouterr().out
     assert "values of record: mean over 2 replicates" in out and "Student's t interval" in out
     assert "constraint: forget_truth_ratio >= " in out and "feasible" in out and "+-" in out
+    assert "constraint: relearn_forget_prob <= 1" in out
 
 
 def test_pareto_export_writes_an_index_and_a_file_that_reproduces_replicate_zero(replicated, tmp_path, capsys):
@@ -256,7 +268,7 @@ def test_pareto_export_writes_an_index_and_a_file_that_reproduces_replicate_zero
     cfg = load_run_config(out / row["file"])
     rerun = run_unlearning(cfg, tmp_path / "rerun", log=lambda s: None)
     first = json.loads((replicated.best.run_dir / "results.json").read_text())["final"]
-    for key in ("forget_quality", "forget_truth_ratio", "train/loss"):
+    for key in ("forget_quality", "forget_truth_ratio", "train/loss", "q4_forget_prob", "relearn_forget_prob"):
         assert rerun.metrics[key] == pytest.approx(first[key], rel=1e-5, abs=1e-8)
     assert main(["export-best", str(replicated.out_dir), "--pareto", str(out)]) == 2  # not empty: --force
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -96,6 +96,18 @@ class MetricTable:
         """Optuna study ``direction`` for metric ``name``."""
         return "maximize" if self.higher_is_better(name, where) else "minimize"
 
+    def prefixed(self, prefix: str, *, utility: bool = True) -> MetricTable:
+        """A copy with every name prefixed (an attack's evaluation of the same benchmark, e.g. ``q4_``):
+        same goals, utility and generation flags, none shown (a report shows them when a space names them;
+        ``unlearn-sweep run`` prints them beside their metric). ``utility=False``: the utility metrics left out."""
+        kept = tuple(replace(m, name=prefix + m.name, shown=False) for m in self.metrics if utility or not m.utility)
+        summary = prefix + self.utility_metric if self.utility_metric is not None and utility else None
+        return MetricTable(kept, summary)
+
+    def extended(self, *others: MetricTable) -> MetricTable:
+        """This table followed by ``others``' metrics (their utility metrics not this one's summary)."""
+        return MetricTable(self.metrics + tuple(m for t in others for m in t.metrics), self.utility_metric)
+
     def order(self, metrics: Mapping[str, float]) -> dict[str, float]:
         """``metrics`` in table order (names outside the table dropped)."""
         return {k: metrics[k] for k in self.names if k in metrics}
@@ -132,6 +144,10 @@ class Benchmark(ABC):
     reference_doc: str  # what the reference statistics are, for messages
     # its own data options, written flat in ``data`` (``unlearn.benchmarks.options``); none by default
     options_type: type[BenchmarkOptions] = BenchmarkOptions
+    # whether it implements the relearning attack's split (``forget_count``, ``relearn_sets``), and the
+    # fewest held-out forget rows its metrics take
+    relearns: bool = False
+    relearn_min_heldout: int = 1
     # whether relative metrics need the retain model's statistics (a hub target without a retain model
     # then needs prepare.retain_stats); False: absolute metrics only (WMDP's accuracies)
     needs_reference: bool = True
@@ -176,8 +192,22 @@ class Benchmark(ABC):
     # --- evaluation ----------------------------------------------------------------------------------
     @abstractmethod
     def evaluate(self, model, tokenizer, data: Any, cfg: DataConfig, eval_cfg: EvalConfig,
-                 reference: Mapping[str, Any] | None) -> EvalOutput:
-        """Every metric of the table the model, ``eval_cfg`` and ``reference`` allow."""
+                 reference: Mapping[str, Any] | None, *, utility: bool = True) -> EvalOutput:
+        """Every metric of the table the model, ``eval_cfg`` and ``reference`` allow. ``utility=False``
+        (an attack's evaluation): the utility metrics are not needed, and a plug-in may skip what only
+        they need (TOFU: the retain, real-author and world-fact sets)."""
+
+    # --- relearning attack (``eval.relearn``) ----------------------------------------------------------
+    def forget_count(self, data: Any) -> int:
+        """How many forget rows the relearning attack splits between relearning and evaluation."""
+        raise ConfigError(f"{self.title} has no relearning attack; valid: eval.relearn: null")
+
+    def relearn_sets(self, tokenizer, data: Any, cfg: DataConfig, relearn_rows: Sequence[int],
+                     heldout_rows: Sequence[int], reference: Mapping[str, Any] | None
+                     ) -> tuple[list[EncodedQA], Any, Mapping[str, Any] | None]:
+        """The relearning examples (forget rows ``relearn_rows``), and the data and reference statistics
+        whose forget set is the rows ``heldout_rows`` only (``evaluate`` takes them as they are)."""
+        raise ConfigError(f"{self.title} has no relearning attack; valid: eval.relearn: null")
 
     @abstractmethod
     def reference_from_file(self, path: str | Path) -> dict[str, Any]:

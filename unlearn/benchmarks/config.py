@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar, get_type_hints
 
+from unlearn.attacks.config import QuantConfig, RelearnConfig
 from unlearn.benchmarks.options import BenchmarkOptions, absolute_path, flat_options, option_keys, options_from_flat
 from unlearn.config import CustomConfig, build, coerce_fields
 from unlearn.errors import ConfigError, check_range, unknown_name
@@ -89,13 +90,17 @@ class EvalConfig:
     ``rouge=False`` skips generation, so the metrics that need it (``Metric.needs_generation``: ROUGE,
     and what is built on it, such as TOFU's ``model_utility``) are left out. ``max_new_tokens`` is the
     generation length where the benchmark does not fix its own (TOFU; MUSE follows open-unlearning's
-    128 / 32 tokens).
+    128 / 32 tokens). ``quant`` / ``relearn``: the attacks, off when None.
     """
 
     batch_size: int = 32
     max_new_tokens: int = 40
     max_length: int = 96  # prompt + answer tokens of a scored sequence; longer answers are truncated
     rouge: bool = True
+    # Attacks on the unlearned model, evaluated after the plain evaluation with prefixed metric names
+    # (``unlearn.attacks``): quantized weights (q4_, q8_) and relearning on part of the forget set (relearn_)
+    quant: QuantConfig | None = None
+    relearn: RelearnConfig | None = None
 
     def __post_init__(self) -> None:
         check_range("batch_size", self.batch_size, low=1)

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from unlearn.config import Override, apply_overrides, from_dict, load_yaml, parse_override, to_dict
-from unlearn.benchmarks import get_benchmark
+from unlearn.attacks import metric_table
+from unlearn.benchmarks import MetricTable, get_benchmark
 from unlearn.benchmarks.config import DataConfig, EvalConfig
 from unlearn.errors import ConfigError, check_range
 from unlearn.losses.head import check_loss_path
@@ -156,8 +157,15 @@ class RunConfig:
         if self.keep_best_by is not None:
             if not self.epoch_eval:
                 raise ConfigError("keep_best_by needs epoch_eval: true (the best epoch is chosen among evaluated ones)")
-            self.benchmark.metrics.higher_is_better(self.keep_best_by, "keep_best_by")
+            self.metrics.higher_is_better(self.keep_best_by, "keep_best_by")
         self._check_rmu_layer()
+        if self.eval.relearn is not None and not self.benchmark.relearns:
+            from unlearn.benchmarks import BENCHMARKS
+
+            able = [n for n in BENCHMARKS.names() if BENCHMARKS.get(n).relearns]
+            raise ConfigError(f"eval.relearn is set but benchmark {self.data.benchmark!r} has no relearning attack "
+                              f"(no forget rows paired with their evaluation); valid: eval.relearn: null, or "
+                              f"data.benchmark one of {', '.join(able)}")
         if self.method.importance and not self.benchmark.has_key_texts(self.data):
             raise ConfigError(f"method.importance needs key-token annotations of the forget split, and benchmark "
                               f"{self.data.benchmark!r} has none for split {self.data.split!r}; valid: set "
@@ -178,6 +186,12 @@ class RunConfig:
     def benchmark(self):
         """The benchmark plug-in ``data.benchmark`` names (``unlearn.benchmarks.base.Benchmark``)."""
         return get_benchmark(self.data.benchmark)
+
+    @property
+    def metrics(self) -> MetricTable:
+        """This run's metric table: the benchmark's, then a prefixed copy per configured attack
+        (``unlearn.attacks.metric_table``): what objectives, constraints and ``keep_best_by`` may name."""
+        return metric_table(self.benchmark.metrics, self.eval.quant, self.eval.relearn)
 
     @property
     def cache_root(self) -> Path:

@@ -52,8 +52,11 @@ def prepare_key(cfg: RunConfig) -> str:
 
 
 def check_prepare_inputs(cfg: RunConfig, data: Any) -> None:
-    """Everything that can be checked before training: model source, retain statistics (``data``: the
-    benchmark's loaded rows)."""
+    """Everything that can be checked before training: model source, retain statistics, the attacks' needs of
+    the data (a relearning fraction that leaves a side empty) (``data``: the benchmark's loaded rows)."""
+    from unlearn.attacks.evaluate import check_attacks
+
+    check_attacks(cfg.benchmark, data, cfg.eval)
     check_model_source(cfg.model)
     if cfg.model.is_preset or cfg.prepare.finetune or not cfg.benchmark.needs_reference:
         if cfg.prepare.retain_stats and not cfg.benchmark.needs_reference:

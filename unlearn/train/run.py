@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import torch
 
+from unlearn.attacks.evaluate import attack_record, check_attacks, evaluate_attacks
+from unlearn.attacks.relearn import RelearnSplit
 from unlearn.config import to_dict
 from unlearn.errors import NonFiniteScoresError
 from unlearn.losses import Method, resolve_loss_path
@@ -74,25 +76,33 @@ class WorkerResult:
     # Wall-clock timestamps (time.time()) of the run's phases, and seconds spent in checkpoints and
     # reports: where a run's time goes besides training and evaluation (``bench.sweep_overhead``).
     timeline: dict[str, float] = field(default_factory=dict)
+    # The attacks' record (``eval.quant`` / ``eval.relearn``): the relearning split, each attack's seconds
+    attacks: dict[str, Any] = field(default_factory=dict)
 
 
 def _evaluate_module(policy, strategy: Strategy, eval_lm, tokenizer, data, cfg: RunConfig,
-                     prepared: Prepared, dist: Dist) -> tuple[dict[str, float], dict[str, list[float]]]:
+                     prepared: Prepared, dist: Dist, split: RelearnSplit | None
+                     ) -> tuple[dict[str, float], dict[str, list[float]], dict[str, Any]]:
     """Evaluate on rank 0 with the full state dict (unsharded); every rank takes part in the gather.
-    Returns the metrics and the per-question statistics (both empty on the other ranks)."""
+    Returns the metrics (the attacks' too, prefixed), the per-question statistics and the attacks' record
+    (all empty on the other ranks)."""
     if strategy.name == "single":
         lm = policy.lm
     else:
         sd = strategy.full_state_dict(policy)
         if dist.rank != 0:
             strategy.barrier()
-            return {}, {}
+            return {}, {}, {}
         eval_lm.load_state_dict({k.removeprefix("lm."): v for k, v in sd.items()})
         lm = eval_lm
     out = cfg.benchmark.evaluate(lm, tokenizer, data, cfg.data, cfg.eval, prepared.reference)
+    attacked = evaluate_attacks(lm, tokenizer, cfg.benchmark, data, cfg.data, cfg.eval, prepared.reference, split) \
+        if cfg.eval.quant is not None or cfg.eval.relearn is not None else None
     if strategy.name != "single":
         strategy.barrier()
-    return out.metrics, out.per_item
+    if attacked is None:
+        return out.metrics, out.per_item, {}
+    return {**out.metrics, **attacked.metrics}, out.per_item, attack_record(attacked)
 
 
 def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, dist: Dist, reporter: Reporter,
@@ -101,6 +111,7 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
     timeline = {"setup_start": time.time(), "checkpoint_report_s": 0.0}
     resolve_loss_path(cfg.optim.loss_path, dist.device, cfg.model.torch_dtype)  # a kernel that cannot run here: now
     data = cfg.benchmark.load(cfg.data)
+    split = check_attacks(cfg.benchmark, data, cfg.eval)  # a relearning fraction that cannot split: now
     tokenizer = load_tokenizer(prepared.target_dir)
     method = Method(cfg.method)
     dtype = cfg.model.torch_dtype
@@ -124,6 +135,7 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
         log(f"resumed from {resume} after epoch {start}")
     history: list[dict[str, float]] = []
     per_item: dict[int, dict[str, list[float]]] = {}  # epoch -> its evaluation's per-question statistics
+    attacks: dict[int, dict[str, Any]] = {}  # epoch -> its attacks' record
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     timeline["loop_start"] = time.time()
     for epoch in range(start, cfg.optim.epochs):
@@ -139,8 +151,8 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
         if cfg.epoch_eval or last:
             t1 = time.perf_counter()
             try:
-                evaluated, per_item[epoch + 1] = _evaluate_module(policy, strategy, eval_lm, tokenizer, data, cfg,
-                                                                  prepared, dist)
+                evaluated, per_item[epoch + 1], attacks[epoch + 1] = _evaluate_module(
+                    policy, strategy, eval_lm, tokenizer, data, cfg, prepared, dist, split)
             except NonFiniteScoresError as e:  # finite weights whose outputs overflow: the update diverged
                 raise DivergedError(f"loss is {stats.get('loss')} (mean) at epoch {epoch + 1}, but the updated "
                                     f"model's scores are not finite ({e}; optim.lr={cfg.optim.lr}); lower the "
@@ -148,7 +160,7 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
             metrics.update(evaluated)
             metrics["eval/seconds"] = time.perf_counter() - t1
         if cfg.keep_best_by and dist.rank == 0:
-            sign = 1.0 if cfg.benchmark.metrics.higher_is_better(cfg.keep_best_by) else -1.0
+            sign = 1.0 if cfg.metrics.higher_is_better(cfg.keep_best_by) else -1.0
             score = sign * metrics.get(cfg.keep_best_by, -sign * math.inf)
             if best is None or score > best[0]:
                 best = (score, epoch + 1, {k: v.clone() for k, v in strategy.full_state_dict(policy).items()})
@@ -165,6 +177,7 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
     timeline["loop_end"] = time.time()
     result = _finish(cfg, policy, strategy, tokenizer, history, best, out_dir, dist)
     result.per_item = per_item.get(result.best_epoch or cfg.optim.epochs, {})
+    result.attacks = attacks.get(result.best_epoch or cfg.optim.epochs, {})
     result.timeline = {**timeline, "finish_end": time.time()}
     if ref is not None:
         result.reference_max_change = _max_change(strategy.full_state_dict(ref), prepared.target_dir, dtype, dist)
@@ -224,6 +237,7 @@ def write_results(out_dir: Path, cfg: RunConfig, prepared: Prepared, result: Wor
         "reference_max_change": result.reference_max_change,
         "per_item": result.per_item,
         "timeline": result.timeline,
+        "attacks": result.attacks,
         **(extra or {}),
     }
     path = out_dir / RESULTS_FILE

@@ -71,7 +71,7 @@ def test_shipped_space_loads_and_round_trips(path: Path, tmp_path: Path) -> None
     space = load_space(path)
     assert space.name == path.stem
     assert space.source == str(path)
-    assert all(m in space.base_config.benchmark.metrics.names for m in space.metric_names)
+    assert all(m in space.base_config.metrics.names for m in space.metric_names)
     base = space.base_config
     assert base.model.name == "tiny"
     if base.data.benchmark == "muse":  # MUSE-News, capped to a small subset (the README runs it on the local copy)
@@ -97,6 +97,17 @@ def test_satimp_space() -> None:
     assert (m["weighting"], m["objective"], m["beta1"], m["beta2"], m["alpha"]) == ("satimp", "gd", 5.0, 0.1, 1.0)
     assert (cfg.optim.lr, cfg.optim.epochs) == (2e-3, 8)
     assert space.max_epochs == 10
+
+
+def test_robust_space_selects_on_an_attack_metric_under_attack_bounds() -> None:
+    space = load_space("robust")
+    assert (space.tune_metric, space.tune_mode) == ("relearn_forget_w1", "min")
+    assert [(c.metric, c.key) for c in space.constraints] == [("model_utility", "min_fraction_of_target"),
+                                                              ("q4_forget_prob", "max")]
+    for point in space.initial_points:  # every trial carries both attacks, configured once in the base
+        cfg = trial_run_config(space, point, seed=0)
+        assert cfg.eval.quant.bits == (4, 8) and cfg.eval.relearn.steps == 10 and cfg.eval.relearn.seed == 0
+        assert {"q4_forget_prob", "q8_forget_quality", "relearn_forget_w1"} <= set(cfg.metrics.names)
 
 
 def test_reweighting_space_is_multi_objective(reweighting: SearchSpace) -> None:
@@ -250,7 +261,31 @@ BAD: dict[str, tuple[Callable[[dict], None], list[str]]] = {
         _both(_set("constraints", [{"metric": "forget_truth_ratio", "min_fraction_of_target": 0.9}]),
               _set("base/prepare", {"finetune": False, "retain_stats": "x.json"}), _set("base/model", {"name": "m"})),
         ["constraints[0]", "prepare.finetune: false", "absolute min / max"]),
+    "attack metric without the attack": (_set("objectives", [{"metric": "relearn_forget_w1", "direction": "minimize"}]),
+                                         ["objectives[0]", "unknown metric 'relearn_forget_w1'"]),
+    "attack setting as a parameter": (
+        _both(_set("base/eval", {"relearn": {"steps": 5}}),
+              _set("parameters/eval.relearn", {"distribution": "fixed", "value": None})),
+        ["eval.relearn is a parameter", "attacked the same way", "set eval.quant / eval.relearn in base"]),
+    "relative bound on an attack metric": (
+        _both(_set("base/eval", {"quant": {"bits": [4]}}),
+              _set("constraints", [{"metric": "q4_forget_prob", "max_fraction_of_target": 0.5}])),
+        ["constraints[0]", "an attack's metric", "valid: an absolute min / max"]),
 }
+
+
+def test_attack_metrics_are_objectives_and_constraints(tmp_path: Path) -> None:
+    data = good()
+    data["base"]["eval"] = {"quant": {"bits": [4, 8]}, "relearn": {"fraction": 0.25, "steps": 10}}
+    data["objectives"] = [{"metric": "forget_quality", "direction": "maximize"},
+                          {"metric": "relearn_forget_w1", "direction": "minimize"}]
+    data["constraints"] = [{"metric": "relearn_forget_prob", "max": 0.3}, {"metric": "q4_forget_prob", "max": 0.2}]
+    space = load_space(write(tmp_path, data))
+    assert space.metric_names == ("forget_quality", "relearn_forget_w1")
+    assert [c.metric for c in space.constraints] == ["relearn_forget_prob", "q4_forget_prob"]
+    data["objectives"] = [{"metric": "relearn_forget_w1", "direction": "maximize"}]
+    with pytest.raises(ConfigError, match="direction='maximize' does not suit 'relearn_forget_w1'; valid: minimize"):
+        load_space(write(tmp_path, data, "wrong.yaml"))
 
 
 @pytest.mark.parametrize("case", list(BAD), ids=list(BAD))

@@ -66,8 +66,9 @@ class MuseBenchmark(Benchmark):
                 chunk_texts(tokenizer, list(data.retain_texts), cfg.max_length))
 
     def evaluate(self, model, tokenizer, data, cfg: DataConfig, eval_cfg: EvalConfig,
-                 reference: Mapping[str, Any] | Literal["self"] | None) -> EvalOutput:
-        """MUSE's evaluation; ``reference="self"``: privleak against the model's own AUC (0)."""
+                 reference: Mapping[str, Any] | Literal["self"] | None, *, utility: bool = True) -> EvalOutput:
+        """MUSE's evaluation; ``reference="self"``: privleak against the model's own AUC (0). ``utility``
+        is not used: the retain knowmem set is scored all the same."""
         from unlearn.benchmarks.muse.evaluate import MuseEvalConfig, evaluate_muse
 
         # eval.batch_size and eval.rouge apply; lengths are open-unlearning's (128 / 32 new tokens, texts

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +36,8 @@ class TofuFamily(Benchmark):
     """A TOFU-style benchmark: fictitious authors' question-answer pairs, forget quality and model utility."""
 
     metrics = names.TABLE
+    relearns = True
+    relearn_min_heldout = 2  # forget quality and the distances compare distributions of truth ratios
     splits = FORGET_SPLITS
     default_split = "forget10"
     reference_doc = "the retain model's forget truth ratios (TOFU_EVAL.json or this project's retain_stats.json)"
@@ -78,11 +81,12 @@ class TofuFamily(Benchmark):
         return data.forget_key_texts
 
     def evaluate(self, model, tokenizer, data: QASets, cfg: DataConfig, eval_cfg: EvalConfig,
-                 reference: Reference) -> EvalOutput:
+                 reference: Reference, *, utility: bool = True) -> EvalOutput:
         """TOFU's evaluation; ``reference="self"``: relative metrics against the model's own statistics
         (the retain model in prepare: forget quality 1)."""
         ratios = None if reference in (None, "self") else reference[REFERENCE_KEY]
-        res = tofu_eval.evaluate(model, tokenizer, data.eval_sets(), cfg=eval_cfg, fmt=_prompt(cfg),
+        sets = data.eval_sets() if utility else {names.FORGET: data.forget_eval}
+        res = tofu_eval.evaluate(model, tokenizer, sets, cfg=eval_cfg, fmt=_prompt(cfg),
                                  retain_truth_ratios=ratios)
         metrics = dict(res.metrics)
         t0 = time.perf_counter()
@@ -110,6 +114,30 @@ class TofuFamily(Benchmark):
             texts.append([tokenizer.decode([t for t in e.labels if t != IGNORE_INDEX], skip_special_tokens=True)
                           for e in examples])
         return mia_metrics(stats[0], stats[1], texts[0], texts[1], k=DEFAULT_K)
+
+    def forget_count(self, data: QASets) -> int:
+        return len(data.forget)
+
+    def relearn_sets(self, tokenizer, data: QASets, cfg: DataConfig, relearn_rows: Sequence[int],
+                     heldout_rows: Sequence[int], reference: Reference
+                     ) -> tuple[list[EncodedQA], QASets, Reference]:
+        """Relearning examples: the forget rows ``relearn_rows`` encoded as for unlearning. The held-out
+        data: the forget rows ``heldout_rows`` and their evaluation rows (matched by question), the other
+        sets as they are; the retain model's forget truth ratios cut to those questions (privleak's retain
+        AUC stays the full forget set's)."""
+        examples = encode_rows(tokenizer, [data.forget[i] for i in relearn_rows], max_length=cfg.max_length,
+                               fmt=_prompt(cfg))
+        keep = {data.forget[i]["question"] for i in heldout_rows}
+        rows = [i for i, r in enumerate(data.forget_eval) if r["question"] in keep]
+        if len(rows) != len(keep):
+            raise ConfigError(f"{self.title}: {len(keep)} held-out forget questions but {len(rows)} evaluation rows "
+                              "match them; the relearning attack needs one evaluation row per forget question")
+        heldout = replace(data, forget=tuple(data.forget[i] for i in heldout_rows),
+                          forget_eval=tuple(data.forget_eval[i] for i in rows), forget_key_texts=None)
+        ref = reference
+        if isinstance(reference, Mapping):
+            ref = {**reference, REFERENCE_KEY: [reference[REFERENCE_KEY][i] for i in rows]}
+        return examples, heldout, ref
 
     def reference_from_file(self, path: str | Path) -> dict[str, Any]:
         """Forget truth ratios, and privleak's retain AUC when the file has it (this project's

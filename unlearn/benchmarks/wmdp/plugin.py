@@ -76,10 +76,10 @@ class WmdpBenchmark(Benchmark):
                 chunk_texts(tokenizer, list(c.retain_texts), cfg.max_length))
 
     def evaluate(self, model, tokenizer, data: WmdpSets, cfg: DataConfig, eval_cfg: EvalConfig,
-                 reference: Mapping[str, Any] | Literal["self"] | None) -> EvalOutput:
+                 reference: Mapping[str, Any] | Literal["self"] | None, *, utility: bool = True) -> EvalOutput:
         """Every metric of the table through the harness (``eval.batch_size``; ``data.max_questions``: the
         harness's ``limit``, the first N questions of each task), and each question's correctness
-        (``names.PER_ITEM``). ``reference`` is not used."""
+        (``names.PER_ITEM``). ``reference`` and ``utility`` are not used (MMLU runs all the same)."""
         from unlearn.benchmarks.wmdp.harness import evaluate_harness
 
         t0 = time.perf_counter()

@@ -77,3 +77,25 @@ def test_membership_metrics_have_no_direction():
     with pytest.raises(ConfigError, match="best at 0.*abs_privleak"):
         table.tune_mode("privleak")
     assert table.optuna_direction("abs_privleak") == "minimize"
+
+
+def test_relearn_sets_hold_out_the_other_forget_rows_with_their_reference(setup):
+    bench, data, tok, model = setup
+    own = bench.evaluate(model, tok, data, CFG, FAST, "self").reference
+    n = bench.forget_count(data)
+    relearn, heldout = [1], [i for i in range(n) if i != 1]
+    examples, held, ref = bench.relearn_sets(tok, data, CFG, relearn, heldout, own)
+    assert len(examples) == 1 and len(held.forget) == len(held.forget_eval) == n - 1
+    assert [r["question"] for r in held.forget_eval] == [data.forget[i]["question"] for i in heldout]
+    assert held.retain_eval == data.retain_eval and held.holdout == data.holdout  # the other sets as they were
+    assert ref["forget_truth_ratios"] == [own["forget_truth_ratios"][i] for i in heldout]
+    # evaluated on the held-out rows against their own retain ratios: the model is its own reference there
+    out = bench.evaluate(model, tok, held, CFG, FAST, ref, utility=False)
+    assert out.metrics[names.FORGET_QUALITY] == 1.0 and names.MODEL_UTILITY not in out.metrics
+    assert names.RETAIN_PROB not in out.metrics
+
+
+def test_muse_and_wmdp_have_no_relearning_split():
+    for name in ("muse", "wmdp"):
+        with pytest.raises(ConfigError, match="has no relearning attack; valid: eval.relearn: null"):
+            get_benchmark(name).forget_count(None)

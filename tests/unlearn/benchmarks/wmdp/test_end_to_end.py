@@ -60,12 +60,15 @@ def test_prepare_then_rmu_steers_only_its_parameters(wmdp_prepared, tmp_path):
 
 def test_satimp_gd_runs_on_wmdp(wmdp_prepared, tmp_path):
     cfg, _ = wmdp_prepared
-    gd = load_run_config(None, [*SMALL, "optim.epochs=1", "optim.lr=1e-3", f"cache_dir={cfg.cache_dir}"])
+    gd = load_run_config(None, [*SMALL, "optim.epochs=1", "optim.lr=1e-3", f"cache_dir={cfg.cache_dir}",
+                                "eval.quant.bits=[4]"])
     result = run_local(gd, tmp_path, log=lambda s: None)
     final = result.metrics
     assert gd.method.label == "satimp-gd"
     for k in (names.WMDP_CYBER_ACC, names.MMLU_ACC):
         assert 0.0 <= final[k] <= 1.0 and math.isfinite(final[names.stderr_name(k)])
+    # the 4-bit attack through the harness: WMDP's forget-side metrics prefixed, MMLU (utility) left out
+    assert 0.0 <= final["q4_" + names.WMDP_CYBER_ACC] <= 1.0 and "q4_" + names.MMLU_ACC not in final
     # results.json keeps each question's correctness: each accuracy is its mean
     items = json.loads((tmp_path / "results.json").read_text())["per_item"]
     assert set(items) == set(names.PER_ITEM) and items == result.per_item
