@@ -271,7 +271,10 @@ class Budget:
     ``replicates``: runs per sampled point (``sweeps.space.replicate_seeds``); the trial's value is their
     ``aggregate`` (mean or median), reported with a 95 % interval. ``seeds``: ``common`` (replicate r of
     every point runs the same seed, a function of the sweep seed and r: comparisons are paired) or
-    ``per_point`` (each point's seeds derive from the point too). ``adaptive``: ``replicates`` is a maximum, and a
+    ``per_point`` (each point's seeds derive from the point too; the default: it selected better in
+    ``bench.selection_accuracy``, BENCHMARKS "Choosing under noise", because a constraint's seed noise then
+    misjudges points one by one, not all of them together; the confirmation stage's seeds are common either
+    way). ``adaptive``: ``replicates`` is a maximum, and a
     point gets another replicate only while it can still beat the incumbent (``sweeps.racing.can_still_beat``).
     ``confirm``: the confirmation stage (``Confirm``), off when null.
     """
@@ -282,7 +285,7 @@ class Budget:
     seed: int = 0
     replicates: int = 1
     aggregate: Literal["mean", "median"] = "mean"
-    seeds: Literal["common", "per_point"] = "common"
+    seeds: Literal["common", "per_point"] = "per_point"
     adaptive: bool = False
     confirm: Confirm | None = None
 

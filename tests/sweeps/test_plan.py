@@ -19,7 +19,7 @@ def _space(tmp_path: Path, replicates: int = 3, launcher: str = "local"):
         "name": "plan", "base": {"model": {"name": "tiny-2l"}, "scaling": {"launcher": launcher}},
         "parameters": {"method.beta1": {"distribution": "uniform", "low": 0.5, "high": 8.0}},
         "objectives": [{"metric": "forget_quality", "direction": "maximize"}],
-        "budget": {"num_samples": 4, "replicates": replicates},
+        "budget": {"num_samples": 4, "replicates": replicates, "seeds": "common"},
     }
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -104,11 +104,13 @@ def test_trial_seed_is_a_function_of_sweep_seed_and_parameters(sweep, tmp_path, 
     assert trial_seed(space, a) == trial_seed(space, {"method.beta2": 0.1, "method.beta1": 5.0})
     assert trial_seed(space, a) != trial_seed(space, {"method.beta1": 5.0, "method.beta2": 0.2})
     assert trial_seed(space, a) != trial_seed(replace(space, budget=replace(space.budget, seed=1)), a)
-    # every trial of the sweep ran with its replicate's seed (budget.seeds: common, the default: the same
-    # seed for every point, so a second launch gives the paper's point the same run and points pair)
-    seeds = {json.loads((sweep.out_dir / "trials" / t.trial_id / "config.json").read_text())["seed"]
+    # every trial of the sweep ran with its replicate's seed (budget.seeds: per_point, the default: a function
+    # of the sweep seed and the point, so a second launch gives the paper's point the same run)
+    assert space.budget.seeds == "per_point"
+    seeds = {t.trial_id: json.loads((sweep.out_dir / "trials" / t.trial_id / "config.json").read_text())["seed"]
              for t in sweep.trials}
-    assert seeds == {replicate_seeds(space, {})[0]} and space.budget.seeds == "common"
+    assert seeds == {t.trial_id: replicate_seeds(space, t.params)[0] for t in sweep.trials}
+    assert len(set(seeds.values())) == len({json.dumps(t.params, sort_keys=True) for t in sweep.trials})
 
 
 def test_optuna_storage_holds_the_trials(sweep):
@@ -201,11 +203,12 @@ def test_the_value_of_record_is_the_kept_epoch_everywhere(kept, capsys):
 
 @pytest.fixture(scope="module")
 def replicated(tmp_path_factory, ray_local, cache_dir):
-    """Two points of two replicates, attacked (4-bit, and relearning on half of the 4 forget rows), with a bound
+    """Two points of two replicates on common seeds, attacked (4-bit, and relearning on half of the 4 forget rows), with a bound
     on an attack metric that every run keeps (a probability is at most 1)."""
     root = tmp_path_factory.mktemp("replicated")
     attacks = {"quant": {"bits": [4]}, "relearn": {"fraction": 0.5, "steps": 2}}
-    space = _space_file(root, cache_dir, budget={"num_samples": 2, "max_concurrent": 2, "seed": 0, "replicates": 2},
+    space = _space_file(root, cache_dir, budget={"num_samples": 2, "max_concurrent": 2, "seed": 0, "replicates": 2,
+                                                     "seeds": "common"},
                         base__eval={"max_new_tokens": 12, "batch_size": 64, **attacks},
                         constraints=[{"metric": "forget_truth_ratio", "min_fraction_of_target": 0.5},
                                      {"metric": "relearn_forget_prob", "max": 1.0}])

@@ -88,7 +88,7 @@ def test_satimp_space() -> None:
     space = load_space("satimp")  # a shipped space by name
     assert not space.is_multi_objective
     assert (space.tune_metric, space.tune_mode, space.directions) == ("forget_w1", "min", ("minimize",))
-    assert space.budget.seeds == "common" and (space.budget.confirm.top, space.budget.confirm.runs) == (3, 12)
+    assert space.budget.seeds == "per_point" and (space.budget.confirm.top, space.budget.confirm.runs) == (3, 12)
     assert space.initial_points == ({"method.beta1": 5.0, "method.beta2": 0.1, "method.alpha": 1.0,
                                      "optim.lr": 2.0e-3, "optim.epochs": 8},)
     assert (space.budget.num_samples, space.budget.max_concurrent, space.budget.seed) == (16, 2, 0)
