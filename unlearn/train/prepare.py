@@ -138,6 +138,8 @@ def _prepare_fresh(cfg: RunConfig, data: Any, root: Path, log: Log):
     else:
         tokenizer = load_tokenizer(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
         make = lambda: load_model(cfg.model.name, cfg.model.torch_dtype, trust_remote_code=cfg.model.trust_remote_code)
+    for line in bench.data_notes(data):
+        log(f"data: {line}")
     metrics: dict[str, dict[str, float]] = {}
     if cfg.model.is_preset or cfg.prepare.finetune:
         examples = bench.finetune_examples(tokenizer, data, cfg.data, "target")

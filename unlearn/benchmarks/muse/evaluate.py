@@ -309,10 +309,11 @@ def evaluate_muse(model, tokenizer, sets: MuseSets, cfg: MuseEvalConfig = MuseEv
 
     Returns:
         ``MuseEvalResult``: ``forget_verbmem_rouge``, ``forget_knowmem_rouge``, ``retain_knowmem_rouge``
-        (with ``cfg.generate``), ``privleak`` (with ``retain_auc``), ``privleak_auc`` and ``forget_es``;
+        (with ``cfg.generate``), ``privleak`` (with ``retain_auc``), ``privleak_auc`` and ``forget_es``; the ``mia_*`` AUCs
+        and privleak with their 95 % DeLong intervals (``names.ci_low`` / ``ci_high``);
         the per-item statistics they are computed from.
     """
-    from unlearn.metrics.mia import attack_auc, mia_metrics, mink_score, privleak, score_examples
+    from unlearn.metrics.mia import attack_auc, mia_intervals, mia_metrics, mink_score, privleak, score_examples
 
     _check_retain_auc(retain_auc)
     device = next(model.parameters()).device
@@ -340,6 +341,9 @@ def evaluate_muse(model, tokenizer, sets: MuseSets, cfg: MuseEvalConfig = MuseEv
     # every attack on the same privleak texts (zlib's text: the scored tokens decoded, as open-unlearning)
     decoded = [tokenizer.decode([t for t in e.labels if t != IGNORE_INDEX], skip_special_tokens=True) for e in texts]
     metrics: dict[str, float] = mia_metrics(scored[:n], scored[n:], decoded[:n], decoded[n:], k=cfg.k)
+    intervals = mia_intervals(scored[:n], scored[n:], decoded[:n], decoded[n:], k=cfg.k, level=names.CI_LEVEL)
+    for metric, (lo, hi) in intervals.items():
+        metrics[names.ci_low(metric)], metrics[names.ci_high(metric)] = lo, hi
     per_item = {names.FORGET_ES: [float(e) for e in es], names.PRIVLEAK_FORGET_MIN_K: [float(x) for x in scores[:n]],
                 names.PRIVLEAK_HOLDOUT_MIN_K: [float(x) for x in scores[n:]]}
     per_item.update(_rouges(sets, generations))
@@ -349,9 +353,19 @@ def evaluate_muse(model, tokenizer, sets: MuseSets, cfg: MuseEvalConfig = MuseEv
             metrics[metric] = float(np.mean(per_item[metric]))
     if retain_auc is not None:
         metrics[names.PRIVLEAK] = privleak(auc, float(retain_auc))
+        metrics.update(privleak_interval(intervals[names.MIA_MIN_K], float(retain_auc)))
     metrics[names.PRIVLEAK_AUC] = auc
     return MuseEvalResult(names.TABLE.order(metrics), auc, {k: per_item[k] for k in names.PER_ITEM if k in per_item},
                           generations, seconds)
+
+
+def privleak_interval(auc_interval: tuple[float, float], retain_auc: float) -> dict[str, float]:
+    """privleak's interval from its min-k% AUC's (the retain model's AUC held fixed): privleak falls as the
+    AUC rises, so the AUC's upper end gives privleak's lower one."""
+    from unlearn.metrics.mia import privleak
+
+    lo, hi = auc_interval
+    return {names.ci_low(names.PRIVLEAK): privleak(hi, retain_auc), names.ci_high(names.PRIVLEAK): privleak(lo, retain_auc)}
 
 
 def _rouges(sets: MuseSets, generations: dict[str, list[str]]) -> dict[str, list[float]]:
