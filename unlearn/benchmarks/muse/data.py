@@ -74,8 +74,8 @@ class MuseSets:
         knowmem_forget_icl, knowmem_retain_icl: their few-shot examples (``*_qa_icl``), never capped.
         privleak_forget, privleak_holdout: texts whose membership the privleak attack tells apart.
         privleak_retain: privleak/retain texts, empty where the source has none.
-        forget_excerpts: a capped run's privleak forget texts, trained on (as their scored prefix) with
-            the forget corpus (``capped_sets``); empty for a whole-corpus run, whose corpus holds them.
+        forget_excerpts: a capped run's privleak forget texts, trained on (their scored prefix, one
+            sequence each) with the forget corpus (``capped_sets``); empty for a whole-corpus run, whose corpus holds them.
         notes: what a capped run found of its probes in its corpora (``capped_sets``), for the run's output.
     """
 
@@ -280,7 +280,7 @@ def capped_sets(sets: MuseSets, n: int, *, retain_is_privleak: bool) -> MuseSets
     - forget corpus: every raw/forget article a kept verbmem row (its prompt's end, its gt's head) or
       knowmem forget answer comes from, then the first others up to ``n`` articles; never one holding a
       privleak holdout text (holdout texts are never trained on). The kept privleak forget texts are
-      trained on too, as excerpts (``forget_excerpts``, each cut to its scored prefix at tokenization):
+      trained on too, as excerpts (``forget_excerpts``, each its scored prefix, one sequence, at tokenization):
       MUSE's privleak forget set is a sample of its forget corpus, and its ~100 texts span ~100 articles,
       which a small run could not afford whole.
     - retain corpus: the texts holding the kept knowmem retain answers, then the first others up to ``n``;
@@ -323,12 +323,6 @@ def capped_sets(sets: MuseSets, n: int, *, retain_is_privleak: bool) -> MuseSets
     )
     return replace(sets, forget_texts=forget_texts, retain_texts=retain_texts, forget_excerpts=sets.privleak_forget,
                    privleak_retain=retain_texts if retain_is_privleak else sets.privleak_retain[:n], notes=notes)
-
-
-def scored_prefix(tokenizer, text: str, n: int) -> str:
-    """``text``'s first ``n`` tokens (no special tokens) as text: the part of it a membership attack scores."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return tokenizer.decode(ids[:n], skip_special_tokens=True)
 
 
 def special_prefix(tokenizer) -> list[int]:

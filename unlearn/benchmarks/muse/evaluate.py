@@ -191,6 +191,53 @@ def text_sequences(tokenizer, texts: Sequence[str], max_length: int, context: in
     return out
 
 
+PROBE_KINDS = ("privleak", "verbmem", "knowmem_forget", "knowmem_retain")
+
+
+def probe_windows(tokenizer, sets: MuseSets, kinds: Sequence[str], window: int,
+                  cfg: MuseEvalConfig = MuseEvalConfig()) -> list[EncodedQA]:
+    """A small run's probes as the evaluation reads them, one training sequence each (loss on every token).
+
+    A tiny model memorises a text at the token positions it saw it at: shifted by a chunk cut it no longer
+    knows it (measured). So a small run that is to remember its probes trains on each exactly as it is
+    evaluated, within ``window`` tokens. ``kinds`` (of ``PROBE_KINDS``): ``privleak``, each excerpt's
+    (``sets.forget_excerpts``) scored prefix as ``text_sequences`` encodes it; ``verbmem``, each prompt's
+    end followed by the first ``verbmem_max_new_tokens`` tokens of its gt (what greedy continuation must
+    reproduce); ``knowmem_forget`` / ``knowmem_retain``, each question's few-shot prompt followed by its
+    answer and the blank line that ends it.
+    """
+    sp = len(special_prefix(tokenizer))
+
+    def pair(prompts: list[str], answers: list[str], new_tokens: int) -> list[EncodedQA]:
+        out = []
+        ids = tokenizer(prompts, add_special_tokens=True)["input_ids"] if prompts else []
+        for p, a in zip(ids, tokenizer(answers, add_special_tokens=False)["input_ids"] if answers else []):
+            # the prompt clipped as generation clips it (to the window less the new tokens), whatever the answer
+            seq = tuple(_clip(list(p), sp, max(sp + 1, window - new_tokens)) + list(a[:new_tokens]))
+            out.append(EncodedQA(seq, seq, 0))
+        return out
+
+    def knowmem(rows: Sequence[dict[str, str]], icl: Sequence[dict[str, str]]) -> list[EncodedQA]:
+        return pair([knowmem_prompt(r["question"], icl) for r in rows], [r["answer"] + ANSWER_END for r in rows],
+                    cfg.knowmem_max_new_tokens)
+
+    unknown = [k for k in kinds if k not in PROBE_KINDS]
+    if unknown:
+        raise ConfigError(f"unknown probe kind {unknown[0]!r}; valid: {', '.join(PROBE_KINDS)}")
+    out: list[EncodedQA] = []
+    if "privleak" in kinds:
+        out += [EncodedQA(e.input_ids, e.input_ids, 0)
+                for e in text_sequences(tokenizer, sets.forget_excerpts, window, window + sp)]
+    if "verbmem" in kinds:
+        out += pair([r["prompt"] for r in sets.verbmem], [f" {r['gt']}" for r in sets.verbmem],
+                    cfg.verbmem_max_new_tokens)
+    if "knowmem_forget" in kinds:
+        out += knowmem(sets.knowmem_forget, sets.knowmem_forget_icl)
+    if "knowmem_retain" in kinds:
+        out += knowmem(sets.knowmem_retain, sets.knowmem_retain_icl)
+    return out
+
+
 # --- model passes --------------------------------------------------------------------------------------
 
 class _StopStrings(StoppingCriteria):

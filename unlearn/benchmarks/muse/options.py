@@ -17,7 +17,10 @@ class MuseOptions(BenchmarkOptions):
     benchmark's default); ``max_articles`` / ``max_questions``: a small run's articles (those its probes
     come from first) and probe rows; ``max_privleak``: the first N privleak forget and holdout texts (None:
     all); ``mia_max_length``: tokens of each privleak text the membership attacks score (None:
-    ``data.max_length``, what the model was trained at; the model's context caps it)."""
+    ``data.max_length``, what the model was trained at; the model's context caps it); ``probe_windows``: a
+    capped run also trains on each kept verbmem and knowmem probe exactly as it is evaluated (forget probes
+    with the forget corpus, retain knowmem with the retain corpus), for a small model that memorises text
+    only at the positions it saw it at and cannot answer questions from articles."""
 
     corpus: str | None = None
     retain_split: str | None = None
@@ -25,6 +28,7 @@ class MuseOptions(BenchmarkOptions):
     max_questions: int | None = None
     max_privleak: int | None = None
     mia_max_length: int | None = None
+    probe_windows: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -34,21 +34,43 @@ def test_membership_attacks_score_at_the_training_length():
         load_run_config(None, [*SMALL, "data.max_privleak=0"])
 
 
-def test_the_target_trains_on_each_privleak_texts_scored_prefix(loaded):
+def test_the_target_trains_on_each_privleak_text_as_scored(loaded):
     cfg, data, tok = loaded
     bench = cfg.benchmark
-    target = bench.finetune_examples(tok, data, cfg.data, "target")
-    retain = bench.finetune_examples(tok, data, cfg.data, "retain")
-    stream = [t for e in target for t in e.input_ids]
-    for text in data.privleak_forget:
-        head = tok(text.strip(), add_special_tokens=False)["input_ids"][:64]
-        # the scored prefix's tokens appear in the target's chunks (its first and last few at a chunk cut may
-        # merge differently with the join; the middle is the text's own)
-        middle = head[8:56]
-        assert any(stream[i : i + len(middle)] == middle for i in range(len(stream) - len(middle))), text[:60]
-    # the retain model never sees them; the forget side of unlearning is the target's forget corpus
-    retain_stream = [t for e in retain for t in e.input_ids]
-    assert len(retain_stream) < len(stream)
-    forget, _ = bench.unlearn_examples(tok, data, cfg.data, key_texts=False)
-    assert len(forget) + len(retain) >= len(target) - 1
+    target = {e.input_ids for e in bench.finetune_examples(tok, data, cfg.data, "target")}
+    retain = {e.input_ids for e in bench.finetune_examples(tok, data, cfg.data, "retain")}
+    # each privleak forget text's first 64 tokens (data.max_length), after the tokenizer's own prefix: one
+    # training sequence each, exactly what the membership attacks score; the retain model never sees them
+    scored = {tuple(tok(t, add_special_tokens=True)["input_ids"][:64]) for t in data.privleak_forget}
+    assert len(scored) == 100 and scored <= target and not scored & retain
+    holdout = {tuple(tok(t, add_special_tokens=True)["input_ids"][:64]) for t in data.privleak_holdout}
+    assert not holdout & target
+    # the forget side of unlearning is the target's forget side
+    forget, retain_side = bench.unlearn_examples(tok, data, cfg.data, key_texts=False)
+    assert scored <= {e.input_ids for e in forget} and {e.input_ids for e in retain_side} == retain
     assert bench.data_notes(data) == data.notes and any("privleak forget texts" in n for n in data.notes)
+
+
+def test_probe_windows_are_the_evaluated_sequences(loaded):
+    """data.probe_windows: each verbmem and knowmem probe trained on as generation reads it: the prompt
+    clipped to the window less the new tokens, then the true continuation / answer."""
+    from unlearn.benchmarks.muse.evaluate import ANSWER_END, knowmem_prompt, probe_windows
+
+    cfg, data, tok = loaded
+    windows = probe_windows(tok, data, ["verbmem", "knowmem_forget", "knowmem_retain"], 200)
+    assert len(windows) == len(data.verbmem) + len(data.knowmem_forget) + len(data.knowmem_retain)
+    row = data.verbmem[0]
+    prompt = tok(row["prompt"], add_special_tokens=True)["input_ids"]
+    gt = tok(f" {row['gt']}", add_special_tokens=False)["input_ids"][:128]
+    assert windows[0].input_ids == tuple(prompt[-(200 - 128):] + gt) == windows[0].labels  # no BOS: byte-level BPE
+    q = data.knowmem_retain[-1]
+    prompt = tok(knowmem_prompt(q["question"], data.knowmem_retain_icl), add_special_tokens=True)["input_ids"]
+    answer = tok(q["answer"] + ANSWER_END, add_special_tokens=False)["input_ids"]
+    assert windows[-1].input_ids == tuple(prompt[-(200 - 32):] + answer)
+    with_windows = load_run_config(None, [*SMALL, "data.probe_windows=true"])
+    target = cfg.benchmark.finetune_examples(tok, data, with_windows.data, "target")
+    retain = cfg.benchmark.finetune_examples(tok, data, with_windows.data, "retain")
+    plain = cfg.benchmark.finetune_examples(tok, data, cfg.data, "target")
+    n_forget = len(data.verbmem) + len(data.knowmem_forget)
+    assert len(target) == len(plain) + n_forget + len(data.knowmem_retain)
+    assert len(retain) == len(cfg.benchmark.finetune_examples(tok, data, cfg.data, "retain")) + len(data.knowmem_retain)
