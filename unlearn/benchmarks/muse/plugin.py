@@ -41,13 +41,12 @@ class MuseBenchmark(Benchmark):
         return data.notes
 
     def tokenizer_corpus(self, data, cfg: DataConfig) -> list[str]:
-        """Text on which the privleak forget and holdout sides are alike: the retain corpus, both privleak
-        sides, the knowmem rows. Not the forget articles nor the verbmem rows: more text of the forget corpus
-        would give its words tokens of their own, a membership signal before any training (measured: 0.56
-        AUC from characters per token alone, forget vs holdout, with them)."""
         seen: dict[str, None] = {}
-        for text in (*data.retain_texts, *data.privleak_forget, *data.privleak_holdout):
+        for text in (*data.forget_texts, *data.retain_texts, *data.privleak_forget, *data.privleak_holdout):
             seen.setdefault(text)
+        for row in data.verbmem:
+            seen.setdefault(row["prompt"])
+            seen.setdefault(row["gt"])
         for rows in (data.knowmem_forget, data.knowmem_forget_icl, data.knowmem_retain, data.knowmem_retain_icl):
             for row in rows:
                 seen.setdefault(f"Question: {row['question']}\nAnswer: {row['answer']}")
