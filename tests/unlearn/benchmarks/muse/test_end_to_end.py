@@ -59,10 +59,15 @@ def test_prepare_unlearn_evaluate(muse_prepared, tmp_path):
     final = result.metrics
     assert set(table.names) <= set(final)
     assert math.isclose(final[names.ABS_PRIVLEAK], abs(final[names.PRIVLEAK]))
-    # Unlearning moved verbatim and knowledge memorisation of the forget side down and privacy leakage
-    # towards 0 (BENCHMARKS.md)
-    assert final[names.FORGET_VERBMEM_ROUGE] < target[names.FORGET_VERBMEM_ROUGE] - 0.05
-    assert final[names.ABS_PRIVLEAK] < target[names.ABS_PRIVLEAK] - 10.0
+    # SatImp-GD at the paper's point took verbatim and knowledge memorisation of the forget side down to about
+    # the retain model's and kept the retain knowledge (BENCHMARKS.md: verbmem 0.38 -> 0.14, forget knowmem
+    # 0.50 -> 0.02, retain knowmem 0.63 -> 0.75). privleak does not move there: SatImp's weights vanish as the
+    # forget tokens' probabilities fall, and the forget texts stay far more familiar than the holdout ones
+    # (min-k% 5 vs 12); other points of the MUSE space move it (BENCHMARKS.md)
+    assert final[names.FORGET_VERBMEM_ROUGE] < target[names.FORGET_VERBMEM_ROUGE] - 0.1
+    assert final[names.FORGET_KNOWMEM_ROUGE] < target[names.FORGET_KNOWMEM_ROUGE] - 0.2
+    assert final[names.RETAIN_KNOWMEM_ROUGE] >= 0.5 * target[names.RETAIN_KNOWMEM_ROUGE]  # the space's constraint
+    assert final[names.ABS_PRIVLEAK] <= target[names.ABS_PRIVLEAK]
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["config"]["data"]["benchmark"] == "muse" and doc["config"]["data"]["split"] == "forget"
     # results.json keeps the final evaluation's per-item record: each averaged metric is its mean
