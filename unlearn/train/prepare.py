@@ -90,6 +90,9 @@ def prepare(cfg: RunConfig, *, log: Log = print, data: Any = None, announce_cach
     """
     data = data if data is not None else cfg.benchmark.load(cfg.data)
     check_prepare_inputs(cfg, data)
+    if announce_cached:  # what the run trains on and measures (a sweep's driver says it once, not each trial)
+        for line in cfg.benchmark.data_notes(data):
+            log(f"data: {line}")
     root = cfg.cache_root / "prepared" / prepare_key(cfg)
     with _locked(root.parent / f"{root.name}.lock"):
         done = root / "prepared.json"
@@ -138,8 +141,6 @@ def _prepare_fresh(cfg: RunConfig, data: Any, root: Path, log: Log):
     else:
         tokenizer = load_tokenizer(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
         make = lambda: load_model(cfg.model.name, cfg.model.torch_dtype, trust_remote_code=cfg.model.trust_remote_code)
-    for line in bench.data_notes(data):
-        log(f"data: {line}")
     metrics: dict[str, dict[str, float]] = {}
     if cfg.model.is_preset or cfg.prepare.finetune:
         examples = bench.finetune_examples(tokenizer, data, cfg.data, "target")
