@@ -68,12 +68,25 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SearchSpace:
         ConfigError: naming the file and the field, and what would be valid.
     """
     path = resolve_space_path(path)
-    data = load_yaml(path)
+    data = _with_base_file(load_yaml(path), path)
     try:
         data = _apply_space_overrides(data, overrides)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     return space_from_dict(_absolute_data_paths(data), source=str(path))
+
+
+def _with_base_file(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``base`` given as a run-config YAML file (relative to the space's directory) replaced by its content:
+    a setup written once, which ``unlearn-sweep run FILE`` runs as it is and the space sweeps around."""
+    base = data.get("base")
+    if not isinstance(base, str):
+        return data
+    file = (path.parent / base).resolve()
+    if not file.is_file():
+        raise ConfigError(f"{path}: base {base!r} is not a file ({file}); valid: a mapping of run-config keys, or a "
+                          "run-config YAML file relative to the space's directory")
+    return {**data, "base": load_yaml(file)}
 
 
 LEGACY_SEEDS = "per_point"  # what a sweep written before budget.seeds existed ran

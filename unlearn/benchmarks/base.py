@@ -171,6 +171,10 @@ class Benchmark(ABC):
     def load(self, cfg: DataConfig) -> Any:
         """Load and validate every row the benchmark needs (raises ConfigError before any model loads)."""
 
+    def data_notes(self, data: Any) -> tuple[str, ...]:
+        """Lines the run prints about the loaded data (e.g. which probes a capped run found); none by default."""
+        return ()
+
     @abstractmethod
     def tokenizer_corpus(self, data: Any, cfg: DataConfig) -> list[str]:
         """Text a tiny model's tokenizer is trained on."""

@@ -1,4 +1,4 @@
-"""Membership-inference attacks (LOSS, zlib, min-k%, min-k%++), their AUC and MUSE's privleak.
+"""Membership-inference attacks (LOSS, zlib, min-k%, min-k%++), their AUC (with DeLong's interval) and MUSE's privleak.
 
 The spec is locuslab/open-unlearning's ``src/evals/metrics/mia/`` and ``src/evals/metrics/privacy.py``.
 Its conventions, kept here:
@@ -240,6 +240,33 @@ def attack_auc(forget_scores: Sequence[float], holdout_scores: Sequence[float]) 
     return float(roc_auc_score(labels, np.concatenate([forget, holdout])))
 
 
+def delong_interval(forget_scores: Sequence[float], holdout_scores: Sequence[float], level: float = 0.95
+                    ) -> tuple[float, float]:
+    """The ``level`` confidence interval of ``attack_auc``, by DeLong's method.
+
+    DeLong, DeLong and Clarke-Pearson (1988), "Comparing the areas under two or more correlated receiver
+    operating characteristic curves: a nonparametric approach", Biometrics 44(3): the AUC is the mean of
+    ``psi(x, y)`` (1 if the holdout score ``x`` exceeds the forget score ``y``, 1/2 on a tie, else 0) over
+    all pairs; its variance is ``var(V10) / m + var(V01) / n``, with ``V10[i]`` the mean of ``psi`` over
+    the forget scores for holdout score ``i`` (``m`` of them), ``V01[j]`` the mean over the holdout scores
+    for forget score ``j`` (``n``), each sample variance with ``ddof=1``. The interval is the AUC plus or
+    minus the normal quantile times its standard error, clipped to [0, 1].
+    """
+    from scipy.stats import norm
+
+    check_range("level", level, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+    auc = attack_auc(forget_scores, holdout_scores)  # validates both sets
+    y = np.asarray(forget_scores, dtype=np.float64).reshape(-1)
+    x = np.asarray(holdout_scores, dtype=np.float64).reshape(-1)
+    if x.size < 2 or y.size < 2:
+        raise ConfigError(f"an AUC interval needs at least 2 scores on each side; got {y.size} forget and "
+                          f"{x.size} holdout")
+    psi = (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])  # (m, n)
+    var = np.var(psi.mean(axis=1), ddof=1) / x.size + np.var(psi.mean(axis=0), ddof=1) / y.size
+    half = float(norm.ppf(0.5 + level / 2) * math.sqrt(max(float(var), 0.0)))
+    return max(0.0, auc - half), min(1.0, auc + half)
+
+
 def privleak(auc: float, retain_auc: float) -> float:
     """MUSE's privleak, as open-unlearning computes it from its AUCs (``src/evals/metrics/privacy.py``).
 
@@ -276,6 +303,16 @@ def mia_metrics(forget: list[SequenceStats], holdout: list[SequenceStats], forge
             raise ConfigError(f"the {side} set has no sequences; membership attacks need both sets")
     return {metric: attack_auc(attack_scores(name, forget, forget_texts, k=k),
                                attack_scores(name, holdout, holdout_texts, k=k))
+            for name, metric in METRIC_OF_ATTACK.items()}
+
+
+def mia_intervals(forget: list[SequenceStats], holdout: list[SequenceStats], forget_texts: Sequence[str],
+                  holdout_texts: Sequence[str], *, k: float = DEFAULT_K, level: float = 0.95
+                  ) -> dict[str, tuple[float, float]]:
+    """Each attack's AUC interval (``delong_interval``), keyed like ``mia_metrics``."""
+    _check_k(k)
+    return {metric: delong_interval(attack_scores(name, forget, forget_texts, k=k),
+                                    attack_scores(name, holdout, holdout_texts, k=k), level)
             for name, metric in METRIC_OF_ATTACK.items()}
 
 

@@ -93,6 +93,9 @@ def prepare(cfg: RunConfig, *, log: Log = print, data: Any = None, announce_cach
     """
     data = data if data is not None else cfg.benchmark.load(cfg.data)
     check_prepare_inputs(cfg, data)
+    if announce_cached:  # what the run trains on and measures (a sweep's driver says it once, not each trial)
+        for line in cfg.benchmark.data_notes(data):
+            log(f"data: {line}")
     root = cfg.cache_root / "prepared" / prepare_key(cfg)
     with _locked(root.parent / f"{root.name}.lock"):
         done = root / "prepared.json"

@@ -597,3 +597,14 @@ def test_relative_data_paths_become_absolute_in_the_driver(tmp_path, monkeypatch
     fixture = "unlearn/benchmarks/wmdp/fixture"
     wmdp = load_space("wmdp", [f"base.data.path={fixture}", f"base.data.tasks_path={fixture}/tasks"])
     assert wmdp.base["data"]["tasks_path"] == str(REPO / fixture / "tasks")
+
+
+def test_base_may_be_a_run_config_file(tmp_path):
+    """A setup written once: ``base`` names a run-config YAML (relative to the space's directory), which
+    ``unlearn-sweep run FILE`` runs as it is; overrides of the space still reach into it."""
+    (tmp_path / "presets").mkdir()
+    write(tmp_path / "presets", {"method": {"weighting": "satimp", "objective": "gd"}, "optim": {"epochs": 6}}, "run.yaml")
+    space = load_space(write(tmp_path, {**good(), "base": "presets/run.yaml"}), ["base.optim.batch_size=2"])
+    assert space.base == {"method": {"weighting": "satimp", "objective": "gd"}, "optim": {"epochs": 6, "batch_size": 2}}
+    with pytest.raises(ConfigError, match=r"base 'presets/none.yaml' is not a file.*relative to the space's directory"):
+        load_space(write(tmp_path, {**good(), "base": "presets/none.yaml"}))

@@ -16,10 +16,12 @@ from unlearn.errors import ConfigError
 from unlearn.train.config import load_run_config
 
 # What to_dict wrote for these configs before the options moved to the plug-ins: recorded configs and the
-# prepare cache key (a hash of this mapping) stay the same.
+# prepare cache key (a hash of this mapping) stay the same (plus MUSE's options of issue 30 at their defaults:
+# max_privleak, mia_max_length, probe_windows).
 NOT_SET = {"benchmark": None, "path": None, "split": None, "num_authors": 40, "qa_per_author": 10, "seed": 0,
            "max_length": 96, "importance_path": None, "prompt_format": "auto", "corpus": None, "retain_split": None,
-           "max_articles": None, "max_questions": None, "tasks_path": None, "mmlu": "full"}
+           "max_articles": None, "max_questions": None, "max_privleak": None, "mia_max_length": None,
+           "probe_windows": False, "tasks_path": None, "mmlu": "full"}
 RECORDED = [
     (["data.num_authors=8", "data.seed=3"],
      {**NOT_SET, "benchmark": "generated", "split": "forget10", "num_authors": 8, "seed": 3}),
@@ -54,10 +56,12 @@ def test_flat_keys_go_to_the_benchmarks_options_type():
     ({"benchmark": "tofu", "max_articles": 8}, r"data.max_articles=8 does not apply to benchmark 'tofu': it is an "
      r"option of benchmarks 'muse' and 'wmdp'; valid options of 'tofu': importance_path, prompt_format$"),
     ({"benchmark": "muse", "num_authors": 8}, r"data.num_authors=8 does not apply to MUSE: it is an option of "
-     r"benchmark 'generated'; valid options of 'muse': corpus, retain_split, max_articles, max_questions$"),
+     r"benchmark 'generated'; valid options of 'muse': corpus, retain_split, max_articles, max_questions, "
+     r"max_privleak, mia_max_length, probe_windows$"),
     ({"benchmark": "wmdp", "prompt_format": "plain"}, r"option of benchmarks 'generated' and 'tofu'"),
     ({"benchmark": "muse", "max_artcles": 8}, r"unknown key 'max_artcles' \(did you mean 'max_articles'\?\); valid "
-     r"keys: benchmark, path, split, max_length, corpus, retain_split, max_articles, max_questions$"),
+     r"keys: benchmark, path, split, max_length, corpus, retain_split, max_articles, max_questions, max_privleak, "
+     r"mia_max_length, probe_windows$"),
     ({"benchmark": "tofu", "options": {}}, r"unknown key 'options'"),
     ({"benchmark": "muse", "max_questions": "many"}, r"max_questions must be an integer, got 'many'"),
 ])
@@ -88,5 +92,5 @@ def test_a_space_may_name_every_benchmarks_options():
     data = {k.removeprefix("data."): v for k, v in keys.items() if k.startswith("data.")}
     assert list(data) == ["benchmark", "path", "split", "max_length", "importance_path", "prompt_format",
                           "num_authors", "qa_per_author", "seed", "corpus", "retain_split", "max_articles",
-                          "max_questions", "tasks_path", "mmlu"]
+                          "max_questions", "max_privleak", "mia_max_length", "probe_windows", "tasks_path", "mmlu"]
     assert (data["max_articles"], data["mmlu"], data["num_authors"]) == (int | None, str, int)

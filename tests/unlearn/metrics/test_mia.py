@@ -12,6 +12,7 @@ from unlearn.metrics.mia import (
     ATTACKS,
     SequenceStats,
     attack_auc,
+    delong_interval,
     loss_score,
     mia_metrics,
     mink_score,
@@ -353,3 +354,50 @@ def test_score_examples_edge_cases(tiny_model):
     many = score_examples(tiny_model, make_examples(1), pad_id=0, batch_size=6)
     for a, b in zip(one, many):
         np.testing.assert_allclose(a.logp, b.logp, atol=1e-5)
+
+
+# --- DeLong's AUC interval ----------------------------------------------------------------------------------
+
+def _ref_delong(forget: list[float], holdout: list[float], z: float = 1.959963984540054) -> tuple[float, float]:
+    """DeLong et al. (1988) written out with loops: structural components V10 (per holdout score) and V01
+    (per forget score), S10 and S01 their sample variances, var(AUC) = S10 / m + S01 / n."""
+    psi = lambda x, y: 1.0 if x > y else 0.5 if x == y else 0.0
+    m, n = len(holdout), len(forget)
+    auc = sum(psi(x, y) for x in holdout for y in forget) / (m * n)
+    v10 = [sum(psi(x, y) for y in forget) / n for x in holdout]
+    v01 = [sum(psi(x, y) for x in holdout) / m for y in forget]
+    s10 = sum((v - auc) ** 2 for v in v10) / (m - 1)
+    s01 = sum((v - auc) ** 2 for v in v01) / (n - 1)
+    se = math.sqrt(s10 / m + s01 / n)
+    return max(0.0, auc - z * se), min(1.0, auc + z * se)
+
+
+def test_delong_interval_against_the_papers_formula():
+    rng = np.random.default_rng(0)
+    forget = rng.normal(0.0, 1.0, 37).round(1).tolist()  # rounded: ties between the sets
+    holdout = rng.normal(0.6, 1.0, 41).round(1).tolist()
+    lo, hi = delong_interval(forget, holdout)
+    ref = _ref_delong(forget, holdout)
+    assert lo == pytest.approx(ref[0], abs=1e-12) and hi == pytest.approx(ref[1], abs=1e-12)
+    assert lo < attack_auc(forget, holdout) < hi
+    # a 90 % interval is narrower, inside the 95 % one
+    lo90, hi90 = delong_interval(forget, holdout, 0.9)
+    assert lo < lo90 < hi90 < hi
+
+
+def test_delong_interval_width_follows_the_sample_size():
+    """Under the null (both sets from one distribution) the interval's half-width is about 1.96 * the AUC's
+    null sd, sqrt((m + n + 1) / (12 m n)): 0.15 for 8 vs 8 texts, 0.04 for 100 vs 100."""
+    rng = np.random.default_rng(1)
+    for size, sd in ((8, 0.15), (100, 0.041)):
+        lo, hi = delong_interval(rng.normal(size=size).tolist(), rng.normal(size=size).tolist())
+        assert 1.96 * sd * 0.5 < (hi - lo) / 2 < 1.96 * sd * 1.6, (size, lo, hi)
+    # perfectly separated sets: the interval collapses on 1
+    assert delong_interval([0.1, 0.2, 0.3], [1.0, 2.0, 3.0]) == (1.0, 1.0)
+
+
+def test_delong_interval_refuses_too_few_scores():
+    with pytest.raises(ConfigError, match="at least 2 scores"):
+        delong_interval([0.1], [0.2, 0.3])
+    with pytest.raises(ConfigError, match="level"):
+        delong_interval([0.1, 0.2], [0.2, 0.3], level=1.0)

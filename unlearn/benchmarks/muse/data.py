@@ -27,7 +27,7 @@ and ``MUSE_retain_knowmem`` with their ``*_icl`` few-shot splits, ``MUSE_MIA``: 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,9 @@ class MuseSets:
         knowmem_forget_icl, knowmem_retain_icl: their few-shot examples (``*_qa_icl``), never capped.
         privleak_forget, privleak_holdout: texts whose membership the privleak attack tells apart.
         privleak_retain: privleak/retain texts, empty where the source has none.
+        forget_excerpts: a capped run's privleak forget texts, trained on (their scored prefix, one
+            sequence each) with the forget corpus (``capped_sets``); empty for a whole-corpus run, whose corpus holds them.
+        notes: what a capped run found of its probes in its corpora (``capped_sets``), for the run's output.
     """
 
     forget_texts: tuple[str, ...]
@@ -86,6 +89,8 @@ class MuseSets:
     privleak_forget: tuple[str, ...]
     privleak_holdout: tuple[str, ...]
     privleak_retain: tuple[str, ...] = ()
+    forget_excerpts: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,8 +114,8 @@ def _parts(retain: tuple[str, str]) -> dict[str, _Part]:
         "knowmem_forget_icl": _Part("knowmem", "forget_qa_icl", QA_COLUMNS, None),
         "knowmem_retain": _Part("knowmem", "retain_qa", QA_COLUMNS, "questions"),
         "knowmem_retain_icl": _Part("knowmem", "retain_qa_icl", QA_COLUMNS, None),
-        "privleak_forget": _Part("privleak", "forget", TEXT_COLUMNS, "articles"),
-        "privleak_holdout": _Part("privleak", "holdout", TEXT_COLUMNS, "articles"),
+        "privleak_forget": _Part("privleak", "forget", TEXT_COLUMNS, "privleak"),
+        "privleak_holdout": _Part("privleak", "holdout", TEXT_COLUMNS, "privleak"),
         "privleak_retain": _Part("privleak", "retain", TEXT_COLUMNS, "articles", required=False),
     }
 
@@ -208,7 +213,7 @@ def _check_cap(name: str, value: int | None) -> None:
 
 
 def load_muse(corpus: str, path: str | None, *, retain_split: str | None = None, max_articles: int | None = None,
-              max_questions: int | None = None) -> MuseSets:
+              max_questions: int | None = None, max_privleak: int | None = None) -> MuseSets:
     """Load and validate every MUSE split a run needs, before any model is loaded.
 
     Follows the splits of locuslab/open-unlearning's ``configs/data/datasets/MUSE_*.yaml`` (forget corpus
@@ -224,11 +229,11 @@ def load_muse(corpus: str, path: str | None, *, retain_split: str | None = None,
             ``privleak_retain`` (privleak/retain, 100 articles). None: ``retain1`` for the hub and a
             hub-layout directory (open-unlearning's ``MUSE_retain``), ``privleak_retain`` for a JSON Lines
             copy, since the shared copy (``../shared/data/muse_news/``) has no raw retain corpus.
-        max_articles: keep N rows of every text split (raw forget / retain, privleak ones): the first N,
-            except raw forget, where the articles holding the kept verbmem / privleak rows come first
-            (``probed_first``).
+        max_articles: a capped (small) run: N articles of each corpus at least, those its kept probes come
+            from first (``capped_sets``); the privleak forget texts are trained on as excerpts.
         max_questions: keep the first N rows of every probe (verbmem, knowmem forget / retain); the
             few-shot ``*_icl`` rows are kept whole, they make up every knowmem prompt.
+        max_privleak: keep the first N privleak forget and holdout texts (None: all of them).
 
     Raises:
         ConfigError: an unknown corpus or retain split, a missing directory, file, split or column, a row
@@ -241,9 +246,11 @@ def load_muse(corpus: str, path: str | None, *, retain_split: str | None = None,
         raise unknown_name("MUSE retain split", retain_split, RETAIN_SPLITS, "data.retain_split")
     _check_cap("data.max_articles", max_articles)
     _check_cap("data.max_questions", max_questions)
+    _check_cap("data.max_privleak", max_privleak)
     source = _Source(corpus, path)
     parts = _parts(RETAIN_SPLITS[retain_split or source.default_retain])
-    caps = {"articles": max_articles, "questions": max_questions, None: None}
+    # the text corpora are capped by capped_sets, from the whole corpora (the probes' articles first)
+    caps = {"articles": None, "questions": max_questions, "privleak": max_privleak, None: None}
     loaded: dict[tuple[str, str], list[Any] | None] = {}  # the retain corpus may be privleak/retain: read once
     values: dict[str, tuple[Any, ...]] = {}
     for field_name, part in parts.items():
@@ -261,36 +268,61 @@ def load_muse(corpus: str, path: str | None, *, retain_split: str | None = None,
         rows = rows[: caps[part.cap]] if caps[part.cap] is not None else rows
         checked = [_check_row(r, i, part, where) for i, r in enumerate(rows)]
         values[field_name] = tuple(r["text"] for r in checked) if part.columns == TEXT_COLUMNS else tuple(checked)
-    if max_articles is not None:
-        part = parts["forget_texts"]
-        full = [_check_row(r, i, part, source.where(part))["text"] for i, r in enumerate(loaded[(part.config, part.split)])]
-        # a verbmem prompt runs across articles (the corpus is a stream of them): what is measured is its
-        # end and the true continuation, so the needles are the prompt's tail and the gt's head
-        needles = [x for r in values["verbmem"] for x in (r["prompt"].strip()[-200:], r["gt"].strip()[:100])]
-        values["forget_texts"] = probed_first(full, [*needles, *(t.strip()[:200] for t in values["privleak_forget"])],
-                                              max_articles)
-    return MuseSets(**values)
+    sets = MuseSets(**values)
+    if max_articles is None:
+        return sets
+    return capped_sets(sets, max_articles, retain_is_privleak=parts["retain_texts"].config == "privleak")
 
 
-def probed_first(articles: Sequence[str], needles: Sequence[str], n: int) -> tuple[str, ...]:
-    """``n`` forget articles for a capped (small) run: first those that hold a needle (a piece of a kept
-    probe: the end of a verbmem prompt, the start of its gt, the start of a privleak forget text), then
-    the first others, in corpus order.
+def capped_sets(sets: MuseSets, n: int, *, retain_is_privleak: bool) -> MuseSets:
+    """A capped (small) run's corpora from the whole ones in ``sets``: what it trains on holds what it measures.
 
-    The probes are excerpts of the forget corpus spread over all of it, so the first N articles alone
-    would leave the verbmem and privleak rows untrained on, and the target model would not memorise what
-    they measure. A deliberate deviation for small runs only: uncapped runs use the whole corpus.
+    - forget corpus: every raw/forget article a kept verbmem row (its prompt's end, its gt's head) or
+      knowmem forget answer comes from, then the first others up to ``n`` articles; never one holding a
+      privleak holdout text (holdout texts are never trained on). The kept privleak forget texts are
+      trained on too, as excerpts (``forget_excerpts``, each its scored prefix, one sequence, at tokenization):
+      MUSE's privleak forget set is a sample of its forget corpus, and its ~100 texts span ~100 articles,
+      which a small run could not afford whole.
+    - retain corpus: the texts holding the kept knowmem retain answers, then the first others up to ``n``;
+      where it is privleak/retain, ``privleak_retain`` is that corpus (what the retain side holds).
+
+    The probes are spread over the whole corpus, so the first N articles alone would leave them untrained
+    on. Which probes were found, and which not, is in ``notes`` (the run prints them).
     """
-    keep: dict[int, None] = {}
-    for needle in needles:
-        hit = next((i for i, a in enumerate(articles) if needle and needle in a), None)
-        if hit is not None and len(keep) < n:
-            keep.setdefault(hit)
-    for i in range(len(articles)):
-        if len(keep) >= n:
-            break
-        keep.setdefault(i)
-    return tuple(articles[i] for i in sorted(keep))
+    from unlearn.benchmarks.muse.probes import Stream, capped_corpus, match_knowmem, match_texts, match_verbmem
+
+    forget, retain = Stream(sets.forget_texts), Stream(sets.retain_texts)
+    retain_name = "the retain corpus"
+    verbmem = match_verbmem(forget, sets.verbmem)
+    knowmem = match_knowmem(forget, sets.knowmem_forget, "knowmem forget answers", "raw/forget")
+    privleak = match_texts(forget, sets.privleak_forget, "privleak forget texts", "raw/forget")
+    holdout = match_texts(forget, sets.privleak_holdout, "privleak holdout texts", "raw/forget")
+    holdout_retain = match_texts(retain, sets.privleak_holdout, "privleak holdout texts", retain_name)
+    knowmem_retain = match_knowmem(retain, sets.knowmem_retain, "knowmem retain answers", retain_name)
+    if sets.verbmem and sets.privleak_forget and not verbmem.found and not privleak.found:
+        raise ConfigError(f"none of the {len(sets.verbmem)} verbmem rows and {len(sets.privleak_forget)} privleak forget "
+                          "texts kept is in raw/forget: the probes and the corpus do not belong together (another "
+                          "corpus or release?); valid: a MUSE copy whose verbmem / privleak rows are excerpts of its "
+                          "raw/forget, or data.max_articles=null (the whole corpus)")
+    banned = holdout.articles
+    probed = [*verbmem.articles, *knowmem.articles]
+    forget_texts = capped_corpus(sets.forget_texts, probed, banned, n)
+    retain_texts = capped_corpus(sets.retain_texts, knowmem_retain.articles, holdout_retain.articles, n)
+    lost = sorted(set(probed) & set(banned))
+    notes = (
+        verbmem.note(), knowmem.note(),
+        privleak.note() + f"; all {len(sets.privleak_forget)} trained on as their scored prefix (MUSE's forget-set "
+                          "sample)",
+        f"privleak holdout texts in raw/forget: rows {list(holdout.found)} in article(s) {list(banned)}, left out of "
+        "training" + (f" (they held probes too: article(s) {lost})" if lost else "") if banned
+        else "privleak holdout texts: none in raw/forget",
+        knowmem_retain.note() + (f"; privleak holdout rows {list(holdout_retain.found)} are in the retain corpus "
+                                 f"(text(s) {list(holdout_retain.articles)}), left out" if holdout_retain.found else ""),
+        f"capped corpora: {len(forget_texts)} forget articles ({len(set(probed) - set(banned))} probed) + "
+        f"{len(sets.privleak_forget)} privleak excerpts; {len(retain_texts)} retain texts",
+    )
+    return replace(sets, forget_texts=forget_texts, retain_texts=retain_texts, forget_excerpts=sets.privleak_forget,
+                   privleak_retain=retain_texts if retain_is_privleak else sets.privleak_retain[:n], notes=notes)
 
 
 def special_prefix(tokenizer) -> list[int]:

@@ -191,6 +191,53 @@ def text_sequences(tokenizer, texts: Sequence[str], max_length: int, context: in
     return out
 
 
+PROBE_KINDS = ("privleak", "verbmem", "knowmem_forget", "knowmem_retain")
+
+
+def probe_windows(tokenizer, sets: MuseSets, kinds: Sequence[str], window: int,
+                  cfg: MuseEvalConfig = MuseEvalConfig()) -> list[EncodedQA]:
+    """A small run's probes as the evaluation reads them, one training sequence each (loss on every token).
+
+    A tiny model memorises a text at the token positions it saw it at: shifted by a chunk cut it no longer
+    knows it (measured). So a small run that is to remember its probes trains on each exactly as it is
+    evaluated, within ``window`` tokens. ``kinds`` (of ``PROBE_KINDS``): ``privleak``, each excerpt's
+    (``sets.forget_excerpts``) scored prefix as ``text_sequences`` encodes it; ``verbmem``, each prompt's
+    end followed by the first ``verbmem_max_new_tokens`` tokens of its gt (what greedy continuation must
+    reproduce); ``knowmem_forget`` / ``knowmem_retain``, each question's few-shot prompt followed by its
+    answer and the blank line that ends it.
+    """
+    sp = len(special_prefix(tokenizer))
+
+    def pair(prompts: list[str], answers: list[str], new_tokens: int) -> list[EncodedQA]:
+        out = []
+        ids = tokenizer(prompts, add_special_tokens=True)["input_ids"] if prompts else []
+        for p, a in zip(ids, tokenizer(answers, add_special_tokens=False)["input_ids"] if answers else []):
+            # the prompt clipped as generation clips it (to the window less the new tokens), whatever the answer
+            seq = tuple(_clip(list(p), sp, max(sp + 1, window - new_tokens)) + list(a[:new_tokens]))
+            out.append(EncodedQA(seq, seq, 0))
+        return out
+
+    def knowmem(rows: Sequence[dict[str, str]], icl: Sequence[dict[str, str]]) -> list[EncodedQA]:
+        return pair([knowmem_prompt(r["question"], icl) for r in rows], [r["answer"] + ANSWER_END for r in rows],
+                    cfg.knowmem_max_new_tokens)
+
+    unknown = [k for k in kinds if k not in PROBE_KINDS]
+    if unknown:
+        raise ConfigError(f"unknown probe kind {unknown[0]!r}; valid: {', '.join(PROBE_KINDS)}")
+    out: list[EncodedQA] = []
+    if "privleak" in kinds:
+        out += [EncodedQA(e.input_ids, e.input_ids, 0)
+                for e in text_sequences(tokenizer, sets.forget_excerpts, window, window + sp)]
+    if "verbmem" in kinds:
+        out += pair([r["prompt"] for r in sets.verbmem], [f" {r['gt']}" for r in sets.verbmem],
+                    cfg.verbmem_max_new_tokens)
+    if "knowmem_forget" in kinds:
+        out += knowmem(sets.knowmem_forget, sets.knowmem_forget_icl)
+    if "knowmem_retain" in kinds:
+        out += knowmem(sets.knowmem_retain, sets.knowmem_retain_icl)
+    return out
+
+
 # --- model passes --------------------------------------------------------------------------------------
 
 class _StopStrings(StoppingCriteria):
@@ -309,10 +356,11 @@ def evaluate_muse(model, tokenizer, sets: MuseSets, cfg: MuseEvalConfig = MuseEv
 
     Returns:
         ``MuseEvalResult``: ``forget_verbmem_rouge``, ``forget_knowmem_rouge``, ``retain_knowmem_rouge``
-        (with ``cfg.generate``), ``privleak`` (with ``retain_auc``), ``privleak_auc`` and ``forget_es``;
+        (with ``cfg.generate``), ``privleak`` (with ``retain_auc``), ``privleak_auc`` and ``forget_es``; the ``mia_*`` AUCs
+        and privleak with their 95 % DeLong intervals (``names.ci_low`` / ``ci_high``);
         the per-item statistics they are computed from.
     """
-    from unlearn.metrics.mia import attack_auc, mia_metrics, mink_score, privleak, score_examples
+    from unlearn.metrics.mia import attack_auc, mia_intervals, mia_metrics, mink_score, privleak, score_examples
 
     _check_retain_auc(retain_auc)
     device = next(model.parameters()).device
@@ -340,6 +388,9 @@ def evaluate_muse(model, tokenizer, sets: MuseSets, cfg: MuseEvalConfig = MuseEv
     # every attack on the same privleak texts (zlib's text: the scored tokens decoded, as open-unlearning)
     decoded = [tokenizer.decode([t for t in e.labels if t != IGNORE_INDEX], skip_special_tokens=True) for e in texts]
     metrics: dict[str, float] = mia_metrics(scored[:n], scored[n:], decoded[:n], decoded[n:], k=cfg.k)
+    intervals = mia_intervals(scored[:n], scored[n:], decoded[:n], decoded[n:], k=cfg.k, level=names.CI_LEVEL)
+    for metric, (lo, hi) in intervals.items():
+        metrics[names.ci_low(metric)], metrics[names.ci_high(metric)] = lo, hi
     per_item = {names.FORGET_ES: [float(e) for e in es], names.PRIVLEAK_FORGET_MIN_K: [float(x) for x in scores[:n]],
                 names.PRIVLEAK_HOLDOUT_MIN_K: [float(x) for x in scores[n:]]}
     per_item.update(_rouges(sets, generations))
@@ -349,9 +400,19 @@ def evaluate_muse(model, tokenizer, sets: MuseSets, cfg: MuseEvalConfig = MuseEv
             metrics[metric] = float(np.mean(per_item[metric]))
     if retain_auc is not None:
         metrics[names.PRIVLEAK] = privleak(auc, float(retain_auc))
+        metrics.update(privleak_interval(intervals[names.MIA_MIN_K], float(retain_auc)))
     metrics[names.PRIVLEAK_AUC] = auc
     return MuseEvalResult(names.TABLE.order(metrics), auc, {k: per_item[k] for k in names.PER_ITEM if k in per_item},
                           generations, seconds)
+
+
+def privleak_interval(auc_interval: tuple[float, float], retain_auc: float) -> dict[str, float]:
+    """privleak's interval from its min-k% AUC's (the retain model's AUC held fixed): privleak falls as the
+    AUC rises, so the AUC's upper end gives privleak's lower one."""
+    from unlearn.metrics.mia import privleak
+
+    lo, hi = auc_interval
+    return {names.ci_low(names.PRIVLEAK): privleak(hi, retain_auc), names.ci_high(names.PRIVLEAK): privleak(lo, retain_auc)}
 
 
 def _rouges(sets: MuseSets, generations: dict[str, list[str]]) -> dict[str, list[float]]:

@@ -13,6 +13,20 @@ ABS_PRIVLEAK = "abs_privleak"
 PRIVLEAK_AUC = "privleak_auc"
 FORGET_ES = "forget_es"
 MIA_METRICS: tuple[str, ...] = (MIA_LOSS, MIA_ZLIB, MIA_MIN_K, MIA_MIN_K_PLUS_PLUS)
+CI_LEVEL = 0.95  # each AUC's (and privleak's) DeLong interval
+
+
+def ci_low(metric: str) -> str:
+    """The name of the lower end of ``metric``'s 95 % interval (``mia_min_k_ci95_low``)."""
+    return f"{metric}_ci95_low"
+
+
+def ci_high(metric: str) -> str:
+    """The name of the upper end of ``metric``'s 95 % interval (``mia_min_k_ci95_high``)."""
+    return f"{metric}_ci95_high"
+
+
+WITH_INTERVAL: tuple[str, ...] = (*MIA_METRICS, PRIVLEAK)
 
 # Per-item statistics (``EvalOutput.per_item``), each list in its set's order: the values a metric averages
 # keep the metric's name (forget_verbmem_rouge and forget_es per verbmem row, forget_knowmem_rouge and
@@ -35,4 +49,7 @@ TABLE = MetricTable((
     Metric(PRIVLEAK_AUC, "none", doc="the raw min-k% AUC of forget vs holdout (0.5: indistinguishable)"),
     Metric(FORGET_ES, "min", shown=True, doc="extraction strength of the verbmem forget continuations"),
     *(Metric(n, "none", doc="membership-attack ROC AUC of privleak forget vs holdout texts") for n in MIA_METRICS),
+    *(Metric(f(n), "none", doc=f"{end} end of {n}'s 95 % DeLong interval (privleak: from its AUC's, the retain AUC "
+                               "held fixed)")
+      for n in WITH_INTERVAL for f, end in ((ci_low, "lower"), (ci_high, "upper"))),
 ), utility_metric=RETAIN_KNOWMEM_ROUGE)

@@ -34,7 +34,11 @@ class MuseBenchmark(Benchmark):
 
         opts = cfg.options_as(MuseOptions)
         return load_muse(opts.corpus or DEFAULT_CORPUS, cfg.path, retain_split=opts.retain_split,
-                         max_articles=opts.max_articles, max_questions=opts.max_questions)
+                         max_articles=opts.max_articles, max_questions=opts.max_questions,
+                         max_privleak=opts.max_privleak)
+
+    def data_notes(self, data) -> tuple[str, ...]:
+        return data.notes
 
     def tokenizer_corpus(self, data, cfg: DataConfig) -> list[str]:
         seen: dict[str, None] = {}
@@ -50,20 +54,15 @@ class MuseBenchmark(Benchmark):
 
     def finetune_examples(self, tokenizer, data, cfg: DataConfig, model: Literal["target", "retain"]
                           ) -> list[EncodedQA]:
-        from unlearn.benchmarks.muse.data import chunk_texts
-
-        texts = (*data.forget_texts, *data.retain_texts) if model == "target" else data.retain_texts
-        return chunk_texts(tokenizer, list(texts), cfg.max_length)
+        retain = _retain_examples(tokenizer, data, cfg)
+        return [*_forget_examples(tokenizer, data, cfg), *retain] if model == "target" else retain
 
     def unlearn_examples(self, tokenizer, data, cfg: DataConfig, *, key_texts: bool
                          ) -> tuple[list[EncodedQA], list[EncodedQA]]:
-        from unlearn.benchmarks.muse.data import chunk_texts
-
         if key_texts:
             raise ConfigError("method.importance needs key-token annotations, which MUSE's text corpora do not "
                               "have; valid: importance: false")
-        return (chunk_texts(tokenizer, list(data.forget_texts), cfg.max_length),
-                chunk_texts(tokenizer, list(data.retain_texts), cfg.max_length))
+        return _forget_examples(tokenizer, data, cfg), _retain_examples(tokenizer, data, cfg)
 
     def evaluate(self, model, tokenizer, data, cfg: DataConfig, eval_cfg: EvalConfig,
                  reference: Mapping[str, Any] | Literal["self"] | None, *, utility: bool = True) -> EvalOutput:
@@ -71,16 +70,21 @@ class MuseBenchmark(Benchmark):
         is not used: the retain knowmem set is scored all the same."""
         from unlearn.benchmarks.muse.evaluate import MuseEvalConfig, evaluate_muse
 
-        # eval.batch_size and eval.rouge apply; lengths are open-unlearning's (128 / 32 new tokens, texts
-        # scored up to 2048 tokens or the model's context)
-        muse_cfg = MuseEvalConfig(batch_size=eval_cfg.batch_size, generate=eval_cfg.rouge)
+        # eval.batch_size and eval.rouge apply; generation lengths are open-unlearning's (128 / 32 new tokens);
+        # texts are scored at the length the model was trained at (open-unlearning: 2048 for 2048-token
+        # training), data.mia_max_length to override, the model's context at most
+        muse_cfg = MuseEvalConfig(batch_size=eval_cfg.batch_size, generate=eval_cfg.rouge,
+                                  max_length=mia_length(cfg))
         retain_auc = None if reference in (None, "self") else float(reference[REFERENCE_KEY])
         res = evaluate_muse(model, tokenizer, data, muse_cfg, retain_auc=retain_auc)
         metrics = dict(res.metrics)
         if reference == "self":
+            from unlearn.benchmarks.muse.evaluate import privleak_interval
             from unlearn.metrics.mia import privleak
 
             metrics[names.PRIVLEAK] = privleak(res.privleak_auc, res.privleak_auc)
+            interval = (metrics[names.ci_low(names.MIA_MIN_K)], metrics[names.ci_high(names.MIA_MIN_K)])
+            metrics.update(privleak_interval(interval, res.privleak_auc))
         metrics[names.PRIVLEAK_AUC] = res.privleak_auc
         if names.PRIVLEAK in metrics:
             metrics[names.ABS_PRIVLEAK] = abs(metrics[names.PRIVLEAK])
@@ -98,3 +102,35 @@ class MuseBenchmark(Benchmark):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
             raise ConfigError(f"retain statistics hold {REFERENCE_KEY}={value!r}; expected a ROC AUC in [0, 1): "
                               f"{self.reference_doc}")
+
+
+def mia_length(cfg: DataConfig) -> int:
+    """Tokens of each privleak text the membership attacks score: ``data.mia_max_length``, else the length
+    the model was trained at (``data.max_length``)."""
+    return cfg.options_as(MuseOptions).mia_max_length or cfg.max_length
+
+
+def _forget_examples(tokenizer, data, cfg: DataConfig) -> list[EncodedQA]:
+    """The forget side a run trains on: the forget corpus in ``data.max_length``-token chunks; a capped run's
+    privleak forget texts as scored (their first ``mia_length`` tokens, one sequence each); with
+    ``data.probe_windows`` each verbmem and knowmem forget probe as evaluated (``probe_windows``)."""
+    from unlearn.benchmarks.muse.data import chunk_texts
+    from unlearn.benchmarks.muse.evaluate import probe_windows
+
+    out = chunk_texts(tokenizer, list(data.forget_texts), cfg.max_length)
+    out += probe_windows(tokenizer, data, ["privleak"], mia_length(cfg))
+    if cfg.options_as(MuseOptions).probe_windows:
+        out += probe_windows(tokenizer, data, ["verbmem", "knowmem_forget"], cfg.max_length)
+    return out
+
+
+def _retain_examples(tokenizer, data, cfg: DataConfig) -> list[EncodedQA]:
+    """The retain side: the retain corpus in chunks; with ``data.probe_windows`` each retain knowmem probe as
+    evaluated."""
+    from unlearn.benchmarks.muse.data import chunk_texts
+    from unlearn.benchmarks.muse.evaluate import probe_windows
+
+    out = chunk_texts(tokenizer, list(data.retain_texts), cfg.max_length)
+    if cfg.options_as(MuseOptions).probe_windows:
+        out += probe_windows(tokenizer, data, ["knowmem_retain"], cfg.max_length)
+    return out

@@ -94,20 +94,72 @@ def test_local_default_retain_is_privleak_retain(full):
     assert full.retain_texts == full.privleak_retain and len(full.retain_texts) > 0
 
 
-def test_caps_keep_the_first_rows(full):
+def test_caps_keep_the_first_rows_and_every_privleak_text(full):
     small = load_muse("news", str(MUSE_DIR), max_articles=5, max_questions=3)
-    for field in ("retain_texts", "privleak_forget", "privleak_holdout", "privleak_retain"):
-        assert getattr(small, field) == getattr(full, field)[:5], field
-    # the forget articles: those holding the kept probes first (the end of each verbmem prompt, its gt)
-    assert len(small.forget_texts) == 5 and set(small.forget_texts) <= set(full.forget_texts)
-    stream = "".join(small.forget_texts)
-    for row in small.verbmem:
-        assert row["prompt"].strip()[-200:] in stream and row["gt"].strip()[:100] in stream
     for field in ("verbmem", "knowmem_forget", "knowmem_retain"):
         assert getattr(small, field) == getattr(full, field)[:3], field
+    # privleak forget and holdout: every text by default (data.max_privleak caps them)
+    assert small.privleak_forget == full.privleak_forget and small.privleak_holdout == full.privleak_holdout
+    capped = load_muse("news", str(MUSE_DIR), max_articles=5, max_questions=3, max_privleak=7)
+    assert capped.privleak_forget == full.privleak_forget[:7] and capped.privleak_holdout == full.privleak_holdout[:7]
     # the few-shot rows make up every knowmem prompt: never capped
     assert small.knowmem_forget_icl == full.knowmem_forget_icl and len(small.knowmem_forget_icl) == 10
     assert small.knowmem_retain_icl == full.knowmem_retain_icl
+    assert full.forget_excerpts == () and full.notes == ()  # a whole-corpus run trains on the corpus as it is
+
+
+def _in(needle: str, texts) -> bool:
+    return needle.strip() in "\n\n".join(texts)
+
+
+def test_a_capped_run_trains_on_what_it_measures(full):
+    small = load_muse("news", str(MUSE_DIR), max_articles=5, max_questions=8)
+    assert set(small.forget_texts) <= set(full.forget_texts) and len(small.forget_texts) >= 5
+    # every kept verbmem row's stretch (its prompt's end, its gt's head) is in the forget articles
+    for row in small.verbmem:
+        assert _in(row["prompt"].strip()[-200:], small.forget_texts) and _in(row["gt"].strip()[:100], small.forget_texts)
+    # every knowmem forget answer found in raw/forget is in a kept article; the shared copy's rows 4 and 6
+    # ("16 October 2020", "1988") are in none, and the run's output says so
+    for i, row in enumerate(small.knowmem_forget):
+        assert _in(row["answer"], small.forget_texts) == (i not in (4, 6)), i
+    notes = "\n".join(small.notes)
+    assert "knowmem forget answers: 6/8 found in raw/forget" in notes and "not found: rows [4, 6]" in notes
+    # every privleak forget text is trained on (its scored prefix, cut at tokenization)
+    assert small.forget_excerpts == full.privleak_forget
+    assert "privleak forget texts: 100/100 found in raw/forget" in notes
+    # holdout texts are never trained on: the shared copy's holdout rows 32 and 66 sit in a raw/forget article
+    # and in a privleak/retain text, both left out
+    for t in full.privleak_holdout:
+        assert not _in(t[:200], small.forget_texts) and not _in(t[:200], small.retain_texts)
+    assert "rows [32, 66]" in notes
+    # the retain corpus holds the kept retain knowmem answers it found, and is the privleak/retain it is scored on
+    found = [r for r in small.knowmem_retain if any(r["answer"].strip() in t for t in full.retain_texts)]
+    assert found and all(_in(r["answer"], small.retain_texts) for r in found)
+    assert small.privleak_retain == small.retain_texts and set(small.retain_texts) <= set(full.retain_texts)
+
+
+def test_probes_from_another_corpus_are_refused(muse_dir, tmp_path):
+    for name in FIELD_FILES.values():
+        (tmp_path / f"{name}.jsonl").write_text((muse_dir / f"{name}.jsonl").read_text())
+    (tmp_path / "raw_forget.jsonl").write_text((muse_dir / "privleak_retain.jsonl").read_text())  # not the probes' corpus
+    with pytest.raises(ConfigError, match="none of the 3 verbmem rows and 100 privleak forget texts.*raw/forget"):
+        load_muse("news", str(tmp_path), max_articles=5, max_questions=3)
+
+
+def test_probes_are_found_across_article_joins():
+    from unlearn.benchmarks.muse.probes import Stream, match_knowmem, match_texts
+
+    stream = Stream(["Alpha beta gamma.", "Delta epsilon zeta.", "In 1472 Orkney became part of Scotland."])
+    # a text that runs from the end of one article into the next is placed in both
+    assert stream.find("gamma.\n\nDelta") == (0, 1)
+    assert stream.find("not there") == () and stream.find("  ") == ()
+    m = match_texts(stream, ["beta gamma", "nowhere"], "texts", "corpus")
+    assert m.found == (0,) and m.missing == (1,) and "1/2 found in corpus" in m.note() and "rows [1]" in m.note()
+    # a knowmem answer: the article holding it that shares words with the question; a bare match without a
+    # shared word places nothing
+    rows = [{"question": "When did Orkney become part of Scotland?", "answer": "1472"},
+            {"question": "What year?", "answer": "1472"}]
+    assert match_knowmem(stream, rows, "k", "c").where == ((2,), ())
 
 
 # --- a directory laid out like the hub repository -----------------------------------------------------------
@@ -170,8 +222,9 @@ def test_hub_layout_loads_through_load_dataset(hub_dir, full):
     # raw/retain1 is the hub's default retain corpus (here the privleak/retain texts stand in for it)
     assert sets.retain_texts == full.privleak_retain[:N_HUB]
     assert load_muse("news", str(hub_dir), retain_split="privleak_retain").retain_texts == sets.privleak_retain
-    capped = load_muse("news", str(hub_dir), max_articles=2, max_questions=4)
-    assert capped.forget_texts == full.forget_texts[:2] and capped.knowmem_forget == full.knowmem_forget[:4]
+    # a capped run places its probes in raw/forget: this copy's first 12 articles hold none of them
+    with pytest.raises(ConfigError, match="none of the 4 verbmem rows and 12 privleak forget texts"):
+        load_muse("news", str(hub_dir), max_articles=2, max_questions=4)
 
 
 def test_hub_layout_missing_split_or_column(hub_dir, muse_dir, tmp_path, hub_cache):

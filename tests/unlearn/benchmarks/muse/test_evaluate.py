@@ -31,6 +31,7 @@ from unlearn.benchmarks.muse.evaluate import (
     verbmem_sequences,
 )
 from unlearn.errors import ConfigError
+from unlearn.metrics.mia import delong_interval
 from unlearn.models import train_tokenizer
 
 
@@ -225,7 +226,9 @@ def test_generation_stops_at_stop_strings(chain, hand_tok):
 
 def test_no_generation_and_no_retain_auc(chain, hand_tok, hand_sets):
     res = evaluate_muse(chain, hand_tok, hand_sets, MuseEvalConfig(generate=False), retain_auc=None)
-    assert set(res.metrics) == {names.PRIVLEAK_AUC, names.FORGET_ES, *names.MIA_METRICS} and res.generations == {}
+    intervals = {f(n) for n in names.MIA_METRICS for f in (names.ci_low, names.ci_high)}  # privleak's needs retain_auc
+    assert set(res.metrics) == {names.PRIVLEAK_AUC, names.FORGET_ES, *names.MIA_METRICS, *intervals}
+    assert res.generations == {}
     assert set(res.per_item) == {names.FORGET_ES, names.PRIVLEAK_FORGET_MIN_K, names.PRIVLEAK_HOLDOUT_MIN_K}
     assert res.metrics[names.PRIVLEAK_AUC] == res.privleak_auc
 
@@ -236,7 +239,7 @@ def test_no_generation_and_no_retain_auc(chain, hand_tok, hand_sets):
 def real():
     if not (MUSE_DIR / "MANIFEST.json").is_file():
         pytest.fail(f"no local MUSE-News copy at {MUSE_DIR}")
-    sets = load_muse("news", str(MUSE_DIR), max_articles=8, max_questions=8)
+    sets = load_muse("news", str(MUSE_DIR), max_articles=8, max_questions=8, max_privleak=8)
     texts = [*sets.forget_texts, *sets.privleak_forget, *sets.privleak_holdout,
              *(f"{r['prompt']} {r['gt']}" for r in sets.verbmem),
              *(knowmem_prompt(r["question"], []) + r["answer"] for r in (*sets.knowmem_forget, *sets.knowmem_retain))]
@@ -296,6 +299,13 @@ def test_real_rows_against_reference_formulas(real):
     assert res.metrics[names.PRIVLEAK_AUC] == res.privleak_auc
     ref_privleak = ((1 - res.privleak_auc) - (1 - 0.37)) / (1 - 0.37) * 100
     assert res.metrics[names.PRIVLEAK] == pytest.approx(ref_privleak, rel=1e-9)
+    # each AUC comes with its DeLong interval around it; privleak's is the min-k% one mapped through privleak
+    lo, hi = delong_interval(item_forget, item_holdout)
+    assert (res.metrics[names.ci_low(names.MIA_MIN_K)], res.metrics[names.ci_high(names.MIA_MIN_K)]) == (lo, hi)
+    for m in names.MIA_METRICS:
+        assert res.metrics[names.ci_low(m)] <= res.metrics[m] <= res.metrics[names.ci_high(m)]
+    assert res.metrics[names.ci_low(names.PRIVLEAK)] == pytest.approx(((1 - hi) - 0.63) / 0.63 * 100, rel=1e-9)
+    assert res.metrics[names.ci_high(names.PRIVLEAK)] == pytest.approx(((1 - lo) - 0.63) / 0.63 * 100, rel=1e-9)
 
     # ES: each verbmem gt teacher-forced after "prompt + ' ' + gt"'s prompt tokens
     es = []
