@@ -34,11 +34,12 @@ def test_the_simulated_sweeps_export_a_clearly_best_point_and_never_an_infeasibl
     cfg = SimConfig((48,))  # 48 runs on 4 points: every setting's search covers the grid
     outcomes = [o for seed in range(5) for o in simulate_seed(problem, cfg, seed)]
     rows = {r["setting"]: r for r in summarise(problem, outcomes)}
-    assert set(rows) == set("abcdefgh")
+    assert set(rows) == set("abcdefghijkl")
     for setting, row in rows.items():
         assert row["infeasible_share"] == 0.0 and row["best_share"] >= 0.8, setting
         assert row["mean_runs"] <= 48, setting
     assert rows["c"]["mean_runs"] == 48 and rows["d"]["calibration"]["mean_stated"] >= 0.8
+    assert rows["i"]["mean_runs"] == 48 and rows["l"]["calibration"]["mean_stated"] >= 0.8
 
 
 def test_an_export_is_scored_against_the_truth_best_and_the_bound():
