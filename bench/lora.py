@@ -46,6 +46,7 @@ def _rss_kb() -> int:
 
 def one_case(model: str, method: str, lora: bool, steps: int) -> dict:
     """Run in its own process: a few training steps; its memory and step time."""
+    import peft  # noqa: F401  (imported before the baseline is read: its import is not training memory)
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
