@@ -19,8 +19,7 @@ def _cmd_losses(args: argparse.Namespace) -> int:
 
 
 def _run_config(args: argparse.Namespace):
-    from unlearn.models.lora import ADAPTER_DIR
-from unlearn.train.config import load_run_config
+    from unlearn.train.config import load_run_config
 
     return load_run_config(args.config, args.overrides)
 
@@ -56,6 +55,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                                             if p + k in m)).rstrip() for k in shown))
     print(f"results: {Path(args.out).resolve() / 'results.json'}\nmodel:   {Path(args.out).resolve() / 'model'}")
     if cfg.model.lora is not None:
+        from unlearn.models.lora import ADAPTER_DIR
+
         print(f"adapter: {Path(args.out).resolve() / ADAPTER_DIR} (model: the merged weights)")
     return 0
 
