@@ -107,8 +107,7 @@ def memory(args) -> dict:
     for model in args.models:
         for method in METHODS:
             for lora in (False, True):
-                cmd = [sys.executable, "-m", "bench.lora", "_case", model, method, str(int(lora)),
-                       str(args.steps[model] if isinstance(args.steps, dict) else args.steps)]
+                cmd = [sys.executable, "-m", "bench.lora", "_case", model, method, str(int(lora)), str(args.steps)]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
                 row = json.loads(out.strip().splitlines()[-1])
                 rows.append(row)
