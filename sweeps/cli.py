@@ -54,6 +54,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print("\n".join((f"{k:>{width}}: {m[k]:<8.4g}" + "".join(f"  {p.rstrip('_')} {m[p + k]:<8.4g}" for p in attacks
                                                             if p + k in m)).rstrip() for k in shown))
     print(f"results: {Path(args.out).resolve() / 'results.json'}\nmodel:   {Path(args.out).resolve() / 'model'}")
+    if cfg.model.lora is not None:
+        from unlearn.models.lora import ADAPTER_DIR
+
+        print(f"adapter: {Path(args.out).resolve() / ADAPTER_DIR} (model: the merged weights)")
     return 0
 
 

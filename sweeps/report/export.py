@@ -20,6 +20,7 @@ from sweeps.report.select import Choice, choice_notes, choose, pick_best
 from sweeps.report.trials import TrialRow, collect_trials, load_bounds
 from sweeps.space import SearchSpace
 from unlearn.errors import ConfigError
+from unlearn.models.lora import ADAPTER_DIR
 from unlearn.train.run import MODEL_DIR
 
 
@@ -71,15 +72,18 @@ def _check_export_paths(out_yaml: Path, model_dir: Path | None, force: bool) -> 
                           "path outside the model directory")
 
 
-def _copy_dir_atomic(src: Path, dest: Path) -> None:
-    """Copy ``src`` to a temporary sibling of ``dest``, then rename it into place: a kill mid-copy leaves
-    the temporary directory (named ``.NAME.partial-PID``), never a truncated model under ``dest``."""
+def _copy_dir_atomic(src: Path, dest: Path, extra: dict[str, Path] | None = None) -> None:
+    """Copy ``src`` (and each ``extra`` directory, as ``dest/NAME``) to a temporary sibling of ``dest``, then
+    rename it into place: a kill mid-copy leaves the temporary directory (named ``.NAME.partial-PID``), never
+    a truncated model under ``dest``."""
     dest = dest.resolve()
     dest.parent.mkdir(parents=True, exist_ok=True)
     for stale in dest.parent.glob(f".{dest.name}.partial-*"):  # left by an export that was killed
         shutil.rmtree(stale, ignore_errors=True)
     tmp = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
     shutil.copytree(src, tmp)
+    for name, path in (extra or {}).items():
+        shutil.copytree(path, tmp / name)
     old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
     if dest.exists():
         dest.rename(old)  # --force: the old one goes only once the new one is complete
@@ -123,7 +127,9 @@ def export_best(root: Path, space: SearchSpace, out_yaml: Path, *, model_dir: Pa
         if not src.is_dir():
             raise ConfigError(f"trial {chosen.trial_id} kept no model ({src} missing); valid: export without "
                               "--model, or a trial that kept its model")
-        _copy_dir_atomic(src, model_dir)
+        # a LoRA trial: the merged model, with its adapter (peft format) in MODEL/adapter
+        adapter = chosen.run_dir / ADAPTER_DIR
+        _copy_dir_atomic(src, model_dir, {ADAPTER_DIR: adapter} if adapter.is_dir() else None)
     write_text_atomic(out_yaml, config_yaml(chosen, 'trial' if trial_id else 'best trial', notes))
     registered = register_model(root, chosen.trial_id, src, register) if register else None
     return ExportedTrial(chosen, registered)

@@ -10,7 +10,8 @@ from unlearn.models.load import (
     load_tokenizer,
     save_model,
 )
+from unlearn.models.lora import LoraConfig
 from unlearn.models.tokenizer import train_tokenizer
 
-__all__ = ["MODEL_PRESETS", "ModelConfig", "build_tiny", "check_model_source", "count_parameters", "load_model",
+__all__ = ["LoraConfig", "MODEL_PRESETS", "ModelConfig", "build_tiny", "check_model_source", "count_parameters", "load_model",
            "load_tokenizer", "save_model", "train_tokenizer"]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from unlearn.errors import ConfigError, check_range
+from unlearn.models.lora import LoraConfig
 from unlearn.registry import Registry
 
 if TYPE_CHECKING:  # transformers is imported where a model is built or loaded: configs stay light
@@ -46,6 +47,7 @@ class ModelConfig:
     vocab_size: int = 2048  # tokenizer size for tiny presets
     max_position_embeddings: int = 256
     trust_remote_code: bool = False
+    lora: LoraConfig | None = None  # train LoRA adapters only (unlearn.models.lora); None: every weight trains
 
     def __post_init__(self) -> None:
         if not self.name:

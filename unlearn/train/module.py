@@ -82,6 +82,23 @@ class CausalLMWithLoss(nn.Module):
         return term(ce, mask)
 
 
+class AdaptersOff:
+    """The frozen reference of a LoRA policy: the policy's own module called with its adapters switched off
+    (peft's ``disable_adapter()``), i.e. the base model, without a second copy of it. Called as the module
+    is (``mode="ce"`` / ``"logits"`` / ``"acts"``), under ``torch.no_grad()`` by the loop.
+
+    ``module``: the ``CausalLMWithLoss`` around a ``PeftModel`` (inside DDP: its ``.module``; under FSDP2 the
+    sharded module itself, whose forward gathers the shards as usual). Nothing of it is trained here.
+    """
+
+    def __init__(self, module: CausalLMWithLoss) -> None:
+        self.module = module
+
+    def __call__(self, *args, **kwargs):
+        with self.module.lm.disable_adapter():
+            return self.module(*args, **kwargs)
+
+
 def decoder_layers(lm: nn.Module) -> nn.ModuleList:
     """The decoder layers of an HF causal LM (``model.layers``)."""
     backbone = lm.get_decoder() if hasattr(lm, "get_decoder") else lm.model

@@ -24,6 +24,7 @@ from unlearn.data.batching import lm_batches
 from unlearn.data.formatting import EncodedQA
 from unlearn.errors import ConfigError
 from unlearn.models import build_tiny, check_model_source, load_model, load_tokenizer, save_model, train_tokenizer
+from unlearn.models.lora import check_lora_model
 from unlearn.train.config import RunConfig
 from unlearn.train.loop import finetune_epoch, make_optimizer
 from unlearn.train.module import CausalLMWithLoss
@@ -46,7 +47,9 @@ def prepare_key(cfg: RunConfig) -> str:
     """Hash of what defines the prepared models (not the unlearning method or optimiser)."""
     # the key-token annotations only concern unlearning
     data = {k: v for k, v in to_dict(cfg.data).items() if k != "importance_path"}
-    what = {"data": data, "model": to_dict(cfg.model), "prepare": to_dict(cfg.prepare),
+    # LoRA concerns unlearning only; left out (not None-valued), keys of setups prepared before it stay valid
+    model = {k: v for k, v in to_dict(cfg.model).items() if k != "lora"}
+    what = {"data": data, "model": model, "prepare": to_dict(cfg.prepare),
             "version": PREPARE_VERSION}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -58,6 +61,9 @@ def check_prepare_inputs(cfg: RunConfig, data: Any) -> None:
 
     check_attacks(cfg.benchmark, data, cfg.eval)
     check_model_source(cfg.model)
+    if cfg.model.lora is not None:  # a target module that matches nothing: now, not after preparing
+        check_lora_model(cfg.model.lora, cfg.model.name, vocab_size=cfg.model.vocab_size,
+                         trust_remote_code=cfg.model.trust_remote_code)
     if cfg.model.is_preset or cfg.prepare.finetune or not cfg.benchmark.needs_reference:
         if cfg.prepare.retain_stats and not cfg.benchmark.needs_reference:
             cfg.benchmark.reference_from_file(cfg.prepare.retain_stats)  # the benchmark says why it does not apply

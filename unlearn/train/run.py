@@ -24,9 +24,10 @@ from unlearn.config import to_dict
 from unlearn.errors import NonFiniteScoresError
 from unlearn.losses import Method, resolve_loss_path
 from unlearn.models import load_model, load_tokenizer
+from unlearn.models.lora import ADAPTER_DIR, apply_lora, base_state_key, save_lora_export
 from unlearn.train.config import RunConfig
 from unlearn.train.loop import DivergedError, Dist, UnlearnData, make_optimizer, steps_per_epoch, train_epoch
-from unlearn.train.module import CausalLMWithLoss, restrict_trainable
+from unlearn.train.module import AdaptersOff, CausalLMWithLoss, restrict_trainable
 from unlearn.train.prepare import Prepared
 from unlearn.train.strategy import Strategy, local_parameter_count
 
@@ -115,13 +116,16 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
     tokenizer = load_tokenizer(prepared.target_dir)
     method = Method(cfg.method)
     dtype = cfg.model.torch_dtype
+    lora = cfg.model.lora
     lm = load_model(prepared.target_dir, dtype)
-    restrict_trainable(lm, method.trainable, method.layer)  # RMU: its layer exists; only its pattern trains
-    policy = strategy.wrap(CausalLMWithLoss(lm), trainable=True)
+    # RMU: its layer exists; only its pattern trains (with LoRA the adapters train instead: README, fidelity)
+    restrict_trainable(lm, None if lora else method.trainable, method.layer)
+    policy = strategy.wrap(CausalLMWithLoss(_adapted(lm, cfg)), trainable=True)
     ref = None
-    if method.needs_reference:
-        ref = strategy.wrap(CausalLMWithLoss(load_model(prepared.target_dir, dtype)), trainable=False)
-    eval_lm = load_model(prepared.target_dir, dtype).to(dist.device).eval() \
+    if method.needs_reference:  # LoRA: the policy with its adapters off is the base model, exactly
+        ref = AdaptersOff(getattr(policy, "module", policy)) if lora else \
+            strategy.wrap(CausalLMWithLoss(load_model(prepared.target_dir, dtype)), trainable=False)
+    eval_lm = _adapted(load_model(prepared.target_dir, dtype), cfg).to(dist.device).eval() \
         if strategy.name != "single" and dist.rank == 0 else None
     forget, retain = cfg.benchmark.unlearn_examples(tokenizer, data, cfg.data, key_texts=cfg.method.importance)
     examples = UnlearnData(tuple(forget), tuple(retain), tokenizer.pad_token_id)
@@ -175,13 +179,19 @@ def unlearn_worker(cfg: RunConfig, prepared: Prepared, *, strategy: Strategy, di
                            if due else None)
         timeline["checkpoint_report_s"] += time.perf_counter() - t2
     timeline["loop_end"] = time.time()
-    result = _finish(cfg, policy, strategy, tokenizer, history, best, out_dir, dist)
+    result = _finish(cfg, policy, strategy, tokenizer, history, best, out_dir, dist, prepared.target_dir)
     result.per_item = per_item.get(result.best_epoch or cfg.optim.epochs, {})
     result.attacks = attacks.get(result.best_epoch or cfg.optim.epochs, {})
     result.timeline = {**timeline, "finish_end": time.time()}
     if ref is not None:
-        result.reference_max_change = _max_change(strategy.full_state_dict(ref), prepared.target_dir, dtype, dist)
+        frozen = ref.module if isinstance(ref, AdaptersOff) else ref  # LoRA: the policy's base weights
+        result.reference_max_change = _max_change(strategy.full_state_dict(frozen), prepared.target_dir, dtype, dist)
     return result
+
+
+def _adapted(lm, cfg: RunConfig):
+    """``lm`` with ``cfg.model.lora``'s adapters (seeded by the run's seed: every worker builds the same), or as is."""
+    return lm if cfg.model.lora is None else apply_lora(lm, cfg.model.lora, seed=cfg.seed)
 
 
 def _parameter_sizes(policy, dist: Dist) -> dict[str, float]:
@@ -193,19 +203,22 @@ def _parameter_sizes(policy, dist: Dist) -> dict[str, float]:
     out = {"params/local_rank0": float(counts[0]), "params/local_max": float(counts.max())}
     if total is not None:
         out["params/total"] = float(total)
+        out["params/trainable"] = float(sum(p.numel() for p in policy.parameters() if p.requires_grad))
     return out
 
 
 def _max_change(ref_state: dict[str, torch.Tensor], target_dir: Path, dtype, dist: Dist) -> float | None:
-    """Largest absolute difference between the frozen reference and the target it was loaded from."""
+    """Largest absolute difference between the frozen reference and the target it was loaded from (LoRA:
+    the policy's base weights, its adapters left out)."""
     if dist.rank != 0:
         return None
     target = load_model(target_dir, dtype).state_dict()
-    return max(float((v.float() - target[k.removeprefix("lm.")].float()).abs().max()) for k, v in ref_state.items())
+    base = {b: v for k, v in ref_state.items() if (b := base_state_key(k.removeprefix("lm."))) is not None}
+    return max(float((v.float() - target[k].float()).abs().max()) for k, v in base.items())
 
 
 def _finish(cfg: RunConfig, policy, strategy: Strategy, tokenizer, history, best, out_dir: Path | None,
-            dist: Dist) -> WorkerResult:
+            dist: Dist, target_dir: Path) -> WorkerResult:
     final = dict(history[-1]) if history else {}
     best_epoch = None
     # With keep_best_by the kept epoch's state was gathered already; gather the last one only otherwise
@@ -215,7 +228,12 @@ def _finish(cfg: RunConfig, policy, strategy: Strategy, tokenizer, history, best
         best_epoch = best[1]
         final = dict(next(h for h in history if h["epoch"] == best_epoch))
         sd = best[2]
-    if dist.rank == 0 and out_dir is not None and sd is not None:
+    if dist.rank == 0 and out_dir is not None and sd is not None and cfg.model.lora is not None:
+        # merged from the gathered full state dict, in a copy (peft cannot merge a sharded model)
+        export = _adapted(load_model(target_dir, cfg.model.torch_dtype), cfg)
+        export.load_state_dict({k.removeprefix("lm."): v for k, v in sd.items()})
+        save_lora_export(export, tokenizer, out_dir / MODEL_DIR, out_dir / ADAPTER_DIR)
+    elif dist.rank == 0 and out_dir is not None and sd is not None:
         lm = policy.module.lm if hasattr(policy, "module") else policy.lm
         lm.save_pretrained(out_dir / MODEL_DIR, state_dict={k.removeprefix("lm."): v for k, v in sd.items()})
         tokenizer.save_pretrained(out_dir / MODEL_DIR)
@@ -233,6 +251,7 @@ def write_results(out_dir: Path, cfg: RunConfig, prepared: Prepared, result: Wor
         "epochs": result.history,
         "best_epoch": result.best_epoch,
         "model_dir": str(out_dir / MODEL_DIR),
+        "adapter_dir": str(out_dir / ADAPTER_DIR) if cfg.model.lora is not None else None,
         "prepared": str(prepared.root),
         "reference_max_change": result.reference_max_change,
         "per_item": result.per_item,

@@ -83,6 +83,30 @@ def test_checkpoint_every_n_epochs_but_not_after_the_last(small_overrides, tmp_p
     assert [json.loads((tmp_path / "ckpt" / d / "meta.json").read_text())["epoch"] for d in ("epoch_1", "epoch_3")] == [2, 4]
 
 
+def test_a_lora_run_exports_the_merged_model_and_its_adapter(small_overrides, tmp_path):
+    """model.lora through run_local: NPO's reference is the policy with its adapters off (the base weights never
+    move), and the merged export, loaded with plain transformers, gives the logits of the target + adapter."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    cfg = load_run_config(None, [*small_overrides, "model.lora={r: 4}", "method.objective=npo", "method.alpha=1.0",
+                                 "optim.lr=1e-2"])
+    res = run_local(cfg, tmp_path, log=lambda s: None)
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert res.reference_max_change == 0.0 and doc["adapter_dir"] == str(tmp_path / "adapter")
+    assert 0 < res.metrics["params/trainable"] < res.metrics["params/total"] / 10
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(f"{doc['prepared']}/target"),
+                                        tmp_path / "adapter")
+    ids = torch.tensor([[1, 5, 9, 13, 17, 21, 25, 29]])
+    with torch.no_grad():
+        got, want = merged(input_ids=ids).logits, adapted(input_ids=ids).logits
+        with adapted.disable_adapter():
+            base = adapted(input_ids=ids).logits
+    diff, moved = float((got - want).abs().max()), float((want - base).abs().max())
+    assert diff < 1e-3 * moved  # merging reassociates the sum: equal to float rounding, far below the change
+
+
 def test_naive_and_fused_paths_agree(small_overrides, tmp_path):
     a = run_local(load_run_config(None, [*small_overrides, "optim.epochs=1"]), tmp_path / "a", log=lambda s: None)
     b = run_local(load_run_config(None, [*small_overrides, "optim.epochs=1", "optim.loss_path=naive"]),
