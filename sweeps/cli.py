@@ -84,7 +84,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _print_comparison(compare) -> int:
-    from sweeps.compare.leaderboard import LEADERBOARD_MD, format_leaderboard
+    from sweeps.compare.leaderboard import LEADERBOARD_MD
     from sweeps.sweep import SweepInterrupted
 
     try:
@@ -92,7 +92,7 @@ def _print_comparison(compare) -> int:
     except SweepInterrupted as e:
         print(f"\ncomparison interrupted in {e}; continue it with `unlearn-sweep resume DIR`", file=sys.stderr)
         return 128 + e.signum
-    print(format_leaderboard(result.leaderboard))
+    print((result.out_dir / LEADERBOARD_MD).read_text())
     for method, why in result.failed.items():
         print(f"method {method}: {why}", file=sys.stderr)
     print(f"leaderboard: {result.out_dir / LEADERBOARD_MD} (and .csv, fronts.png)")
@@ -177,9 +177,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     root = Path(args.dir).expanduser().resolve()
     if is_compare_dir(root):
         from sweeps.compare import load_leaderboard
+        from sweeps.compare.hypotheses import format_verdicts, test_hypotheses
         from sweeps.compare.leaderboard import format_leaderboard
+        from sweeps.compare.run import load_compare_dir
 
-        print(format_leaderboard(load_leaderboard(root)))
+        board = load_leaderboard(root)
+        print(format_leaderboard(board) + format_verdicts(test_hypotheses(load_compare_dir(root)[0], board)))
         return 0
     load_sweep_meta(root)
     print(format_report(root, load_sweep_space(root)))

@@ -266,10 +266,11 @@ def plot_fronts(board: Leaderboard, path: Path) -> Path | None:
     return path
 
 
-def write_leaderboard(board: Leaderboard, root: Path) -> list[Path]:
+def write_leaderboard(board: Leaderboard, root: Path, appendix: str = "") -> list[Path]:
+    """``leaderboard.md`` (with ``appendix``: the hypotheses' verdicts), ``.csv`` and the fronts' PNG."""
     from sweeps.layout import write_text_atomic
 
-    write_text_atomic(root / LEADERBOARD_MD, format_leaderboard(board))
+    write_text_atomic(root / LEADERBOARD_MD, format_leaderboard(board) + appendix)
     write_text_atomic(root / LEADERBOARD_CSV, leaderboard_csv(board))
     png = plot_fronts(board, root / FRONTS_PNG)
     return [root / LEADERBOARD_MD, root / LEADERBOARD_CSV, *([png] if png else [])]

@@ -147,8 +147,10 @@ def finish_compare(root: Path, spec: CompareSpec, tracking_uri: str, doc: dict[s
     """The leaderboard from the methods' directories, written and logged to the comparison run."""
     from mlflow.tracking import MlflowClient
 
+    from sweeps.compare.hypotheses import format_verdicts, test_hypotheses
+
     board = build_leaderboard(spec, root, METHODS_DIR)
-    paths = write_leaderboard(board, root)
+    paths = write_leaderboard(board, root, format_verdicts(test_hypotheses(spec, board)))
     run_id = doc.get("parent_run_id")
     if run_id:
         client = MlflowClient(tracking_uri)

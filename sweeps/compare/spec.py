@@ -40,7 +40,7 @@ from sweeps.space.parse import _absolute_data_paths, resolve_space_path
 from unlearn.config import load_yaml
 from unlearn.errors import ConfigError, unknown_name
 
-TOP_KEYS = ("name", "description", "base", "objectives", "constraints", "budget", "methods")
+TOP_KEYS = ("name", "description", "base", "objectives", "constraints", "budget", "methods", "hypotheses")
 METHOD_KEYS = ("method", "parameters", "default", "space", "base", "budget")
 MAX_METHODS = 16
 
@@ -55,12 +55,30 @@ class MethodEntry:
 
 
 @dataclass(frozen=True)
+class Hypothesis:
+    """A claim the comparison tests. ``kind``: ``better`` (method ``a`` beats ``b`` on the objective at the
+    confirmed optima, paired over the common confirmation seeds) or ``weights`` (method ``a``'s token weights
+    rise with the token's likelihood, ``order: increasing``, or fall, ``decreasing``)."""
+
+    kind: str
+    a: str
+    b: str | None = None
+    order: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "better":
+            return f"{self.a} beats {self.b}"
+        return f"{self.a}'s weights {'rise' if self.order == 'increasing' else 'fall'} with the token's likelihood"
+
+
+@dataclass(frozen=True)
 class CompareSpec:
     """A validated comparison: every method's space shares the objective, constraints and budget."""
 
     name: str
     description: str
     methods: tuple[MethodEntry, ...]
+    hypotheses: tuple[Hypothesis, ...] = ()
     raw: dict[str, Any] = field(repr=False, default_factory=dict)  # the spec's plain data (written to DIR)
     source: str = ""
 
@@ -124,7 +142,8 @@ def compare_from_dict(data: Mapping[str, Any], *, source: str = "") -> CompareSp
               "budget": data.get("budget") or {}}
     entries = tuple(_method(str(name), block, data, shared, where) for name, block in methods.items())
     _check_comparable(entries, where)
-    return CompareSpec(str(data["name"]), str(data.get("description") or ""), entries,
+    hypotheses = _hypotheses(data.get("hypotheses") or [], [e.name for e in entries], where)
+    return CompareSpec(str(data["name"]), str(data.get("description") or ""), entries, hypotheses,
                        raw=copy.deepcopy(dict(data)), source=source)
 
 
@@ -178,3 +197,23 @@ def _check_comparable(entries: tuple[MethodEntry, ...], where: str) -> None:
         if e.space.budget != first.space.budget:  # a referenced space cannot change it, but say so if it did
             raise ConfigError(f"{where}methods.{e.name}: budget {e.space.budget} differs from methods.{first.name}'s "
                               f"{first.space.budget}; valid: one budget for every method")
+
+
+def _hypotheses(raw: Any, names: list[str], where: str) -> tuple[Hypothesis, ...]:
+    """``- {better: A, than: B}`` or ``- {weights: A, order: increasing | decreasing}``, methods by name."""
+    valid = "a list of {better: METHOD, than: METHOD} or {weights: METHOD, order: increasing | decreasing}"
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}hypotheses: got {raw!r}; valid: {valid}")
+    out = []
+    for i, h in enumerate(raw):
+        at = f"{where}hypotheses[{i}]"
+        if isinstance(h, Mapping) and set(h) == {"better", "than"}:
+            out.append(Hypothesis("better", str(h["better"]), str(h["than"])))
+        elif isinstance(h, Mapping) and set(h) == {"weights", "order"} and h["order"] in ("increasing", "decreasing"):
+            out.append(Hypothesis("weights", str(h["weights"]), order=str(h["order"])))
+        else:
+            raise ConfigError(f"{at}: got {h!r}; valid: {valid}")
+        for name in (out[-1].a, out[-1].b):
+            if name is not None and name not in names:
+                raise unknown_name("method", name, names, at)
+    return tuple(out)

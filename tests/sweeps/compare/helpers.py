@@ -32,5 +32,5 @@ def tiny_compare(tmp_path: Path, cache_dir: Path, num_samples: int = 2, epochs: 
 
 def write_spec(tmp_path: Path, data: dict[str, Any]) -> Path:
     path = tmp_path / "compare.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump(data, sort_keys=False))  # methods run in the spec's order
     return path
