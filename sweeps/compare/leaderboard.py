@@ -39,7 +39,7 @@ class MethodRow:
     ``metrics``: every reported metric's mean and interval over those runs."""
 
     method: str
-    status: str  # confirmed | not confirmed | no result
+    status: str  # confirmed | not confirmed | no feasible trial | no result
     trial_id: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     values: dict[int, float] = field(default_factory=dict)
@@ -125,8 +125,9 @@ def method_row(name: str, root: Path, metrics: Sequence[str], default: Mapping[s
     finals = load_finals(root, candidates) if candidates else {}
     confirm_runs = sum(len(v) for v in finals.values())
     best = choice.best
-    if best is None:
-        return MethodRow(name, "no result", confirm_runs=confirm_runs, **common)
+    if best is None:  # trials finished, none feasible (or none finished)
+        status = "no feasible trial" if any(t.status == "FINISHED" for t in trials) else "no result"
+        return MethodRow(name, status, confirm_runs=confirm_runs, **common)
     runs = finals.get(best.trial_id) if choice.confirmation and choice.confirmation.get("best") == best.trial_id else None
     if not runs:
         est = {m: (best.metrics.get(m), *best.intervals.get(m, (None, None))) for m in metrics}
