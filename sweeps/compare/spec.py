@@ -188,12 +188,12 @@ def _check_comparable(entries: tuple[MethodEntry, ...], where: str) -> None:
     """Methods share an objective only on one benchmark and one setup of it (data, model)."""
     first = entries[0]
     for e in entries[1:]:
-        for section in ("data", "model"):
+        for section in ("data", "model", "prepare"):  # one benchmark, one target model (prepare), one utility
             a, b = getattr(first.space.base_config, section), getattr(e.space.base_config, section)
             if a != b:
-                raise ConfigError(f"{where}methods.{e.name}: its {section} ({a if section == 'model' else b}) differs "
-                                  f"from methods.{first.name}'s; methods can share an objective only on the same "
-                                  f"benchmark and model; valid: give {section} in the spec's base only")
+                raise ConfigError(f"{where}methods.{e.name}: its {section} ({b}) differs from methods.{first.name}'s "
+                                  f"({a}); methods can share an objective only on the same benchmark and model; "
+                                  f"valid: give {section} in the spec's base only")
         if e.space.budget != first.space.budget:  # a referenced space cannot change it, but say so if it did
             raise ConfigError(f"{where}methods.{e.name}: budget {e.space.budget} differs from methods.{first.name}'s "
                               f"{first.space.budget}; valid: one budget for every method")
