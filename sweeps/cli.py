@@ -84,7 +84,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _print_comparison(compare) -> int:
-    from sweeps.compare.leaderboard import LEADERBOARD_MD
+    from sweeps.compare.output import LEADERBOARD_MD
     from sweeps.sweep import SweepInterrupted
 
     try:
@@ -178,7 +178,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if is_compare_dir(root):
         from sweeps.compare import load_leaderboard
         from sweeps.compare.hypotheses import format_verdicts, test_hypotheses
-        from sweeps.compare.leaderboard import format_leaderboard
+        from sweeps.compare.output import format_leaderboard
         from sweeps.compare.run import load_compare_dir
 
         board = load_leaderboard(root)

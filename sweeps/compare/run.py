@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeps.compare.leaderboard import Leaderboard, build_leaderboard, write_leaderboard
+from sweeps.compare.leaderboard import Leaderboard, build_leaderboard
+from sweeps.compare.output import write_leaderboard
 from sweeps.compare.spec import CompareSpec, compare_from_dict
 from sweeps.layout import SWEEP_FILE, SweepSettings, default_tracking_uri, read_json, write_json_atomic
 from sweeps.preflight import check_model_dirs, check_writable_dir
