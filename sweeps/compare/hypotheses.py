@@ -50,7 +50,8 @@ def weights(spec: CompareSpec, board: Leaderboard, h: Hypothesis, ces=None) -> V
     rho = weight_likelihood_correlation(cfg, ces if ces is not None else forget_token_ce(cfg))
     want = 1.0 if h.order == "increasing" else -1.0
     verdict = UNDECIDED if math.isnan(rho) else HOLDS if rho * want > 0 else FAILS
-    at = "its confirmed parameters" if row.status == "confirmed" else f"{row.status} parameters"
+    at = ("its confirmed parameters" if row.status == "confirmed" else "its search best's parameters (not confirmed)"
+          if row.params else f"its default parameters ({row.status})")
     return Verdict(h.describe(), verdict, f"Spearman rho(weight, p) = {rho:.3f} over the forget answer tokens, "
                    f"at {at} ({', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in params.items())})")
 
