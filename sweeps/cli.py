@@ -77,8 +77,39 @@ def _default_out(space: str) -> str:
     return f"sweeps_out/{Path(space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from sweeps.compare import load_compare, run_compare
+    from sweeps.compare.run import CompareSettings
+
+    spec = load_compare(args.spec)
+    settings = CompareSettings(out_dir=args.out, address=args.address, mlflow_uri=args.mlflow_uri,
+                               progress=not args.quiet, verbose=args.verbose)
+    return _print_comparison(lambda: run_compare(spec, settings))
+
+
+def _print_comparison(compare) -> int:
+    from sweeps.compare.output import LEADERBOARD_MD
+    from sweeps.sweep import SweepInterrupted
+
+    try:
+        result = compare()
+    except SweepInterrupted as e:
+        print(f"\ncomparison interrupted in {e}; continue it with `unlearn-sweep resume DIR`", file=sys.stderr)
+        return 128 + e.signum
+    print((result.out_dir / LEADERBOARD_MD).read_text())
+    for method, why in result.failed.items():
+        print(f"method {method}: {why}", file=sys.stderr)
+    print(f"leaderboard: {result.out_dir / LEADERBOARD_MD} (and .csv, fronts.png)")
+    return 0
+
+
 def _cmd_resume(args: argparse.Namespace) -> int:
+    from sweeps.compare.run import is_compare_dir, resume_or_run_compare
     from sweeps.sweep import resume_sweep
+
+    if is_compare_dir(args.dir):
+        return _print_comparison(lambda: resume_or_run_compare(args.dir, address=args.address,
+                                                               progress=not args.quiet, verbose=args.verbose))
 
     return _print_outcome(lambda: resume_sweep(args.dir, address=args.address, progress=not args.quiet,
                                                verbose=args.verbose))
@@ -145,7 +176,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from sweeps.report import format_report
     from sweeps.space import load_sweep_space
 
+    from sweeps.compare.run import is_compare_dir
+
     root = Path(args.dir).expanduser().resolve()
+    if is_compare_dir(root):
+        from sweeps.compare import load_leaderboard
+        from sweeps.compare.hypotheses import format_verdicts, test_hypotheses
+        from sweeps.compare.output import format_leaderboard
+        from sweeps.compare.run import load_compare_dir
+
+        board = load_leaderboard(root)
+        print(format_leaderboard(board) + format_verdicts(test_hypotheses(load_compare_dir(root)[0], board)))
+        return 0
     load_sweep_meta(root)
     print(format_report(root, load_sweep_space(root)))
     return 0
@@ -156,7 +198,18 @@ def _cmd_export_best(args: argparse.Namespace) -> int:
     from sweeps.report import export_best
     from sweeps.space import load_sweep_space
 
+    from sweeps.compare.run import is_compare_dir, load_compare_dir, method_dir
+    from unlearn.errors import ConfigError
+
     root = Path(args.dir).expanduser().resolve()
+    if is_compare_dir(root):  # a comparison: export one method's confirmed best (its sweep's)
+        spec, _ = load_compare_dir(root)
+        if args.method is None:
+            raise ConfigError(f"{root} is a comparison; valid: --method NAME, one of "
+                               f"{', '.join(m.name for m in spec.methods)}")
+        root = method_dir(root, spec.method(args.method).name)
+    elif args.method is not None:
+        raise ConfigError(f"--method {args.method} given for {root}, a sweep, not a comparison; valid: drop it")
     load_sweep_meta(root)
     space = load_sweep_space(root)
     if args.pareto:
@@ -244,6 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbose(p)
     p.set_defaults(func=_cmd_launch)
 
+    p = sub.add_parser("compare", help="tune every method of a comparison spec with the same budget, confirm each "
+                       "best on common fresh seeds, and rank them (leaderboard.md / .csv, fronts.png)")
+    p.add_argument("spec", help="a comparison spec YAML, or a shipped one's name (search_spaces/compare/)")
+    p.add_argument("--out", required=True, help="comparison directory (the same one continues a stopped comparison)")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local cluster)")
+    p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite in --out)")
+    p.add_argument("--quiet", action="store_true", help="no live progress line")
+    _add_verbose(p)
+    p.set_defaults(func=_cmd_compare)
+
     p = sub.add_parser("resume", help="continue an interrupted sweep; finished trials are not re-run")
     p.add_argument("dir")
     p.add_argument("--address")
@@ -262,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="copy the trial's unlearned model (HF format) here")
     p.add_argument("--register", metavar="NAME", help="register the model in the MLflow model registry")
     p.add_argument("--trial", help="export this trial instead of the best one")
+    p.add_argument("--method", help="in a comparison directory: the method whose confirmed best to export")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out / --model")
     p.set_defaults(func=_cmd_export_best)
 

@@ -65,11 +65,13 @@ class NoTrialFinished(UnlearnError):
 
 
 def _tracker(space: SearchSpace, settings: SweepSettings, meta: dict[str, Any]):
-    tracker = SweepTracker(settings.tracking_uri, f"unlearn-sweep/{space.name}", settings.root)
+    tracker = SweepTracker(settings.tracking_uri, settings.experiment or f"unlearn-sweep/{space.name}", settings.root)
     params = flatten({"space": space.to_dict(), "settings": {k: v for k, v in to_dict(settings).items()
                                                              if k not in ("progress", "verbose")}})
-    tracker.start_parent(meta["sweep_id"], params, {"unlearn.sweep_dir": str(settings.root),
-                                                    "unlearn.study_name": meta["study_name"]}, run_name=space.name)
+    tags = {"unlearn.sweep_dir": str(settings.root), "unlearn.study_name": meta["study_name"]}
+    if settings.parent_run_id:  # a comparison's method: its sweep nests under the comparison's run
+        tags["mlflow.parentRunId"] = settings.parent_run_id
+    tracker.start_parent(meta["sweep_id"], params, tags, run_name=space.name)
     return tracker
 
 

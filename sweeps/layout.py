@@ -63,6 +63,10 @@ class SweepSettings:
     optuna_storage: str | None = None  # an Optuna RDB URL; default sqlite:///DIR/optuna.db
     progress: bool = True
     verbose: bool = False  # Ray's notices and the libraries' progress bars (``--verbose``)
+    # a comparison's method sweep (``sweeps.compare``): the comparison's MLflow experiment and parent run,
+    # under which this sweep's parent run nests (None: an experiment of its own, a top-level parent)
+    experiment: str | None = None
+    parent_run_id: str | None = None
 
     @property
     def root(self) -> Path:
