@@ -397,10 +397,8 @@ def print_snr(rows: list[dict[str, Any]], agree: list[dict[str, Any]], tag: str,
               f"Spearman {a['spearman_with_quality']:.3f}")
 
 
-def print_selection(objective: str, rows: list[dict[str, Any]], ceiling: dict[str, Any], tag: str,
-                    truth_seeds: int) -> None:
-    print(f"\nSelection accuracy, objective {objective} (replicate mean), {rows[0]['sweeps']} sweep seeds, "
-          f"scored on {truth_seeds} truth seeds {tag}")
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    """The selection table's rows, one per (compute, setting)."""
     print("  C runs  setting                    = best  = best(obj)  within .02  within .05  regret*  infeasible  "
           "none  runs  points")
     for r in rows:
@@ -408,6 +406,13 @@ def print_selection(objective: str, rows: list[dict[str, Any]], ceiling: dict[st
               f"{r['best_objective_share']:>9.2f}  {r['within_0.02_share']:>10.2f}  {r['within_0.05_share']:>10.2f}  "
               f"{r['mean_regret']:>6.4f}  {r['infeasible_share']:>10.2f}  {r['no_export_share']:>4.2f}  "
               f"{r['mean_runs']:>4.0f}  {r['mean_distinct_points']:>6.1f}")
+
+
+def print_selection(objective: str, rows: list[dict[str, Any]], ceiling: dict[str, Any], tag: str,
+                    truth_seeds: int) -> None:
+    print(f"\nSelection accuracy, objective {objective} (replicate mean), {rows[0]['sweeps']} sweep seeds, "
+          f"scored on {truth_seeds} truth seeds {tag}")
+    print_rows(rows)
     print("  (* mean over the truly feasible exports; = best(obj): the truth best by the objective's truth mean)")
     print(f"  every pool seed on every point ({ceiling['runs']} runs) exports {ceiling['export_point']}: "
           f"{'the truth best' if ceiling['best'] else 'not the truth best'}, regret {ceiling['regret']:.4f}")
@@ -602,13 +607,7 @@ def split_selection(grids: Sequence[Grid], objective: str, bound: Bound, cfg: Si
     print(f"\nSelection accuracy over {len(grids)} pool / truth splits ({per} sweep seeds each), objective "
           f"{objective}; the splits' truth best (by forget quality): "
           + ", ".join(f"{b} in {n}" for b, n in counts.items()))
-    print("  C runs  setting                    = best  = best(obj)  within .02  within .05  regret*  infeasible  "
-          "none  runs  points")
-    for r in rows:
-        print(f"  {r['compute']:>6}  {r['setting']} {r['label']:<24} {r['best_share']:>5.2f}  "
-              f"{r['best_objective_share']:>9.2f}  {r['within_0.02_share']:>10.2f}  {r['within_0.05_share']:>10.2f}  "
-              f"{r['mean_regret']:>6.4f}  {r['infeasible_share']:>10.2f}  {r['no_export_share']:>4.2f}  "
-              f"{r['mean_runs']:>4.0f}  {r['mean_distinct_points']:>6.1f}")
+    print_rows(rows)
     for r in rows:
         if r["setting"] in RACES and r["compute"] == TARGETS["compute"]:
             print(f"  race {r['setting']} at C={r['compute']}: truth best among the candidates "
