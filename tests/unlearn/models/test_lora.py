@@ -9,7 +9,7 @@ import copy
 import pytest
 import torch
 
-from unlearn.data.formatting import EncodedQA
+from tests.chunks import corpus_chunks
 from unlearn.errors import ConfigError
 from unlearn.losses import build_method
 from unlearn.models import build_tiny
@@ -26,17 +26,7 @@ def tiny_llama():
     return build_tiny(ModelConfig(name="tiny-2l"), VOCAB, seed=0, pad_id=0, bos_id=1, eos_id=2)
 
 
-def chunks(n: int, seed: int) -> tuple[EncodedQA, ...]:
-    """Corpus-like chunks (labels = ids) of different lengths, so that batches are padded."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(n):
-        ids = torch.randint(3, VOCAB, (6 + (3 * i) % 7,), generator=g).tolist()
-        out.append(EncodedQA(tuple(ids), tuple(ids), 0))
-    return tuple(out)
-
-
-DATA = UnlearnData(chunks(8, 0), chunks(8, 1), 0)
+DATA = UnlearnData(corpus_chunks(8, 0, VOCAB), corpus_chunks(8, 1, VOCAB), 0)
 NPO_KL = {"name": "uniform", "objective": "npo", "retain": "kl", "alpha": 1.0}
 IDS = torch.tensor([[1, 5, 9, 13, 17, 21, 25, 0], [1, 7, 11, 3, 40, 50, 0, 0]])
 MASK = (IDS != 0).long().index_fill_(1, torch.tensor([0]), 1)

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as tdist
 
 from tests.spawn import run_spawned
-from unlearn.data.formatting import EncodedQA
+from tests.chunks import corpus_chunks
 from unlearn.errors import ConfigError
 from unlearn.losses import build_method
 from unlearn.losses.rmu import activation_mse
@@ -31,17 +31,7 @@ def tiny_llama():
     return build_tiny(ModelConfig(name="tiny"), VOCAB, seed=0, pad_id=0, bos_id=1, eos_id=2)
 
 
-def chunks(n: int, seed: int) -> tuple[EncodedQA, ...]:
-    """Corpus-like chunks (labels = ids) of different lengths, so that batches are padded."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(n):
-        ids = torch.randint(3, VOCAB, (6 + (3 * i) % 7,), generator=g).tolist()
-        out.append(EncodedQA(tuple(ids), tuple(ids), 0))
-    return tuple(out)
-
-
-DATA = UnlearnData(chunks(8, 0), chunks(8, 1), 0)
+DATA = UnlearnData(corpus_chunks(8, 0, VOCAB), corpus_chunks(8, 1, VOCAB), 0)
 
 
 def train(lm, *, epochs: int = 1, micro: int | None = None, lr: float = 1e-2, dist: Dist = Dist(),
