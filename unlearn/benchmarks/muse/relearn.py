@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from unlearn.benchmarks.muse.data import MuseSets
-from unlearn.benchmarks.muse.probes import Stream, match_knowmem, match_texts, match_verbmem
+from unlearn.benchmarks.muse.probes import VERBMEM_GT_NEEDLE, VERBMEM_PROMPT_NEEDLE, Stream, match_knowmem, match_texts
 from unlearn.errors import ConfigError
 
 # the evaluation sets the split restricts (MuseSets fields), in the order the record lists them
@@ -24,10 +24,16 @@ SCORED_SETS: tuple[str, ...] = ("verbmem", "knowmem_forget", "privleak_forget")
 
 
 def probe_articles(data: MuseSets) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """Each forget probe's articles of ``data.forget_texts`` (empty: found in none), by ``SCORED_SETS`` name."""
+    """Each forget probe's articles of ``data.forget_texts`` (empty: found in none), by ``SCORED_SETS`` name: a
+    verbmem row's, those holding the end of its prompt or the head of its continuation (either: a row is
+    relearned on if any part of what it is scored on is); a knowmem question's, the article stating its answer
+    (``Stream.holding``); a privleak text's, those its head runs through."""
     stream = Stream(data.forget_texts)
+    verbmem = tuple(tuple(dict.fromkeys((*stream.find(r["prompt"].strip()[-VERBMEM_PROMPT_NEEDLE:]),
+                                         *stream.find(r["gt"].strip()[:VERBMEM_GT_NEEDLE]))))
+                    for r in data.verbmem)
     return {
-        "verbmem": match_verbmem(stream, data.verbmem).where,
+        "verbmem": verbmem,
         "knowmem_forget": match_knowmem(stream, data.knowmem_forget, "knowmem forget answers", "raw/forget").where,
         "privleak_forget": match_texts(stream, data.privleak_forget, "privleak forget texts", "raw/forget").where,
     }

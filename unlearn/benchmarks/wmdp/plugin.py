@@ -102,7 +102,8 @@ class WmdpBenchmark(Benchmark):
         """Nothing to restrict (every question is asked); the relearned documents must hold text."""
         if not any(data.corpora.forget_texts[i].strip() for i in split.relearn):
             raise ConfigError(f"eval.relearn.fraction={cfg.fraction} relearns only on empty forget documents "
-                              f"{list(split.relearn)}; valid: a larger eval.relearn.fraction or another eval.relearn.seed")
+                              f"{list(split.relearn)}; valid: a larger eval.relearn.fraction or another "
+                              "eval.relearn.seed")
         return {}
 
     def relearn_sets(self, tokenizer, data: WmdpSets, cfg: DataConfig, split: RelearnSplit,
