@@ -83,3 +83,20 @@ def default_prepared(cache_dir):
 
     cfg = load_run_config(None, [f"cache_dir={cache_dir}"])
     return cfg, prepare(cfg, log=lambda s: None)
+
+
+# LoRA on the small setup (SatImp-NPO: the adapters-off reference in play; no generation, which nothing using it
+# reads): the one-worker run tests/unlearn/train/test_run.py checks and tests/sweeps/test_ray_run.py compares
+# its two-worker DDP and FSDP2 runs with, run once.
+LORA = ["model.lora={r: 4}", "method.objective=npo", "method.alpha=1.0", "optim.lr=1e-2", "eval.rouge=false"]
+
+
+@pytest.fixture(scope="session")
+def lora_one_worker(small_overrides, tmp_path_factory):
+    """``(cfg, result, out_dir)`` of the LoRA run on one worker, in this process (``run_local``)."""
+    from unlearn.train.config import load_run_config
+    from unlearn.train.run import run_local
+
+    cfg = load_run_config(None, [*small_overrides, *LORA])
+    out = tmp_path_factory.mktemp("lora-w1")
+    return cfg, run_local(cfg, out, log=lambda s: None), out

@@ -132,6 +132,33 @@ def test_npo_sharded_reference_is_never_trained(small, tmp_path):
     assert max(float((w[k] - target[k]).abs().max()) for k in w) > 0  # the policy did move
 
 
+@pytest.mark.parametrize("strategy", ["fsdp", "ddp"])
+def test_lora_on_two_workers_follows_the_one_worker_run(small, lora_one_worker, strategy, tmp_path):
+    """model.lora (SatImp-NPO, the reference the policy with its adapters off) on two Ray Train workers, under
+    FSDP2 (the adapters sharded with their layers) and DDP: the one-worker trajectory, and the export (gathered
+    on rank 0, merged in a fresh copy: peft does not merge a sharded model) equal to the one worker's, merged
+    weights and adapter, to a small fraction of how far they moved (Adam amplifies reduction-order rounding)."""
+    from tests.conftest import LORA
+
+    cfg1, res1, out1 = lora_one_worker
+    _, prepared = small
+    cfg = load_run_config(None, [f"cache_dir={cfg1.cache_dir}", *_small_args(cfg1), *LORA, "scaling.workers=2",
+                                 f"scaling.strategy={strategy}"])
+    res = run_unlearning(cfg, tmp_path, prepared=prepared, log=lambda s: None)
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["strategy"] == strategy and doc["ray_workers"] == 2 and res.reference_max_change == 0.0
+    for e1, e2 in zip(res1.history, res.history, strict=True):
+        assert e2["train/loss"] == pytest.approx(e1["train/loss"], rel=1e-4, abs=1e-6)
+    target = load_file(str(prepared.target_dir / "model.safetensors"))
+    w1, w2 = _weights(out1), _weights(tmp_path)
+    assert sorted(w1) == sorted(w2) == sorted(target)  # the merged model: plain Hugging Face keys
+    moved = max(float((w1[k] - target[k]).abs().max()) for k in w1)
+    assert moved > 0 and max(float((w1[k] - w2[k]).abs().max()) for k in w1) < 1e-2 * moved
+    a1, a2 = (load_file(str(d / "adapter" / "adapter_model.safetensors")) for d in (out1, tmp_path))
+    largest = max(float(v.abs().max()) for v in a1.values())
+    assert sorted(a1) == sorted(a2) and max(float((a1[k] - a2[k]).abs().max()) for k in a1) < 1e-2 * largest
+
+
 def test_more_workers_than_the_cluster_fails_with_numbers(small, tmp_path):
     cfg, prepared = small
     big = load_run_config(None, [*_small_args(cfg), "scaling.workers=64"])

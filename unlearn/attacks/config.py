@@ -78,8 +78,10 @@ class QuantConfig:
 @dataclass(frozen=True)
 class RelearnConfig:
     """The relearning attack (Hu et al., ICLR 2025): the unlearned model fine-tuned for ``steps`` steps
-    (AdamW at constant ``lr``, batches of ``batch_size``, plain NLL on the answers) on ``fraction`` of the
-    forget rows, then evaluated with the rest of the forget rows in place of the forget set.
+    (AdamW at constant ``lr``, batches of ``batch_size``, plain NLL on what the forget side trains on) on
+    ``fraction`` of the benchmark's forget units (TOFU's questions, MUSE's articles, WMDP's documents), then
+    evaluated on what they held out (``Benchmark.relearn_sets``: the rest in place of the forget set, where
+    the metrics are about its rows).
 
     Which rows it relearns on and the batch order are drawn from ``seed`` alone (not the trial's seed):
     every trial of a sweep is attacked the same way. ``utility``: as ``QuantConfig.utility``.

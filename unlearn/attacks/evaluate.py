@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
@@ -30,10 +30,12 @@ class AttackOutput:
 
 
 def check_attacks(bench: Benchmark, data: Any, eval_cfg: EvalConfig) -> RelearnSplit | None:
-    """What the attacks need of the loaded data, checked before any model loads: the relearning split."""
+    """What the attacks need of the loaded data, checked before any model loads: the relearning split, with
+    the rows each evaluation set is scored on where the benchmark restricts them (``RelearnSplit.scored``)."""
     if eval_cfg.relearn is None:
         return None
-    return relearn_split(bench.forget_count(data), eval_cfg.relearn, bench.relearn_min_heldout)
+    split = relearn_split(bench.forget_count(data), eval_cfg.relearn, bench.relearn_min_heldout, bench.relearn_unit)
+    return replace(split, scored=bench.relearn_scored(data, split, eval_cfg.relearn))
 
 
 def quantized(model: nn.Module, bits: int, cfg: QuantConfig) -> nn.Module:
@@ -71,8 +73,7 @@ def evaluate_attacks(model: nn.Module, tokenizer, bench: Benchmark, data: Any, d
 
 def _relearned_eval(model, tokenizer, bench: Benchmark, data: Any, data_cfg: DataConfig, eval_cfg: EvalConfig,
                     reference: Mapping[str, Any] | None, cfg: RelearnConfig, split: RelearnSplit) -> EvalOutput:
-    examples, heldout, heldout_ref = bench.relearn_sets(tokenizer, data, data_cfg, split.relearn, split.heldout,
-                                                        reference)
+    examples, heldout, heldout_ref = bench.relearn_sets(tokenizer, data, data_cfg, split, reference)
     relearned = relearned_copy(model, examples, cfg, pad_id(tokenizer))
     try:
         return bench.evaluate(relearned, tokenizer, heldout, data_cfg, eval_cfg, heldout_ref, utility=cfg.utility)
@@ -82,9 +83,12 @@ def _relearned_eval(model, tokenizer, bench: Benchmark, data: Any, data_cfg: Dat
 
 
 def attack_record(out: AttackOutput) -> dict[str, Any]:
-    """What ``results.json`` keeps of the attacks besides their metrics: the relearning split (forget-row
-    indices of the benchmark's forget set) and each attack's seconds."""
+    """What ``results.json`` keeps of the attacks besides their metrics: the relearning split (indices of the
+    benchmark's forget units, what they are, and the rows each evaluation set was scored on where the
+    benchmark restricts them) and each attack's seconds."""
     doc: dict[str, Any] = {"seconds": dict(out.seconds)}
-    if out.relearn_split is not None:
-        doc["relearn_split"] = {"relearn": list(out.relearn_split.relearn), "heldout": list(out.relearn_split.heldout)}
+    s = out.relearn_split
+    if s is not None:
+        doc["relearn_split"] = {"unit": s.unit, "relearn": list(s.relearn), "heldout": list(s.heldout),
+                                **({"scored": {k: list(v) for k, v in s.scored.items()}} if s.scored else {})}
     return doc

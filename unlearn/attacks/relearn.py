@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -17,29 +17,39 @@ from unlearn.errors import ConfigError
 
 @dataclass(frozen=True)
 class RelearnSplit:
-    """Forget-row indices relearned on and held out (both sorted); a function of (n, fraction, seed) only."""
+    """The benchmark's forget units (``unit``: TOFU's forget questions, MUSE's forget articles, WMDP's forget
+    documents) relearned on and held out, both sorted: a function of (n, fraction, seed) only.
+
+    ``scored``: where the benchmark's metrics are not over the held-out units themselves, the rows of each
+    evaluation set the relearned model is scored on (MUSE: the verbmem, knowmem and privleak forget rows
+    that come from no relearned article), by set name; empty otherwise. Resolved once, before any model loads
+    (``Benchmark.relearn_scored``), and kept in the run's record with the split.
+    """
 
     relearn: tuple[int, ...]
     heldout: tuple[int, ...]
+    unit: str = "forget row"
+    scored: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
-def relearn_split(n: int, cfg: RelearnConfig, min_heldout: int = 1) -> RelearnSplit:
-    """``round(fraction * n)`` of ``n`` forget rows drawn with ``cfg.seed`` for relearning; the rest held out.
+def relearn_split(n: int, cfg: RelearnConfig, min_heldout: int = 1, unit: str = "forget row") -> RelearnSplit:
+    """``round(fraction * n)`` of ``n`` forget units (``unit``) drawn with ``cfg.seed`` for relearning; the
+    rest held out.
 
     Raises:
-        ConfigError: when no row is left to relearn on, or fewer than ``min_heldout`` to evaluate on (the
+        ConfigError: when no unit is left to relearn on, or fewer than ``min_heldout`` to evaluate on (the
             benchmark's fewest), before any model is loaded.
     """
     k = round(cfg.fraction * n)
     most = n - min_heldout
     if k < 1 or k > most:
-        side = "no forget row to relearn on" if k < 1 else \
-            f"{n - k} forget row(s) to evaluate on, fewer than the {min_heldout} its metrics need"
-        valid = f"a fraction of {n} rows that gives 1 to {most} rows, e.g. {1 / n:.3g} to {most / n:.3g}" if most >= 1 \
-            else f"a forget split of more than {min_heldout} rows"
-        raise ConfigError(f"eval.relearn.fraction={cfg.fraction} of {n} forget rows leaves {side}; valid: {valid}")
+        side = f"no {unit} to relearn on" if k < 1 else \
+            f"{n - k} {unit}(s) to evaluate on, fewer than the {min_heldout} its metrics need"
+        valid = f"a fraction of {n} {unit}s that gives 1 to {most}, e.g. {1 / n:.3g} to {most / n:.3g}" if most >= 1 \
+            else f"a forget set of more than {min_heldout} {unit}s"
+        raise ConfigError(f"eval.relearn.fraction={cfg.fraction} of {n} {unit}s leaves {side}; valid: {valid}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed)).tolist()
-    return RelearnSplit(tuple(sorted(order[:k])), tuple(sorted(order[k:])))
+    return RelearnSplit(tuple(sorted(order[:k])), tuple(sorted(order[k:])), unit)
 
 
 def relearn_batches(n: int, cfg: RelearnConfig) -> list[list[int]]:
@@ -54,7 +64,8 @@ def relearn_batches(n: int, cfg: RelearnConfig) -> list[list[int]]:
 
 def relearned_copy(model: nn.Module, examples: Sequence[EncodedQA], cfg: RelearnConfig, pad_id: int) -> nn.Module:
     """A copy of ``model`` fine-tuned ``cfg.steps`` steps on ``examples``: AdamW at constant ``cfg.lr``, no
-    weight decay, gradient norm clipped at 1 (as prepare fine-tunes), mean NLL of the answer tokens."""
+    weight decay, gradient norm clipped at 1 (as prepare fine-tunes), mean NLL of the labelled tokens (a
+    QA benchmark's answers; every token of a MUSE / WMDP text chunk)."""
     from unlearn.train.loop import finetune_epoch
     from unlearn.train.module import CausalLMWithLoss
 

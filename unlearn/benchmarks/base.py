@@ -20,6 +20,8 @@ from unlearn.benchmarks.options import BenchmarkOptions
 from unlearn.errors import ConfigError, unknown_name
 
 if TYPE_CHECKING:  # the configs import this module's registry lazily; no import cycle at run time
+    from unlearn.attacks.config import RelearnConfig
+    from unlearn.attacks.relearn import RelearnSplit
     from unlearn.benchmarks.config import DataConfig, EvalConfig
     from unlearn.data.formatting import EncodedQA
 
@@ -144,9 +146,10 @@ class Benchmark(ABC):
     reference_doc: str  # what the reference statistics are, for messages
     # its own data options, written flat in ``data`` (``unlearn.benchmarks.options``); none by default
     options_type: type[BenchmarkOptions] = BenchmarkOptions
-    # whether it implements the relearning attack's split (``forget_count``, ``relearn_sets``), and the
-    # fewest held-out forget rows its metrics take
+    # whether it implements the relearning attack's split (``forget_count``, ``relearn_sets``), what the
+    # split's units are (messages, the record), and the fewest held-out units its metrics take
     relearns: bool = False
+    relearn_unit: str = "forget row"
     relearn_min_heldout: int = 1
     # whether relative metrics need the retain model's statistics (a hub target without a retain model
     # then needs prepare.retain_stats); False: absolute metrics only (WMDP's accuracies)
@@ -203,14 +206,21 @@ class Benchmark(ABC):
 
     # --- relearning attack (``eval.relearn``) ----------------------------------------------------------
     def forget_count(self, data: Any) -> int:
-        """How many forget rows the relearning attack splits between relearning and evaluation."""
+        """How many forget units (``relearn_unit``) the relearning attack splits between relearning and
+        evaluation."""
         raise ConfigError(f"{self.title} has no relearning attack; valid: eval.relearn: null")
 
-    def relearn_sets(self, tokenizer, data: Any, cfg: DataConfig, relearn_rows: Sequence[int],
-                     heldout_rows: Sequence[int], reference: Mapping[str, Any] | None
-                     ) -> tuple[list[EncodedQA], Any, Mapping[str, Any] | None]:
-        """The relearning examples (forget rows ``relearn_rows``), and the data and reference statistics
-        whose forget set is the rows ``heldout_rows`` only (``evaluate`` takes them as they are)."""
+    def relearn_scored(self, data: Any, split: RelearnSplit, cfg: RelearnConfig) -> dict[str, tuple[int, ...]]:
+        """Where the metrics are not over the held-out units themselves: the rows of each evaluation set the
+        relearned model is scored on, by set name (``RelearnSplit.scored``); none by default. Called once,
+        before any model loads; raises ConfigError when ``split`` leaves a set its metrics need empty."""
+        return {}
+
+    def relearn_sets(self, tokenizer, data: Any, cfg: DataConfig, split: RelearnSplit,
+                     reference: Mapping[str, Any] | None) -> tuple[list[EncodedQA], Any, Mapping[str, Any] | None]:
+        """The relearning examples (the units ``split.relearn``, encoded as unlearning trains on them), and the
+        data and reference statistics the relearned model is scored with: what ``split`` held out (``evaluate``
+        takes them as they are)."""
         raise ConfigError(f"{self.title} has no relearning attack; valid: eval.relearn: null")
 
     @abstractmethod

@@ -164,7 +164,7 @@ class RunConfig:
 
             able = [n for n in BENCHMARKS.names() if BENCHMARKS.get(n).relearns]
             raise ConfigError(f"eval.relearn is set but benchmark {self.data.benchmark!r} has no relearning attack "
-                              f"(no forget rows paired with their evaluation); valid: eval.relearn: null, or "
+                              f"(its plug-in implements no relearning split); valid: eval.relearn: null, or "
                               f"data.benchmark one of {', '.join(able)}")
         if self.method.importance and not self.benchmark.has_key_texts(self.data):
             raise ConfigError(f"method.importance needs key-token annotations of the forget split, and benchmark "

@@ -46,10 +46,11 @@ def test_bitsandbytes_backend_options_it_cannot_run_are_refused():
     assert QuantConfig(backend="bitsandbytes", bits=(8,), code="int4").bits == (8,)  # the 4-bit code unused
 
 
-def test_relearning_needs_a_benchmark_that_pairs_forget_rows_with_their_evaluation():
-    with pytest.raises(ConfigError, match="benchmark 'wmdp' has no relearning attack.*valid: eval.relearn: null, or "
-                                          "data.benchmark one of generated, tofu"):
-        load_run_config(None, ["data.benchmark=wmdp", "eval.relearn.steps=5"])
+@pytest.mark.parametrize("benchmark,metric", [("muse", "relearn_forget_verbmem_rouge"),
+                                              ("wmdp", "relearn_wmdp_cyber_acc")])
+def test_every_benchmark_takes_the_relearning_attack(benchmark, metric):
+    cfg = load_run_config(None, [f"data.benchmark={benchmark}", "eval.relearn.steps=5"])
+    assert metric in cfg.metrics.names and cfg.benchmark.relearns
 
 
 def test_attack_metrics_are_the_benchmarks_prefixed_forget_side_by_default():
@@ -92,10 +93,10 @@ def test_the_relearning_split_depends_on_its_seed_only():
 
 
 @pytest.mark.parametrize("n,fraction,least,side", [
-    (40, 0.01, 1, "no forget row to relearn on; valid: a fraction of 40 rows that gives 1 to 39 rows"),
+    (40, 0.01, 1, "no forget row to relearn on; valid: a fraction of 40 forget rows that gives 1 to 39,"),
     (40, 0.99, 1, r"0 forget row\(s\) to evaluate on, fewer than the 1 its metrics need"),
-    (4, 0.8, 2, r"1 forget row\(s\) to evaluate on, fewer than the 2 .*valid: .* gives 1 to 2 rows, e.g. 0.25 to 0.5"),
-    (2, 0.5, 2, ".*; valid: a forget split of more than 2 rows")])
+    (4, 0.8, 2, r"1 forget row\(s\) to evaluate on, fewer than the 2 .*valid: .* gives 1 to 2, e.g. 0.25 to 0.5"),
+    (2, 0.5, 2, ".*; valid: a forget set of more than 2 forget rows")])
 def test_a_fraction_that_empties_a_side_names_what_would_work(n, fraction, least, side):
     with pytest.raises(ConfigError, match=f"eval.relearn.fraction={fraction} of {n} forget rows leaves {side}"):
         relearn_split(n, RelearnConfig(fraction=fraction), least)

@@ -83,21 +83,19 @@ def test_checkpoint_every_n_epochs_but_not_after_the_last(small_overrides, tmp_p
     assert [json.loads((tmp_path / "ckpt" / d / "meta.json").read_text())["epoch"] for d in ("epoch_1", "epoch_3")] == [2, 4]
 
 
-def test_a_lora_run_exports_the_merged_model_and_its_adapter(small_overrides, tmp_path):
+def test_a_lora_run_exports_the_merged_model_and_its_adapter(lora_one_worker):
     """model.lora through run_local: NPO's reference is the policy with its adapters off (the base weights never
     move), and the merged export, loaded with plain transformers, gives the logits of the target + adapter."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    cfg = load_run_config(None, [*small_overrides, "model.lora={r: 4}", "method.objective=npo", "method.alpha=1.0",
-                                 "optim.lr=1e-2"])
-    res = run_local(cfg, tmp_path, log=lambda s: None)
-    doc = json.loads((tmp_path / "results.json").read_text())
-    assert res.reference_max_change == 0.0 and doc["adapter_dir"] == str(tmp_path / "adapter")
+    _, res, out = lora_one_worker
+    doc = json.loads((out / "results.json").read_text())
+    assert res.reference_max_change == 0.0 and doc["adapter_dir"] == str(out / "adapter")
     assert 0 < res.metrics["params/trainable"] < res.metrics["params/total"] / 10
-    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    merged = AutoModelForCausalLM.from_pretrained(out / "model")
     adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(f"{doc['prepared']}/target"),
-                                        tmp_path / "adapter")
+                                        out / "adapter")
     ids = torch.tensor([[1, 5, 9, 13, 17, 21, 25, 29]])
     with torch.no_grad():
         got, want = merged(input_ids=ids).logits, adapted(input_ids=ids).logits

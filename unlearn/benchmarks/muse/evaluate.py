@@ -181,6 +181,8 @@ def text_sequences(tokenizer, texts: Sequence[str], max_length: int, context: in
     every token after the special prefix (the first token when there is none, which a causal LM never
     predicts anyway).
     """
+    if not texts:  # a tokenizer cannot batch nothing (a relearning split may leave no excerpt)
+        return []
     sp = special_prefix(tokenizer)
     n = min(max_length, context - len(sp))
     out = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from unlearn.benchmarks.base import Benchmark, EvalOutput
 from unlearn.benchmarks.config import DataConfig, EvalConfig
@@ -13,6 +13,10 @@ from unlearn.benchmarks.muse import names
 from unlearn.benchmarks.muse.options import DEFAULT_CORPUS, MuseOptions
 from unlearn.data.formatting import EncodedQA
 from unlearn.errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only: the attacks' types
+    from unlearn.attacks.config import RelearnConfig
+    from unlearn.attacks.relearn import RelearnSplit
 
 REFERENCE_KEY = "privleak_auc"
 
@@ -28,6 +32,8 @@ class MuseBenchmark(Benchmark):
                      '{"privleak_auc": x})')
     title = "MUSE"
     options_type = MuseOptions
+    relearns = True  # by forget article; scored on the probes of the others (unlearn.benchmarks.muse.relearn)
+    relearn_unit = "forget article"
 
     def load(self, cfg: DataConfig):
         from unlearn.benchmarks.muse.data import load_muse
@@ -90,6 +96,25 @@ class MuseBenchmark(Benchmark):
             metrics[names.ABS_PRIVLEAK] = abs(metrics[names.PRIVLEAK])
         return EvalOutput(names.TABLE.order(metrics), {REFERENCE_KEY: res.privleak_auc}, res.generations, res.seconds,
                           res.per_item)
+
+    def forget_count(self, data) -> int:
+        return len(data.forget_texts)
+
+    def relearn_scored(self, data, split: RelearnSplit, cfg: RelearnConfig) -> dict[str, tuple[int, ...]]:
+        """The verbmem, knowmem forget and privleak forget rows from no relearned article (``scored_rows``)."""
+        from unlearn.benchmarks.muse.relearn import scored_rows
+
+        return scored_rows(data, split.relearn, cfg.fraction)
+
+    def relearn_sets(self, tokenizer, data, cfg: DataConfig, split: RelearnSplit,
+                     reference: Mapping[str, Any] | None) -> tuple[list[EncodedQA], Any, Mapping[str, Any] | None]:
+        """Relearning examples: the forget side's training examples of the relearned articles (their chunks,
+        the excerpts and probe windows placed there); scored on ``split.scored``'s probes, the other sets
+        whole; the reference (privleak's retain AUC, over the whole forget set) as it is."""
+        from unlearn.benchmarks.muse.relearn import relearned_side, scored_side
+
+        examples = _forget_examples(tokenizer, relearned_side(data, split.relearn, split.scored), cfg)
+        return examples, scored_side(data, split.scored), reference
 
     def reference_from_file(self, path: str | Path) -> dict[str, Any]:
         from unlearn.benchmarks.muse.evaluate import retain_auc_from_file

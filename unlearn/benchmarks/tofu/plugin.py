@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from unlearn.benchmarks.base import Benchmark, EvalOutput
 from unlearn.benchmarks.config import DataConfig, EvalConfig
@@ -23,6 +23,9 @@ from unlearn.data.formatting import IGNORE_INDEX, EncodedQA, PromptFormat
 from unlearn.errors import ConfigError
 from unlearn.metrics.generation import pad_id
 from unlearn.metrics.mia import DEFAULT_K, MIA_MIN_K, mia_metrics, privleak, score_examples
+
+if TYPE_CHECKING:  # annotations only: the attacks' types
+    from unlearn.attacks.relearn import RelearnSplit
 
 Reference = Mapping[str, Any] | Literal["self"] | None
 PRIVLEAK_KEY = "privleak_auc"  # the retain model's min-k% AUC (forget vs holdout), privleak's reference
@@ -118,13 +121,13 @@ class TofuFamily(Benchmark):
     def forget_count(self, data: QASets) -> int:
         return len(data.forget)
 
-    def relearn_sets(self, tokenizer, data: QASets, cfg: DataConfig, relearn_rows: Sequence[int],
-                     heldout_rows: Sequence[int], reference: Reference
+    def relearn_sets(self, tokenizer, data: QASets, cfg: DataConfig, split: RelearnSplit, reference: Reference
                      ) -> tuple[list[EncodedQA], QASets, Reference]:
-        """Relearning examples: the forget rows ``relearn_rows`` encoded as for unlearning. The held-out
-        data: the forget rows ``heldout_rows`` and their evaluation rows (matched by question), the other
+        """Relearning examples: the forget rows ``split.relearn`` encoded as for unlearning. The held-out
+        data: the forget rows ``split.heldout`` and their evaluation rows (matched by question), the other
         sets as they are; the retain model's forget truth ratios cut to those questions (privleak's retain
         AUC stays the full forget set's)."""
+        relearn_rows, heldout_rows = split.relearn, split.heldout
         examples = encode_rows(tokenizer, [data.forget[i] for i in relearn_rows], max_length=cfg.max_length,
                                fmt=_prompt(cfg))
         keep = {data.forget[i]["question"] for i in heldout_rows}

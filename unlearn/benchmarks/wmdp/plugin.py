@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from unlearn.benchmarks.base import Benchmark, EvalOutput
 from unlearn.benchmarks.config import DataConfig, EvalConfig
@@ -17,6 +17,10 @@ from unlearn.benchmarks.wmdp.data import WmdpCorpora
 from unlearn.benchmarks.wmdp.options import DEFAULT_CORPUS, WmdpOptions
 from unlearn.data.formatting import EncodedQA
 from unlearn.errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only: the attacks' types
+    from unlearn.attacks.config import RelearnConfig
+    from unlearn.attacks.relearn import RelearnSplit
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,10 @@ class WmdpBenchmark(Benchmark):
     needs_reference = False
     title = "WMDP"
     options_type = WmdpOptions
+    # relearning on a share of the forget corpus's documents; the accuracies are not about its rows, so the
+    # relearned model answers every question (README, fidelity: attacks)
+    relearns = True
+    relearn_unit = "forget document"
 
     def load(self, cfg: DataConfig) -> WmdpSets:
         """The corpora, and the harness tasks checked against its index (before any model is loaded)."""
@@ -86,6 +94,26 @@ class WmdpBenchmark(Benchmark):
         res = evaluate_harness(model, tokenizer, data.index, data.plan, batch_size=eval_cfg.batch_size,
                                limit=cfg.options_as(WmdpOptions).max_questions)
         return EvalOutput(names.TABLE.order(res.metrics), {}, {}, {"harness": time.perf_counter() - t0}, res.per_item)
+
+    def forget_count(self, data: WmdpSets) -> int:
+        return len(data.corpora.forget_texts)
+
+    def relearn_scored(self, data: WmdpSets, split: RelearnSplit, cfg: RelearnConfig) -> dict[str, tuple[int, ...]]:
+        """Nothing to restrict (every question is asked); the relearned documents must hold text."""
+        if not any(data.corpora.forget_texts[i].strip() for i in split.relearn):
+            raise ConfigError(f"eval.relearn.fraction={cfg.fraction} relearns only on empty forget documents "
+                              f"{list(split.relearn)}; valid: a larger eval.relearn.fraction or another "
+                              "eval.relearn.seed")
+        return {}
+
+    def relearn_sets(self, tokenizer, data: WmdpSets, cfg: DataConfig, split: RelearnSplit,
+                     reference: Mapping[str, Any] | None) -> tuple[list[EncodedQA], WmdpSets, Mapping[str, Any] | None]:
+        """Relearning examples: the relearned forget documents in ``data.max_length``-token chunks, as unlearning
+        chunks the corpus; the data as it is (WMDP's questions are not the corpus's rows: all of them are asked)."""
+        from unlearn.benchmarks.muse.data import chunk_texts
+
+        texts = [data.corpora.forget_texts[i] for i in split.relearn]
+        return chunk_texts(tokenizer, texts, cfg.max_length), data, reference
 
     def reference_from_file(self, path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"prepare.retain_stats={str(path)!r} does not apply to WMDP: its metrics are absolute "

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from unlearn.attacks.relearn import RelearnSplit
 from unlearn.benchmarks import get_benchmark
 from unlearn.benchmarks.config import DataConfig, EvalConfig
 from unlearn.benchmarks.generated import GeneratedOptions
@@ -83,8 +84,8 @@ def test_relearn_sets_hold_out_the_other_forget_rows_with_their_reference(setup)
     bench, data, tok, model = setup
     own = bench.evaluate(model, tok, data, CFG, FAST, "self").reference
     n = bench.forget_count(data)
-    relearn, heldout = [1], [i for i in range(n) if i != 1]
-    examples, held, ref = bench.relearn_sets(tok, data, CFG, relearn, heldout, own)
+    relearn, heldout = (1,), tuple(i for i in range(n) if i != 1)
+    examples, held, ref = bench.relearn_sets(tok, data, CFG, RelearnSplit(relearn, heldout), own)
     assert len(examples) == 1 and len(held.forget) == len(held.forget_eval) == n - 1
     assert [r["question"] for r in held.forget_eval] == [data.forget[i]["question"] for i in heldout]
     assert held.retain_eval == data.retain_eval and held.holdout == data.holdout  # the other sets as they were
@@ -93,9 +94,3 @@ def test_relearn_sets_hold_out_the_other_forget_rows_with_their_reference(setup)
     out = bench.evaluate(model, tok, held, CFG, FAST, ref, utility=False)
     assert out.metrics[names.FORGET_QUALITY] == 1.0 and names.MODEL_UTILITY not in out.metrics
     assert names.RETAIN_PROB not in out.metrics
-
-
-def test_muse_and_wmdp_have_no_relearning_split():
-    for name in ("muse", "wmdp"):
-        with pytest.raises(ConfigError, match="has no relearning attack; valid: eval.relearn: null"):
-            get_benchmark(name).forget_count(None)

@@ -8,7 +8,9 @@ import shutil
 
 import pytest
 
-from unlearn.benchmarks.config import DataConfig
+from unlearn.attacks.config import RelearnConfig
+from unlearn.attacks.evaluate import check_attacks
+from unlearn.benchmarks.config import DataConfig, EvalConfig
 from unlearn.benchmarks.wmdp import FIXTURE_DIR, WMDP, WmdpOptions
 from unlearn.benchmarks.wmdp.data import load_corpora
 from unlearn.config import from_dict
@@ -44,6 +46,18 @@ def test_plugin_loads_corpora_and_task_index_and_chunks_the_corpora():
     assert len(retain) > 0
     with pytest.raises(ConfigError, match="key-token annotations"):
         WMDP.unlearn_examples(tok, data, cfg, key_texts=True)
+    # the relearning attack: a seeded quarter of the forget documents, chunked as unlearning chunks them; every
+    # question still asked (the accuracies are not about the corpus's rows)
+    relearn = RelearnConfig(fraction=0.25, seed=1)
+    split = check_attacks(WMDP, data, EvalConfig(relearn=relearn))
+    assert split.unit == "forget document" and len(split.relearn) == 6 and split.scored == {}
+    examples, held, ref = WMDP.relearn_sets(tok, data, cfg, split, {})
+    texts = "\n\n".join(data.corpora.forget_texts[i] for i in split.relearn)
+    assert [t for e in examples for t in e.input_ids] == tok(texts, add_special_tokens=False)["input_ids"]
+    assert held is data and ref == {}
+    with pytest.raises(ConfigError, match=r"^eval.relearn.fraction=0.01 of 24 forget documents leaves no forget "
+                                          r"document to relearn on; valid: a fraction of 24 forget documents"):
+        check_attacks(WMDP, data, EvalConfig(relearn=RelearnConfig(fraction=0.01)))
 
 
 @pytest.mark.parametrize(("values", "match"), [

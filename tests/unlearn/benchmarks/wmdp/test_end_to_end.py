@@ -61,7 +61,7 @@ def test_prepare_then_rmu_steers_only_its_parameters(wmdp_prepared, tmp_path):
 def test_satimp_gd_runs_on_wmdp(wmdp_prepared, tmp_path):
     cfg, _ = wmdp_prepared
     gd = load_run_config(None, [*SMALL, "optim.epochs=1", "optim.lr=1e-3", f"cache_dir={cfg.cache_dir}",
-                                "eval.quant.bits=[4]"])
+                                "eval.quant.bits=[4]", "eval.relearn={fraction: 0.25, steps: 2}"])
     result = run_local(gd, tmp_path, log=lambda s: None)
     final = result.metrics
     assert gd.method.label == "satimp-gd"
@@ -69,6 +69,10 @@ def test_satimp_gd_runs_on_wmdp(wmdp_prepared, tmp_path):
         assert 0.0 <= final[k] <= 1.0 and math.isfinite(final[names.stderr_name(k)])
     # the 4-bit attack through the harness: WMDP's forget-side metrics prefixed, MMLU (utility) left out
     assert 0.0 <= final["q4_" + names.WMDP_CYBER_ACC] <= 1.0 and "q4_" + names.MMLU_ACC not in final
+    # relearning on a quarter of the forget documents, then every question asked again; the split on record
+    assert 0.0 <= final["relearn_" + names.WMDP_CYBER_ACC] <= 1.0 and "relearn_" + names.MMLU_ACC not in final
+    split = json.loads((tmp_path / "results.json").read_text())["attacks"]["relearn_split"]
+    assert split["unit"] == "forget document" and len(split["relearn"]) == 6 and len(split["heldout"]) == 18
     # results.json keeps each question's correctness: each accuracy is its mean
     items = json.loads((tmp_path / "results.json").read_text())["per_item"]
     assert set(items) == set(names.PER_ITEM) and items == result.per_item
