@@ -16,9 +16,14 @@ from unlearn.train.prepare import prepare
 pytestmark = pytest.mark.slow
 
 
+# Every run here is SatImp-NPO: its frozen reference, sharded beside the policy on two FSDP workers, is checked
+# never to move in the two-worker run that is compared with the one-worker run (one Ray Train run for both).
+NPO = ["method.objective=npo", "method.alpha=1.0"]
+
+
 @pytest.fixture(scope="module")
 def small(small_overrides, ray_local):
-    cfg = load_run_config(None, small_overrides)
+    cfg = load_run_config(None, [*small_overrides, *NPO])
     return cfg, prepare(cfg, log=lambda s: None)
 
 
@@ -54,6 +59,10 @@ def test_cli_run_with_two_fsdp_workers_shards_and_matches_one_worker(small, one_
     assert doc["final"]["forget_truth_ratio"] == pytest.approx(res1.metrics["forget_truth_ratio"], rel=1e-3)
     w1, w2 = _weights(out1), _weights(tmp_path)
     assert max(float((w1[k] - w2[k]).abs().max()) for k in w1) < 1e-4
+    # NPO's reference, sharded like the policy, is never trained; the policy did move
+    assert doc["reference_max_change"] == 0.0 == res1.reference_max_change
+    target = load_file(str(small[1].target_dir / "model.safetensors"))
+    assert max(float((w2[k] - target[k]).abs().max()) for k in w2) > 0
 
 
 def test_stop_after_epoch_one_then_resume_equals_uninterrupted(small, one_worker, tmp_path):
@@ -121,24 +130,16 @@ def test_local_launcher_errors(small, tmp_path):
     assert load_run_config(None, ["scaling.launcher=auto", "scaling.workers=2"]).scaling.resolved_launcher == "ray_train"
 
 
-def test_npo_sharded_reference_is_never_trained(small, tmp_path):
-    cfg, prepared = small
-    cfg2 = load_run_config(None, [f"cache_dir={cfg.cache_dir}", *_small_args(cfg), "scaling.workers=2",
-                                  "method.objective=npo", "method.alpha=1.0"])
-    res = run_unlearning(cfg2, tmp_path, prepared=prepared, log=lambda s: None)
-    assert res.reference_max_change == 0.0
-    w = _weights(tmp_path)
-    target = load_file(str(prepared.target_dir / "model.safetensors"))
-    assert max(float((w[k] - target[k]).abs().max()) for k in w) > 0  # the policy did move
-
-
-@pytest.mark.parametrize("strategy", ["fsdp", "ddp"])
-def test_lora_on_two_workers_follows_the_one_worker_run(small, lora_one_worker, strategy, tmp_path):
-    """model.lora (SatImp-NPO, the reference the policy with its adapters off) on two Ray Train workers, under
-    FSDP2 (the adapters sharded with their layers) and DDP: the one-worker trajectory, and the export (gathered
-    on rank 0, merged in a fresh copy: peft does not merge a sharded model) equal to the one worker's, merged
-    weights and adapter, to a small fraction of how far they moved (Adam amplifies reduction-order rounding)."""
+def test_lora_on_two_workers_follows_the_one_worker_run(small, lora_one_worker, tmp_path):
+    """model.lora (SatImp-NPO, the reference the policy with its adapters off) on two Ray Train workers under
+    FSDP2 (the adapters sharded with their layers): the one-worker trajectory, and the export (gathered on rank 0,
+    merged in a fresh copy: peft does not merge a sharded model) equal to the one worker's, merged weights and
+    adapter, to a small fraction of how far they moved (Adam amplifies reduction-order rounding). DDP, and
+    FSDP2 again, on two gloo workers without Ray: tests/unlearn/models/test_lora.py (a Ray Train run here costs
+    ~15 s, nearly all of it Ray Train's start-up, the same for either strategy)."""
     from tests.conftest import LORA
+
+    strategy = "fsdp"
 
     cfg1, res1, out1 = lora_one_worker
     _, prepared = small
@@ -267,4 +268,4 @@ def test_unknown_strategy_lists_valid():
 def _small_args(cfg):
     from tests.conftest import SMALL
 
-    return SMALL
+    return [*SMALL, *NPO]

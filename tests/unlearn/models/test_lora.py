@@ -32,18 +32,19 @@ IDS = torch.tensor([[1, 5, 9, 13, 17, 21, 25, 0], [1, 7, 11, 3, 40, 50, 0, 0]])
 MASK = (IDS != 0).long().index_fill_(1, torch.tensor([0]), 1)
 
 
-def train_lora(lm, *, epochs: int = 2, lr: float = 3e-2, method=NPO_KL):
-    """NPO + KL on ``DATA`` with LoRA adapters; the reference is the policy with its adapters off. (On two
-    Ray Train workers, DDP and FSDP2: ``tests/sweeps/test_ray_run.py``.)"""
+def train_lora(lm, *, epochs: int = 2, lr: float = 3e-2, dist=None, wrap=None, method=NPO_KL):
+    """NPO + KL on ``DATA`` with LoRA adapters; the reference is the policy with its adapters off."""
     from unlearn.train.loop import Dist
 
     policy = CausalLMWithLoss(apply_lora(lm, LoraConfig(r=4), seed=0))
-    ref = AdaptersOff(policy)
+    if wrap is not None:
+        policy = wrap(policy, trainable=True)
+    ref = AdaptersOff(getattr(policy, "module", policy))
     optim = OptimConfig(lr=lr, batch_size=4)
     opt, sched = make_optimizer(policy, optim, total_steps=10**6)  # ~constant lr
     for epoch in range(epochs):
         train_epoch(policy, ref, build_method(**method), DATA, opt, sched, optim, seed=3, epoch=epoch,
-                    dist=Dist())
+                    dist=dist or Dist())
     return policy
 
 
@@ -144,3 +145,45 @@ def _tokenizer_object():
     from tokenizers import Tokenizer, models
 
     return Tokenizer(models.WordLevel({"<pad>": 0, "<unk>": 1}, unk_token="<unk>"))
+
+
+def _worker(rank: int, init_file: str, out_file: str) -> None:
+    """FSDP2 then DDP on the same two gloo workers (one spawn: a worker's start-up is most of the cost)."""
+    import torch.distributed as tdist
+
+    from unlearn.train.loop import Dist
+    from unlearn.train.strategy import make_strategy
+
+    torch.set_num_threads(1)
+    tdist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        states = {}
+        for name in ("fsdp", "ddp"):
+            strategy = make_strategy(name, torch.device("cpu"), 2)
+            policy = train_lora(tiny_llama(), dist=Dist(rank, 2), wrap=strategy.wrap)
+            states[name] = {k.removeprefix("lm."): v for k, v in strategy.full_state_dict(policy).items()}
+        if rank == 0:
+            torch.save(states, out_file)
+    finally:
+        tdist.destroy_process_group()
+
+
+def test_two_workers_follow_the_one_worker_trajectory(trained, tmp_path):
+    """NPO + KL with the adapters-off reference on two gloo workers, under FSDP2 (the adapters sharded with
+    the base weights; switched off and on between sharded forwards) and DDP: the one-worker weights, to a
+    small fraction of how far the adapters moved (Adam amplifies reduction-order rounding: no bit equality).
+    The same through Ray Train's worker group, the merged export and the adapter included, under FSDP2 (the
+    strategy whose wrapping differs from one worker's): tests/sweeps/test_ray_run.py; Ray Train starts the
+    same worker group for either strategy, so DDP is checked here, at a tenth of a Ray Train run's cost."""
+    from tests.spawn import run_spawned
+
+    _, policy = trained
+    one = policy.lm.state_dict()
+    init = CausalLMWithLoss(apply_lora(tiny_llama(), LoraConfig(r=4), seed=0)).lm.state_dict()
+    moved = max(float((one[k] - init[k]).abs().max()) for k in one)
+    out = tmp_path / "rank0.pt"
+    assert run_spawned(_worker, 2, str(tmp_path / "pg"), str(out)) == [0, 0]
+    for name, two in torch.load(out).items():
+        assert sorted(two) == sorted(one), name
+        assert all(torch.equal(one[k], two[k]) for k in one if "lora_" not in k), name  # the base stays as it was
+        assert max(float((one[k] - two[k]).abs().max()) for k in one) < 1e-2 * moved, name
