@@ -4,6 +4,8 @@
     python -m bench.attacks methods --seeds 0 --set optim.lr=1e-4 --json bench/results/attacks_methods_lr1e-4.json
     python -m bench.attacks cost --rounds 3 --json bench/results/attacks_cost.json
     python -m bench.attacks cost --rounds 2 --utility --json bench/results/attacks_cost_utility.json
+    unlearn-sweep launch robust budget.num_samples=12 --out sweeps_out/robust12
+    python -m bench.attacks picks --sweep sweeps_out/robust12 --seeds 100 101 102 --json bench/results/attacks_picks.json
 
 ``methods``: the paper-default SatImp point (SatImp-GD, beta1=5, beta2=0.1, alpha=1), GA and NPO
 (beta 0.1, alpha 1), each at the embedded default's optimiser (8 epochs, lr 2e-3), one run per seed with
@@ -11,6 +13,12 @@ both attacks (``ATTACKS``); and the prepared retain and target models attacked t
 do not depend on the run's seed): what "forgotten" and "known" look like. Prints the forget metrics plain /
 4-bit / 8-bit / after relearning, each method's mean over seeds with its 95 % t interval. ``--set KEY=VALUE``
 (repeatable): an override of every method's runs, e.g. a smaller learning rate.
+
+``picks``: one finished sweep of the robust space (``search_spaces/robust.yaml``: every trial attacked), chosen
+from twice: the plain choice (least ``forget_w1`` among the trials that keep the utility bound) and the robust
+one (least ``relearn_forget_w1`` among the trials that keep every bound of the space, the 4-bit one too); each
+choice re-run on ``--seeds`` (seeds the sweep did not use) with both attacks and summarised as ``methods`` is.
+The two choices are made on the same trials, so they differ only by the criterion.
 
 ``cost``: the same run (the paper-default point, seed 0) without and with both attacks, alternated
 ``--rounds`` times in this process (``run_local``: one CPU worker, no Ray start-up, as a sweep trial's
@@ -113,6 +121,45 @@ def _print_table(summary: dict[str, dict[str, Any]], refs: dict[str, dict[str, f
                                                         for p in PREFIXES))
 
 
+def picks(sweep: Path, seeds: list[int], cache: str) -> dict[str, Any]:
+    import yaml
+
+    from sweeps.report.trials import collect_trials, load_bounds
+
+    bounds = load_bounds(sweep)
+    done = [t for t in collect_trials(sweep) if t.status == "FINISHED" and t.config is not None]
+    if not done:
+        raise SystemExit(f"--sweep {sweep}: no finished trial; valid: a robust sweep's directory")
+    utility = [b for b in bounds if b.metric == "model_utility"]
+    keeps = lambda t, bs: all(b.violation(t.metrics) <= 0 for b in bs)  # noqa: E731
+    chosen = {"plain (forget_w1, utility bound)": min((t for t in done if keeps(t, utility)),
+                                                      key=lambda t: t.metrics["forget_w1"]),
+              "robust (relearn_forget_w1, every bound)": min((t for t in done if keeps(t, bounds)),
+                                                             key=lambda t: t.metrics["relearn_forget_w1"])}
+    for name, t in chosen.items():
+        print(f"{name}: trial {t.trial_id} {t.params}", flush=True)
+    runs: dict[str, list[dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-attacks-") as tmp:
+        for name, t in chosen.items():
+            path = Path(tmp) / f"{t.trial_id}.yaml"
+            path.write_text(yaml.safe_dump({k: v for k, v in t.config.items() if k != "seed"}))
+            for seed in seeds:
+                cfg = load_run_config(path, [f"cache_dir={cache}", *ATTACKS, f"seed={seed}"])
+                res = run_local(cfg, Path(tmp) / f"{t.trial_id}_{seed}", log=lambda s: None)
+                runs.setdefault(name, []).append(_row(res.metrics))
+                print(f"{name} seed {seed}: " + " ".join(f"{k}={v:.3g}" for k, v in _row(res.metrics).items()
+                                                          if k.endswith(("forget_w1", "model_utility"))), flush=True)
+    refs = attacked_references(_config(cache, *ATTACKS))
+    summary = {name: {k: {"mean": statistics.fmean(r[k] for r in rows),
+                          "ci95": interval([r[k] for r in rows], "mean"), "values": [r[k] for r in rows]}
+                      for k in rows[0]} for name, rows in runs.items()}
+    _print_table(summary, refs)
+    return {"sweep": str(sweep), "bounds": [b.describe() for b in bounds], "seeds": seeds, "attacks": ATTACKS,
+            "chosen": {n: {"trial": t.trial_id, "params": t.params, "sweep_metrics": _row(t.metrics),
+                           "config": t.config} for n, t in chosen.items()},
+            "trials": len(done), "runs": runs, "summary": summary, "references": refs}
+
+
 def cost(rounds: int, cache: str, utility: bool) -> dict[str, Any]:
     extra = ["eval.quant.utility=true", "eval.relearn.utility=true"] if utility else []
     plain, attacked = _config(cache), _config(cache, *ATTACKS, *extra)
@@ -140,7 +187,8 @@ def cost(rounds: int, cache: str, utility: bool) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=["methods", "cost"])
+    ap.add_argument("part", choices=["methods", "picks", "cost"])
+    ap.add_argument("--sweep", type=Path, help="picks: a finished sweep of search_spaces/robust.yaml")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
@@ -151,7 +199,11 @@ def main() -> None:
     args = ap.parse_args()
     head = commit()
     print(f"commit {head}; {' '.join(sys.argv)}; torch threads {torch.get_num_threads()}", flush=True)
-    doc = methods(args.seeds, args.cache_dir, args.extra) if args.part == "methods" else cost(args.rounds, args.cache_dir, args.utility)
+    if args.part == "picks" and args.sweep is None:
+        raise SystemExit("picks needs --sweep DIR (a finished sweep of search_spaces/robust.yaml)")
+    doc = (methods(args.seeds, args.cache_dir, args.extra) if args.part == "methods"
+           else picks(args.sweep, args.seeds, args.cache_dir) if args.part == "picks"
+           else cost(args.rounds, args.cache_dir, args.utility))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"commit": head, "argv": sys.argv, "torch_threads": torch.get_num_threads(),
