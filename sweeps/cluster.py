@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,11 +30,14 @@ LOCAL_NUM_CPUS = 8  # logical CPUs declared for a local cluster (see README: let
 TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
-def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, verbose: bool = False) -> dict[str, float]:
+def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, verbose: bool = False,
+               env: Mapping[str, str] | None = None) -> dict[str, float]:
     """Start (or connect to) Ray once per process; returns the cluster's total resources.
 
     A local cluster starts without Ray's notice that token authentication is on (it stays on); ``verbose``
-    shows it. ``QUIET_ENV``, when set here, is set in the workers too.
+    shows it. ``QUIET_ENV``, when set here, is set in the workers too. ``env``: more environment variables
+    for this job's workers (a comparison's method driver attached to the comparison's local cluster gets
+    that cluster's, ``job_attachment``).
 
     Raises:
         ConfigError: the address cannot be reached (checked before any trial or worker starts).
@@ -46,7 +50,7 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, verbo
         # The dashboard (bound to loopback) also serves the state API that Ray Train's cleaner actors poll.
         kwargs: dict = {"include_dashboard": True, "dashboard_host": "127.0.0.1", "configure_logging": False,
                         "runtime_env": {"env_vars": {**TRAIN_ENV, **{k: os.environ[k] for k in QUIET_ENV
-                                                                     if k in os.environ}}}}
+                                                                     if k in os.environ}, **(env or {})}}}
         if address is None:
             address = "local"  # always a fresh cluster: never attach silently to one left running
             kwargs["num_cpus"] = num_cpus or max(LOCAL_NUM_CPUS, os.cpu_count() or 1)
@@ -66,6 +70,16 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, verbo
             raise ConfigError(f"cannot connect to the Ray cluster at --address {address!r}: {e}; valid: the address "
                               "printed by `ray start --head` (e.g. 127.0.0.1:6379), or none for a local cluster") from None
     return dict(ray.cluster_resources())
+
+
+def job_attachment() -> tuple[str, dict[str, str]]:
+    """How another driver joins the cluster this process is connected to (``ensure_ray`` first): its GCS
+    address and this job's worker environment (for a local cluster: its dashboard's address and Ray Train's
+    settings, which a driver given a bare address would not set)."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    return ctx.gcs_address, dict((ctx.runtime_env or {}).get("env_vars") or {})
 
 
 @contextmanager

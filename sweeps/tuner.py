@@ -48,11 +48,16 @@ def _reuse_trial_actors(space: SearchSpace) -> bool:
     return space.early_stopping is None
 
 
+def trial_cpus(space: SearchSpace) -> float:
+    """The CPUs one trial of the space holds while it runs (its driver and its workers)."""
+    s = space.base_config.scaling
+    return s.cpus_per_worker if s.resolved_launcher == "local" else s.workers * s.cpus_per_worker + DRIVER_CPU
+
+
 def _concurrency(space: SearchSpace, resources: dict[str, float]) -> int:
     """Trials that fit side by side: Tune must not start drivers whose workers cannot be placed."""
     s = space.base_config.scaling
-    per_trial = s.cpus_per_worker if s.resolved_launcher == "local" else s.workers * s.cpus_per_worker + DRIVER_CPU
-    fit = int(resources.get("CPU", 0) // per_trial)
+    fit = int(resources.get("CPU", 0) // trial_cpus(space))
     if s.use_gpu:
         fit = min(fit, int(resources.get("GPU", 0) // s.workers))
     return max(1, min(space.budget.max_concurrent, fit))

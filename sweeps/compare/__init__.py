@@ -1,7 +1,8 @@
 """Comparing unlearning methods at equal tuning (``unlearn-sweep compare``): a spec (``spec``) names the
 methods, one shared objective, constraints and budget; each method is an ordinary sweep with the
-confirmation stage (``run``); the leaderboard ranks the methods' confirmed bests on common confirmation
-seeds (``leaderboard``)."""
+confirmation stage (``run``), the methods side by side on one cluster, each its own driver process
+(``pool``, ``driver``); the leaderboard ranks the methods' confirmed bests on common confirmation seeds
+(``leaderboard``)."""
 
 from sweeps.compare.leaderboard import Leaderboard, MethodRow, build_leaderboard, load_leaderboard, rank_methods
 from sweeps.compare.run import CompareResult, resume_or_run_compare, run_compare

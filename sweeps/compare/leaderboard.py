@@ -5,7 +5,8 @@ difference to the winner with its 95 % interval (``racing.paired_difference``). 
 untuned row (its default setting, the search's first point, on the search's seeds) and the runs spent.
 
 A method whose sweep confirmed nothing (fewer than 2 feasible points, or no ``budget.confirm``) is listed
-with its search best, marked ``not confirmed``, and left out of the ranking.
+with its search best, marked ``not confirmed``, and left out of the ranking; so is a method whose sweep's
+driver failed (``failed``, with the reason its driver gave: ``compare.json``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class MethodRow:
     prob_best: float | None = None
     difference: PairedDifference | None = None  # winner minus this method, raw units (None: the winner)
     front: tuple[tuple[float, float], ...] = ()  # feasible search trials' (objective, utility)
+    failure: str | None = None  # why its sweep's driver failed (``compare.json``); such a row is not ranked
 
 
 @dataclass(frozen=True)
@@ -145,10 +147,15 @@ def leaderboard_metrics(space: SearchSpace) -> tuple[str, ...]:
     return tuple(dict.fromkeys([space.metric_names[0], *shown, *attacks, *(c.metric for c in space.constraints)]))
 
 
-def build_leaderboard(spec: CompareSpec, root: Path, methods_dir: str = "methods") -> Leaderboard:
+def build_leaderboard(spec: CompareSpec, root: Path, methods_dir: str = "methods",
+                      failed: Mapping[str, str] | None = None) -> Leaderboard:
+    """``failed``: method -> why its sweep failed (its row says so, and is not ranked)."""
     first = spec.methods[0].space
     metrics = leaderboard_metrics(first)
+    failed = failed or {}
     rows = [method_row(m.name, root / methods_dir / m.name, metrics, m.default) for m in spec.methods]
+    rows = [MethodRow(**{**r.__dict__, "status": "failed", "failure": failed[r.method]}) if r.method in failed else r
+            for r in rows]
     ranks = rank_methods({r.method: r.values for r in rows if r.status == "confirmed"}, spec.direction,
                          seed=first.budget.seed)
     ranked = [MethodRow(**{**r.__dict__, "rank": ranks[r.method][0], "prob_best": ranks[r.method][1],
@@ -166,5 +173,10 @@ def load_leaderboard(root: str | Path) -> Leaderboard:
     """A comparison directory's leaderboard, rebuilt from its methods' directories."""
     from sweeps.compare.run import METHODS_DIR, load_compare_dir
 
-    spec, _ = load_compare_dir(root)
-    return build_leaderboard(spec, Path(root).expanduser().resolve(), METHODS_DIR)
+    spec, doc = load_compare_dir(root)
+    return build_leaderboard(spec, Path(root).expanduser().resolve(), METHODS_DIR, failures(doc))
+
+
+def failures(doc: Mapping[str, Any]) -> dict[str, str]:
+    """Method -> why its sweep failed, from a comparison record (``compare.json``'s ``done``)."""
+    return {m: str(v).removeprefix("failed: ") for m, v in (doc.get("done") or {}).items() if v != "finished"}

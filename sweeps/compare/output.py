@@ -48,6 +48,11 @@ def format_leaderboard(board: Leaderboard) -> str:
                  diff, *[_est(r.metrics.get(m)) for m in board.metrics if m != board.metric],
                  f"{r.search_runs} + {r.confirm_runs}", str(len(r.values)), _params(r.params)]
         lines.append("| " + " | ".join(cells) + " |")
+    broken = [r for r in board.rows if r.failure]
+    if broken:
+        lines += ["", "Failed (each method's sweep ran on its own; the others are unaffected)", "",
+                  "| method | why |", "|---|---|"]
+        lines += [f"| {r.method} | {r.failure.replace('|', '/')} |" for r in broken]
     untuned = [r for r in board.rows if r.untuned]
     if untuned:
         lines += ["", "Untuned (each method's default setting, the search's first point, on search seeds: not "
@@ -65,7 +70,8 @@ def leaderboard_csv(board: Leaderboard) -> str:
     w = csv.writer(out)
     w.writerow(["rank", "method", "status", "prob_best", "diff_to_winner", "diff_low", "diff_high",
                 *[f"{m}{s}" for m in board.metrics for s in ("", "_low", "_high")], "search_runs", "confirm_runs",
-                "seeds", "trial_id", "params", *[f"untuned_{m}" for m in board.metrics], "untuned_params"])
+                "seeds", "trial_id", "params", *[f"untuned_{m}" for m in board.metrics], "untuned_params",
+                "failure"])
     for r in board.rows:
         d = r.difference
         u = r.untuned or {"metrics": {}, "params": {}}
@@ -73,7 +79,8 @@ def leaderboard_csv(board: Leaderboard) -> str:
                     *((d.mean, d.low, d.high) if d else ("", "", "")),
                     *[x if x is not None else "" for m in board.metrics for x in (r.metrics.get(m) or ("", None, None))],
                     r.search_runs, r.confirm_runs, len(r.values), r.trial_id or "", _params(r.params),
-                    *[(u["metrics"].get(m) or ("",))[0] for m in board.metrics], _params(u["params"])])
+                    *[(u["metrics"].get(m) or ("",))[0] for m in board.metrics], _params(u["params"]),
+                    r.failure or ""])
     return out.getvalue()
 
 

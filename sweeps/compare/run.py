@@ -1,26 +1,32 @@
-"""A comparison's life: check every method before any compute, then run each method's sweep (an ordinary,
-resumable sweep in ``DIR/methods/<name>/``, nested under one MLflow comparison run), then write the
-leaderboard (``sweeps.compare.leaderboard``). Killed at any point, the same call continues it: a finished
-method's sweep is kept, an interrupted one is resumed (``resume_sweep``), a missing one launched.
+"""A comparison's life: check every method before any compute, then run the methods' sweeps side by side on
+one cluster, then write the leaderboard (``sweeps.compare.leaderboard``).
 
-The methods' sweeps run one after the other, each using the whole cluster (its trials run
-``budget.max_concurrent`` at a time), not side by side.
+Each method's sweep is an ordinary, resumable sweep in ``DIR/methods/<name>/`` (nested under one MLflow
+comparison run), run by a driver process of its own attached to the comparison's cluster
+(``sweeps.compare.driver``; why not threads: there). At most ``methods_at_once`` run at a time
+(``sweeps.compare.pool``), so at most ``methods_at_once x budget.max_concurrent`` trials. A method's outcome is
+recorded in ``compare.json`` as its driver ends; one method's failure is recorded (the leaderboard says why)
+and the others go on. Killed at any point, the same call continues it: a recorded method is kept, an
+interrupted one resumed (``resume_sweep``), a missing one launched.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeps.compare.leaderboard import Leaderboard, build_leaderboard
+from sweeps.compare.leaderboard import Leaderboard, build_leaderboard, failures
 from sweeps.compare.output import write_leaderboard
+from sweeps.compare.driver import FINISHED, INTERRUPTED, MethodJob
+from sweeps.compare.pool import Job, Outcome, methods_at_once, run_pool
 from sweeps.compare.spec import CompareSpec, compare_from_dict
-from sweeps.layout import SWEEP_FILE, SweepSettings, default_tracking_uri, read_json, write_json_atomic
+from sweeps.layout import SWEEP_FILE, default_tracking_uri, read_json, write_json_atomic
 from sweeps.preflight import check_model_dirs, check_writable_dir
-from sweeps.sweep import NoTrialFinished, launch_sweep, resume_sweep
+from sweeps.signals import SweepInterrupted, interruptible
 from sweeps.tracking import check_tracking_uri
 from unlearn.config import load_yaml
 from unlearn.errors import ConfigError
@@ -29,6 +35,7 @@ from unlearn.train.prepare import check_prepare_inputs
 COMPARE_FILE = "compare.json"  # the comparison's identity and progress (which methods are done)
 SPEC_FILE = "compare.yaml"  # the spec as launched (a resume runs it)
 METHODS_DIR = "methods"
+LOGS_DIR = "logs"  # each method driver's output (DIR/logs/<method>.log)
 
 
 @dataclass(frozen=True)
@@ -111,37 +118,65 @@ def run_compare(spec: CompareSpec, settings: CompareSettings) -> CompareResult:
     """
     root = settings.root
     doc = _check(spec, settings)
-    if doc is None:
-        root.mkdir(parents=True, exist_ok=True)
-        (root / SPEC_FILE).write_text(spec.to_yaml())
-        doc = {"compare_id": uuid.uuid4().hex[:12], "name": spec.name, "created": time.time(),
-               "experiment": f"unlearn-sweep/{spec.name}", "tracking_uri": settings.tracking_uri, "done": {}}
+    with interruptible(root):
+        if doc is None:
+            root.mkdir(parents=True, exist_ok=True)
+            (root / SPEC_FILE).write_text(spec.to_yaml())
+            doc = {"compare_id": uuid.uuid4().hex[:12], "name": spec.name, "created": time.time(),
+                   "experiment": f"unlearn-sweep/{spec.name}", "tracking_uri": settings.tracking_uri, "done": {}}
+            write_json_atomic(root / COMPARE_FILE, doc)
+        doc["parent_run_id"] = _parent_run(spec, settings, doc)
         write_json_atomic(root / COMPARE_FILE, doc)
-    doc["parent_run_id"] = _parent_run(spec, settings, doc)
-    write_json_atomic(root / COMPARE_FILE, doc)
-    for m in spec.methods:
-        if m.name in doc["done"]:
-            continue
-        doc["done"][m.name] = _run_method(m, root, settings, doc)
-        write_json_atomic(root / COMPARE_FILE, doc)
+        todo = [m for m in spec.methods if m.name not in doc["done"]]
+        if todo:
+            _run_methods(spec, todo, settings, doc)
     return finish_compare(root, spec, settings.tracking_uri, doc)
 
 
-def _run_method(m, root: Path, settings: CompareSettings, doc: dict[str, Any]) -> str:
-    """One method's sweep, launched or resumed; returns ``finished`` or why it has no result."""
-    d = method_dir(root, m.name)
+def _run_methods(spec: CompareSpec, todo: list, settings: CompareSettings, doc: dict[str, Any]) -> None:
+    """The methods' drivers on one cluster (a local one started here unless ``--address``), each outcome
+    recorded as it comes; ``SweepInterrupted`` once the running ones stopped, after a stop signal."""
+    from sweeps.cluster import ensure_ray, job_attachment
+
+    root = settings.root
+    resources = ensure_ray(settings.address, verbose=settings.verbose)
+    # the drivers join the cluster this process joined (or started), with its job's worker environment; through
+    # Ray Client (ray://) each connects to the address itself
+    client = (settings.address or os.environ.get("RAY_ADDRESS") or "").startswith("ray://")
+    cluster, cluster_env = (None, {}) if client else job_attachment()
+    jobs = [Job(m.name, tuple(MethodJob(str(root), m.name, settings.address, cluster, cluster_env, settings.progress,
+                                        settings.verbose).argv()), root / LOGS_DIR / f"{m.name}.log") for m in todo]
+    at_once = methods_at_once(spec, resources)
+
+    def started(job: Job) -> None:
+        if settings.progress:
+            how = "resuming" if (method_dir(root, job.name) / SWEEP_FILE).is_file() else "launching"
+            print(f"compare: method {job.name}: {how} {method_dir(root, job.name)} (log: {job.log})", flush=True)
+
+    def ended(o: Outcome) -> None:
+        if o.status != INTERRUPTED:
+            doc["done"][o.name] = "finished" if o.status == FINISHED else f"failed: {o.why}"
+            write_json_atomic(root / COMPARE_FILE, doc)
+        if settings.progress:
+            print(f"compare: method {o.name}: {o.status}{f' ({o.why})' if o.why else ''}", flush=True)
+
     if settings.progress:
-        print(f"compare: method {m.name} ({'resuming' if (d / SWEEP_FILE).is_file() else 'launching'} {d})")
-    try:
-        if (d / SWEEP_FILE).is_file():
-            resume_sweep(d, address=settings.address, progress=settings.progress, verbose=settings.verbose)
-        else:
-            launch_sweep(m.space, settings=SweepSettings(
-                out_dir=str(d), address=settings.address, mlflow_uri=doc["tracking_uri"], progress=settings.progress,
-                verbose=settings.verbose, experiment=doc["experiment"], parent_run_id=doc["parent_run_id"]))
-    except NoTrialFinished as e:
-        return f"failed: {e}"
-    return "finished"
+        print(f"compare: {len(jobs)} method(s) to run, {at_once} at a time, each with at most "
+              f"{spec.methods[0].space.budget.max_concurrent} trials at once", flush=True)
+    _, signum = run_pool(jobs, at_once, env=_driver_env(), on_start=started, on_end=ended)
+    if signum is not None:
+        raise SweepInterrupted(root, signum)
+
+
+def _driver_env() -> dict[str, str]:
+    """This environment, with this package importable by the drivers wherever the caller runs from."""
+    import sweeps
+
+    env = dict(os.environ)
+    here = str(Path(sweeps.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([here, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    env["PYTHONUNBUFFERED"] = "1"  # a driver's log is read as it is written
+    return env
 
 
 def finish_compare(root: Path, spec: CompareSpec, tracking_uri: str, doc: dict[str, Any]) -> CompareResult:
@@ -150,7 +185,7 @@ def finish_compare(root: Path, spec: CompareSpec, tracking_uri: str, doc: dict[s
 
     from sweeps.compare.hypotheses import format_verdicts, test_hypotheses
 
-    board = build_leaderboard(spec, root, METHODS_DIR)
+    board = build_leaderboard(spec, root, METHODS_DIR, failures(doc))
     paths = write_leaderboard(board, root, format_verdicts(test_hypotheses(spec, board)))
     run_id = doc.get("parent_run_id")
     if run_id:

@@ -8,7 +8,8 @@ ordinary, fully validated ``SearchSpace`` objects (resolved once, here).
     base: {...}                    # a partial RunConfig shared by every method (benchmark, model, optim...)
     objectives: [{metric: forget_w1, direction: minimize}]   # one objective, shared
     constraints: [...]             # shared
-    budget: {num_samples: 6, max_concurrent: 2, seed: 0, replicates: 1, confirm: {top: 2, runs: 6}}
+    budget: {num_samples: 6, max_concurrent: 2, seed: 0, replicates: 1, confirm: {top: 2, runs: 6},
+             methods_at_once: 2}   # optional: methods' sweeps side by side (default: as many as the CPUs hold)
     methods:
       satimp:                      # a method block: base.method merged with `method`, its own parameters
         method: {weighting: satimp, objective: gd}
@@ -79,6 +80,7 @@ class CompareSpec:
     description: str
     methods: tuple[MethodEntry, ...]
     hypotheses: tuple[Hypothesis, ...] = ()
+    methods_at_once: int | None = None  # budget.methods_at_once; None: as many as the cluster's CPUs hold
     raw: dict[str, Any] = field(repr=False, default_factory=dict)  # the spec's plain data (written to DIR)
     source: str = ""
 
@@ -138,13 +140,26 @@ def compare_from_dict(data: Mapping[str, Any], *, source: str = "") -> CompareSp
     if not isinstance(objectives, list) or len(objectives) != 1:
         raise ConfigError(f"{where}objectives: got {objectives!r}; valid: exactly one objective (a leaderboard "
                           "ranks by one number), e.g. [{metric: forget_w1, direction: minimize}]")
-    shared = {"objectives": objectives, "constraints": data.get("constraints") or [],
-              "budget": data.get("budget") or {}}
+    budget, at_once = _split_budget(data.get("budget") or {}, where)
+    shared = {"objectives": objectives, "constraints": data.get("constraints") or [], "budget": budget}
     entries = tuple(_method(str(name), block, data, shared, where) for name, block in methods.items())
     _check_comparable(entries, where)
     hypotheses = _hypotheses(data.get("hypotheses") or [], [e.name for e in entries], where)
-    return CompareSpec(str(data["name"]), str(data.get("description") or ""), entries, hypotheses,
+    return CompareSpec(str(data["name"]), str(data.get("description") or ""), entries, hypotheses, at_once,
                        raw=copy.deepcopy(dict(data)), source=source)
+
+
+def _split_budget(budget: Any, where: str) -> tuple[Any, int | None]:
+    """The methods' shared sweep budget, and ``methods_at_once`` (the comparison's own: how many methods'
+    sweeps run side by side; None: as many as the cluster holds, ``sweeps.compare.pool.methods_at_once``)."""
+    if not isinstance(budget, Mapping) or "methods_at_once" not in budget:
+        return budget, None
+    at_once = budget["methods_at_once"]
+    if isinstance(at_once, bool) or not isinstance(at_once, int) or at_once < 1:
+        raise ConfigError(f"{where}budget.methods_at_once: got {at_once!r}; valid: a whole number >= 1 (how many "
+                          "methods' sweeps run side by side, each with budget.max_concurrent trials), or leave it "
+                          "out: as many as the cluster's CPUs hold")
+    return {k: v for k, v in budget.items() if k != "methods_at_once"}, at_once
 
 
 def _method(name: str, block: Any, data: Mapping[str, Any], shared: Mapping[str, Any], where: str) -> MethodEntry:

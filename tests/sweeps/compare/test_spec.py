@@ -65,3 +65,26 @@ def test_one_objective_two_methods_and_known_keys(tmp_path, cache_dir):
     assert "2 to" in _bad(tmp_path, cache_dir, lambda d: d["methods"].pop("ga"))
     assert "budgett" in _bad(tmp_path, cache_dir, lambda d: d.update(budgett={}))
     assert "paramters" in _bad(tmp_path, cache_dir, lambda d: d["methods"]["ga"].update(paramters={}))
+
+
+def test_the_all_spec_holds_every_method_of_the_issue_each_with_its_default():
+    spec = load_compare("all")
+    methods = {m.name: m.space.base_config.method for m in spec.methods}
+    weightings = {m.weighting for m in methods.values() if m.objective == "gd"}
+    objectives = {m.objective for m in methods.values() if m.weighting == "uniform"}
+    assert weightings >= {"satimp", "simsat", "simimp", "wga", "uniform"}
+    assert objectives >= {"ga", "gd", "npo", "simnpo", "rmu"}
+    assert all(m.default and m.space.initial_points[0] == m.default for m in spec.methods)  # each its untuned row
+    assert len({m.space.budget for m in spec.methods}) == 1
+
+
+def test_methods_at_once_is_the_comparisons_own_and_checked(tmp_path, cache_dir):
+    data = tiny_compare(tmp_path, cache_dir)
+    data["budget"]["methods_at_once"] = 1
+    spec = compare_from_dict(data)
+    assert spec.methods_at_once == 1 and spec.raw["budget"]["methods_at_once"] == 1
+    assert len({m.space.budget for m in spec.methods}) == 1  # not part of a method's sweep budget
+    assert compare_from_dict(tiny_compare(tmp_path, cache_dir)).methods_at_once is None
+    for bad in (0, 1.5, "all", True):
+        msg = _bad(tmp_path, cache_dir, lambda d: d["budget"].update(methods_at_once=bad))
+        assert "budget.methods_at_once" in msg and repr(bad) in msg
