@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.compare.spec import CompareSpec
-from sweeps.confirm import load_candidates, load_finals
+from sweeps.confirm import feasibility, load_candidates, load_finals
 from sweeps.racing import PairedDifference, paired_difference, prob_best
 from sweeps.record import interval
 from sweeps.report.select import choose, is_feasible
@@ -47,6 +47,9 @@ class MethodRow:
     difference: PairedDifference | None = None  # winner minus this method, raw units (None: the winner)
     front: tuple[tuple[float, float], ...] = ()  # feasible search trials' (objective, utility)
     failure: str | None = None  # why its sweep's driver failed (``compare.json``); such a row is not ranked
+    # how sure its confirmed best's feasibility is, per constraint (``sweeps.confirm.feasibility``'s verdicts):
+    # a method whose mean breaks a bound within noise stays ranked, and says so
+    feasibility: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,9 @@ def method_row(name: str, root: Path, metrics: Sequence[str], default: Mapping[s
     objective = space.metric_names[0]
     values = {i: float(f[objective]) for i, f in runs.items() if isinstance(f.get(objective), (int, float))}
     est = {m: _estimate([f.get(m, math.nan) for f in runs.values()]) for m in metrics}
+    verdicts = tuple(f"{v['metric']}: {v['verdict']}" for v in feasibility(runs, bounds))
     return MethodRow(name, "confirmed", best.trial_id, dict(best.params), values, est, confirm_runs=confirm_runs,
-                     **common)
+                     feasibility=verdicts, **common)
 
 
 def leaderboard_metrics(space: SearchSpace) -> tuple[str, ...]:

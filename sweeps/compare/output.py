@@ -35,18 +35,22 @@ def _params(p: Mapping[str, Any]) -> str:
 def format_leaderboard(board: Leaderboard) -> str:
     """Markdown: the ranked table, the untuned rows, and how to read them."""
     head = ["rank", "method", "P(best)", f"{board.metric} (95 % CI)", "winner - method (95 % CI)",
-            *[m for m in board.metrics if m != board.metric], "runs (search + confirm)", "seeds", "tuned parameters"]
+            *[m for m in board.metrics if m != board.metric], "feasibility (confirmed runs)", "runs (search + confirm)",
+            "seeds", "tuned parameters"]
     lines = [f"# Leaderboard: {board.name}", "",
              f"Objective: {board.metric} ({board.direction}); budget: {board.budget}. Means with 95 % t intervals "
              "over each method's confirmation runs (common seeds across methods); P(best): posterior probability "
-             "of the highest true mean (racing.prob_best); the difference is paired over shared seeds.", "",
+             "of the highest true mean (racing.prob_best); the difference is paired over shared seeds. Feasibility: "
+             "each constraint's verdict on the confirmed runs (a method whose mean breaks a bound within noise "
+             "stays ranked: the race drops a point only when a one-sided t test shows the bound broken).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in board.rows:
         diff = (f"{_num(r.difference.mean)} [{_num(r.difference.low)}, {_num(r.difference.high)}]"
                 if r.difference else ("winner" if r.rank == 1 else "-"))
         cells = [str(r.rank) if r.rank else r.status, r.method, _num(r.prob_best), _est(r.metrics.get(board.metric)),
                  diff, *[_est(r.metrics.get(m)) for m in board.metrics if m != board.metric],
-                 f"{r.search_runs} + {r.confirm_runs}", str(len(r.values)), _params(r.params)]
+                 "; ".join(r.feasibility) or "-", f"{r.search_runs} + {r.confirm_runs}", str(len(r.values)),
+                 _params(r.params)]
         lines.append("| " + " | ".join(cells) + " |")
     broken = [r for r in board.rows if r.failure]
     if broken:
@@ -71,7 +75,7 @@ def leaderboard_csv(board: Leaderboard) -> str:
     w.writerow(["rank", "method", "status", "prob_best", "diff_to_winner", "diff_low", "diff_high",
                 *[f"{m}{s}" for m in board.metrics for s in ("", "_low", "_high")], "search_runs", "confirm_runs",
                 "seeds", "trial_id", "params", *[f"untuned_{m}" for m in board.metrics], "untuned_params",
-                "failure"])
+                "failure", "feasibility"])
     for r in board.rows:
         d = r.difference
         u = r.untuned or {"metrics": {}, "params": {}}
@@ -80,7 +84,7 @@ def leaderboard_csv(board: Leaderboard) -> str:
                     *[x if x is not None else "" for m in board.metrics for x in (r.metrics.get(m) or ("", None, None))],
                     r.search_runs, r.confirm_runs, len(r.values), r.trial_id or "", _params(r.params),
                     *[(u["metrics"].get(m) or ("",))[0] for m in board.metrics], _params(u["params"]),
-                    r.failure or ""])
+                    r.failure or "", "; ".join(r.feasibility)])
     return out.getvalue()
 
 
