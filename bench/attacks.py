@@ -131,11 +131,12 @@ def picks(sweep: Path, seeds: list[int], cache: str) -> dict[str, Any]:
     if not done:
         raise SystemExit(f"--sweep {sweep}: no finished trial; valid: a robust sweep's directory")
     utility = [b for b in bounds if b.metric == "model_utility"]
-    keeps = lambda t, bs: all(b.violation(t.metrics) <= 0 for b in bs)  # noqa: E731
-    chosen = {"plain (forget_w1, utility bound)": min((t for t in done if keeps(t, utility)),
-                                                      key=lambda t: t.metrics["forget_w1"]),
-              "robust (relearn_forget_w1, every bound)": min((t for t in done if keeps(t, bounds)),
-                                                             key=lambda t: t.metrics["relearn_forget_w1"])}
+
+    def best(metric: str, keep) -> Any:  # the least ``metric`` among the trials that keep every bound of ``keep``
+        return min((t for t in done if all(b.violation(t.metrics) <= 0 for b in keep)), key=lambda t: t.metrics[metric])
+
+    chosen = {"plain (forget_w1, utility bound)": best("forget_w1", utility),
+              "robust (relearn_forget_w1, every bound)": best("relearn_forget_w1", bounds)}
     for name, t in chosen.items():
         print(f"{name}: trial {t.trial_id} {t.params}", flush=True)
     runs: dict[str, list[dict[str, float]]] = {}
