@@ -93,17 +93,28 @@ def methods(seeds: list[int], cache: str, extra: list[str]) -> dict[str, Any]:
             for seed in seeds:
                 cfg = _config(cache, *overrides, *ATTACKS, *extra, f"seed={seed}")
                 configs[name] = to_dict(cfg)
-                res = run_local(cfg, Path(tmp) / f"{name.split()[0]}_{seed}", log=lambda s: None)
-                runs.setdefault(name, []).append(_row(res.metrics))
-                print(f"{name} seed {seed}: " + " ".join(f"{k}={v:.3g}" for k, v in _row(res.metrics).items()
-                                                          if k.endswith(("forget_prob", "forget_quality"))), flush=True)
+                _run(cfg, Path(tmp) / f"{name.split()[0]}_{seed}", runs, name, seed, ("forget_prob", "forget_quality"))
+    summary, refs = _summarise(runs, cache)
+    return {"seeds": seeds, "attacks": ATTACKS, "methods": METHODS, "set": extra, "configs": configs, "runs": runs,
+            "summary": summary, "references": refs}
+
+
+def _run(cfg: RunConfig, out: Path, runs: dict[str, list[dict[str, float]]], name: str, seed: int,
+         shown: tuple[str, ...]) -> None:
+    """One attacked run of ``name`` at ``seed``: its row appended to ``runs[name]``, the ``shown`` stats printed."""
+    row = _row(run_local(cfg, out, log=lambda s: None).metrics)
+    runs.setdefault(name, []).append(row)
+    print(f"{name} seed {seed}: " + " ".join(f"{k}={v:.3g}" for k, v in row.items() if k.endswith(shown)), flush=True)
+
+
+def _summarise(runs: dict[str, list[dict[str, float]]], cache: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each name's mean over seeds with its 95 % t interval, the attacked references, printed as one table."""
     refs = attacked_references(_config(cache, *ATTACKS))
     summary = {name: {k: {"mean": statistics.fmean(r[k] for r in rows),
                           "ci95": interval([r[k] for r in rows], "mean"), "values": [r[k] for r in rows]}
                       for k in rows[0]} for name, rows in runs.items()}
     _print_table(summary, refs)
-    return {"seeds": seeds, "attacks": ATTACKS, "methods": METHODS, "set": extra, "configs": configs, "runs": runs,
-            "summary": summary, "references": refs}
+    return summary, refs
 
 
 def _print_table(summary: dict[str, dict[str, Any]], refs: dict[str, dict[str, float]]) -> None:
@@ -146,15 +157,8 @@ def picks(sweep: Path, seeds: list[int], cache: str) -> dict[str, Any]:
             path.write_text(yaml.safe_dump({k: v for k, v in t.config.items() if k != "seed"}))
             for seed in seeds:
                 cfg = load_run_config(path, [f"cache_dir={cache}", *ATTACKS, f"seed={seed}"])
-                res = run_local(cfg, Path(tmp) / f"{t.trial_id}_{seed}", log=lambda s: None)
-                runs.setdefault(name, []).append(_row(res.metrics))
-                print(f"{name} seed {seed}: " + " ".join(f"{k}={v:.3g}" for k, v in _row(res.metrics).items()
-                                                          if k.endswith(("forget_w1", "model_utility"))), flush=True)
-    refs = attacked_references(_config(cache, *ATTACKS))
-    summary = {name: {k: {"mean": statistics.fmean(r[k] for r in rows),
-                          "ci95": interval([r[k] for r in rows], "mean"), "values": [r[k] for r in rows]}
-                      for k in rows[0]} for name, rows in runs.items()}
-    _print_table(summary, refs)
+                _run(cfg, Path(tmp) / f"{t.trial_id}_{seed}", runs, name, seed, ("forget_w1", "model_utility"))
+    summary, refs = _summarise(runs, cache)
     return {"sweep": str(sweep), "bounds": [b.describe() for b in bounds], "seeds": seeds, "attacks": ATTACKS,
             "chosen": {n: {"trial": t.trial_id, "params": t.params, "sweep_metrics": _row(t.metrics),
                            "config": t.config} for n, t in chosen.items()},
