@@ -153,10 +153,10 @@ def _prepare_fresh(cfg: RunConfig, data: Any, root: Path, log: Log):
     metrics: dict[str, dict[str, float]] = {}
     if cfg.model.is_preset or cfg.prepare.finetune:
         examples = bench.finetune_examples(tokenizer, data, cfg.data, "target")
-        target = _finetune(make(), examples, cfg, device, "target", log, tokenizer.pad_token_id)
+        target = finetune(make(), examples, cfg, device, "target", log, tokenizer.pad_token_id)
         target_dir = save_model(target, tokenizer, root / "target")
         examples = bench.finetune_examples(tokenizer, data, cfg.data, "retain")
-        retain = _finetune(make(), examples, cfg, device, "retain", log, tokenizer.pad_token_id)
+        retain = finetune(make(), examples, cfg, device, "retain", log, tokenizer.pad_token_id)
         save_model(retain, tokenizer, root / "retain")
     else:
         target_dir = Path(cfg.model.name)
@@ -183,8 +183,10 @@ def _summary(bench, metrics: dict[str, float]) -> str:
     return " ".join(f"{k}={metrics[k]:.3g}" for k in bench.metrics.shown[:3] if k in metrics)
 
 
-def _finetune(model, examples: Sequence[EncodedQA], cfg: RunConfig, device: torch.device, name: str, log: Log,
-              pad_id: int):
+def finetune(model, examples: Sequence[EncodedQA], cfg: RunConfig, device: torch.device, name: str, log: Log,
+             pad_id: int):
+    """``model`` fine-tuned on ``examples`` with prepare's schedule (``cfg.prepare``: epochs, batch, lr with a
+    10 % warm-up, seeded order), in eval mode; how the target and the retain model are made."""
     model.to(device)
     wrapped = CausalLMWithLoss(model)
     p = cfg.prepare
