@@ -159,6 +159,10 @@ class RunConfig:
                 raise ConfigError("keep_best_by needs epoch_eval: true (the best epoch is chosen among evaluated ones)")
             self.metrics.higher_is_better(self.keep_best_by, "keep_best_by")
         self._check_rmu_layer()
+        if self.model.lora is not None and self.method.trainable is not None:
+            raise ConfigError(f"method.trainable={self.method.trainable!r} picks the full weights RMU trains, but with "
+                              "model.lora only the adapters on model.lora.target_modules train; valid: drop "
+                              "method.trainable (the adapters' layers choose what trains), or model.lora: null")
         if self.eval.relearn is not None and not self.benchmark.relearns:
             from unlearn.benchmarks import BENCHMARKS
 

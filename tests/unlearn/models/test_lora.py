@@ -69,6 +69,17 @@ def test_bad_settings_are_one_line_errors_at_load(override, match):
     assert "\n" not in str(e.value)
 
 
+def test_rmu_trainable_with_lora_is_refused_not_ignored():
+    """With LoRA only the adapters train: RMU's full-weight selection, given explicitly, would be ignored."""
+    rmu = "method={weighting: uniform, objective: rmu, layer: 1, trainable: 'model.layers.1.mlp.down_proj.weight'}"
+    with pytest.raises(ConfigError, match=r"^method.trainable='model.layers.1.mlp.down_proj.weight' picks the full "
+                                          r"weights RMU trains.*valid: drop method.trainable") as e:
+        load_run_config(None, ["model.lora={r: 4}", rmu])
+    assert "\n" not in str(e.value)
+    without = load_run_config(None, ["model.lora={r: 4}", rmu.replace(", trainable: 'model.layers.1.mlp.down_proj.weight'", "")])
+    assert without.method.trainable is None and without.model.lora.r == 4  # the adapters choose what trains
+
+
 def test_a_target_that_matches_nothing_names_what_would_work():
     with pytest.raises(ConfigError, match=r"^model.lora.target_modules entry 'qkv_proj' matches no module of the "
                                           r"model; valid: linear layer names of this model: \['down_proj', "
