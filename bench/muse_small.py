@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="prepare seeds")
     r.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    recorded = commit()  # the code the figures come from, before anything is written
     if not (DATA / "MANIFEST.json").is_file():
         raise SystemExit(f"no local MUSE-News copy at {DATA}")
     if args.cmd == "points":
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         out = points(pts, args.seeds)
     else:
         out = retain_auc(args.seeds)
-    out = {"commit": commit(), "command": " ".join(["python -m bench.muse_small", *(argv or sys.argv[1:])]), **out}
+    out = {"commit": recorded, "command": " ".join(["python -m bench.muse_small", *(argv or sys.argv[1:])]), **out}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))
