@@ -85,10 +85,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
 def signed_objective(space: SearchSpace, metrics: dict[str, Any]) -> float | None:
     """The space's (single) objective in ``metrics``, higher is better; None when missing or NaN."""
-    v = metrics.get(space.metric_names[0])
-    if not isinstance(v, (int, float)) or v != v:
-        return None
-    return float(v) if space.directions[0] == "maximize" else -float(v)
+    values = space.signed_values(metrics, first_only=True)
+    return None if values is None else values[0]
 
 
 def incumbent(ctx: TrialContext, but: str) -> float | None:

@@ -20,10 +20,7 @@ from sweeps.space import SearchSpace
 
 
 def _objective_values(space: SearchSpace, row: TrialRow) -> list[float] | None:
-    vals = [row.metrics.get(m) for m in space.metric_names]
-    if any(v is None or not isinstance(v, (int, float)) or math.isnan(v) for v in vals):
-        return None
-    return [v if d == "maximize" else -v for v, d in zip(vals, space.directions)]  # larger is better
+    return space.signed_values(row.metrics)  # larger is better
 
 
 def is_feasible(trial: TrialRow, bounds: Sequence[Bound]) -> bool:

@@ -390,6 +390,18 @@ class SearchSpace:
     def is_multi_objective(self) -> bool:
         return len(self.objectives) > 1
 
+    def signed_values(self, metrics: Mapping[str, Any], first_only: bool = False) -> list[float] | None:
+        """The objectives in ``metrics`` (only the first with ``first_only``), each signed so that higher is
+        better; None when one is missing, not a number or NaN."""
+        objectives = self.objectives[:1] if first_only else self.objectives
+        out = []
+        for o in objectives:
+            v = metrics.get(o.metric)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+                return None
+            out.append(float(v) if o.direction == "maximize" else -float(v))
+        return out
+
     @property
     def tune_metric(self) -> str | list[str]:
         """Ray Tune / OptunaSearch ``metric``: a name, or a list for several objectives."""
