@@ -356,6 +356,18 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     return args
 
 
+def _check_dir(args: argparse.Namespace) -> None:
+    """A sweep or comparison directory that is not there: one line before the sweep libraries load (they
+    take seconds to import)."""
+    where = getattr(args, "dir", None)
+    if isinstance(where, str) and not Path(where).expanduser().is_dir():
+        from unlearn.errors import ConfigError
+
+        what = "does not exist" if not Path(where).expanduser().exists() else "is not a directory"
+        raise ConfigError(f"{where} {what}; valid: a directory written by `unlearn-sweep launch --out DIR` "
+                          "or `unlearn-sweep compare --out DIR`")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from sweeps.envvars import QUIET_ENV, scoped_env
 
@@ -364,6 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # before the libraries are imported (tqdm reads its switch then); a TQDM_DISABLE of the user's stays
     quiet = QUIET_ENV if hasattr(args, "verbose") and not args.verbose else {}
     try:
+        _check_dir(args)
         with scoped_env(quiet, keep_set=True):
             return int(args.func(args) or 0)
     except UnlearnError as e:

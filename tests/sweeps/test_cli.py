@@ -28,6 +28,18 @@ def test_unknown_options_are_still_refused(capsys):
     assert info.value.code == 2 and "unrecognized arguments: --num-samples 3" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["report"], ["resume"], ["export-best", "--out", "x.yaml"], ["sync-mlflow"]])
+def test_a_directory_that_is_not_there_is_one_line_before_any_library_loads(command, tmp_path, capsys):
+    missing, a_file = tmp_path / "nope", tmp_path / "f"
+    a_file.write_text("")
+    for where, what in ((missing, "does not exist"), (a_file, "is not a directory")):
+        argv = [command[0], str(where), *command[1:]]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {where} {what}; valid: a directory written by `unlearn-sweep launch --out DIR` or " \
+                      "`unlearn-sweep compare --out DIR`\n"
+
+
 def test_export_best_needs_a_destination(capsys):
     with pytest.raises(SystemExit):
         main(["export-best", "somewhere"])
