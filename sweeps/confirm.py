@@ -68,6 +68,7 @@ class RaceState:
     out: dict[str, str] = field(default_factory=dict)  # trial id -> why it left the race
     stopped: str | None = None
     runs: int = 0
+    infeasible: frozenset[str] = frozenset()  # those of ``out`` whose confirmed runs break a bound
 
 
 def select_candidates(space: SearchSpace, trials: Sequence[TrialRow], bounds: Sequence[Bound]) -> list[Candidate]:
@@ -116,6 +117,7 @@ def replay(space: SearchSpace, candidates: Sequence[Candidate], finals: dict[str
     state = RaceState(tuple(candidates), finals, tuple(c.trial_id for c in candidates))
     survivors = [c.trial_id for c in candidates]
     out: dict[str, str] = {}
+    infeasible: set[str] = set()
     runs = sum(len(v) for v in finals.values())
     k = FIRST_TEST
     while len(survivors) > 1 and min(len(finals[t]) for t in survivors) >= k:  # every round complete so far
@@ -123,6 +125,7 @@ def replay(space: SearchSpace, candidates: Sequence[Candidate], finals: dict[str
             broken = [b.describe() for b in bounds if surely_infeasible(_values(finals[t], b.metric, k), b)]
             if broken and len(survivors) > 1:
                 survivors.remove(t)
+                infeasible.add(t)
                 out[t] = (f"infeasible after {k} seeds: its confirmed runs break {'; '.join(broken)} "
                           f"(one-sided 95 % t test)")
         for t in eliminated(values_of(space, state, k, survivors), survivors):
@@ -133,20 +136,20 @@ def replay(space: SearchSpace, candidates: Sequence[Candidate], finals: dict[str
     complete = min((len(finals[t]) for t in survivors), default=0)
     if len(survivors) <= 1:
         stopped = "one point left"
-    elif complete >= FIRST_TEST and _best_probability(space, state, survivors, out) >= CONFIDENCE:
+    elif complete >= FIRST_TEST and _best_probability(space, state, survivors, out, infeasible) >= CONFIDENCE:
         stopped = f"the best separated at {CONFIDENCE:.0%}"
     elif runs >= budget:
         stopped = f"the runs are spent ({runs} of {budget})"
-    return RaceState(tuple(candidates), finals, tuple(survivors), out, stopped, runs)
+    return RaceState(tuple(candidates), finals, tuple(survivors), out, stopped, runs, frozenset(infeasible))
 
 
 def _feasible_ids(state: RaceState) -> list[str]:
-    return [c.trial_id for c in state.candidates if not state.out.get(c.trial_id, "").startswith("infeasible")
-            and state.finals[c.trial_id]]
+    return [c.trial_id for c in state.candidates if c.trial_id not in state.infeasible and state.finals[c.trial_id]]
 
 
-def _best_probability(space: SearchSpace, state: RaceState, survivors: Sequence[str], out: Mapping[str, str]) -> float:
-    racing = RaceState(state.candidates, state.finals, tuple(survivors), dict(out))
+def _best_probability(space: SearchSpace, state: RaceState, survivors: Sequence[str], out: Mapping[str, str],
+                      infeasible: set[str]) -> float:
+    racing = RaceState(state.candidates, state.finals, tuple(survivors), dict(out), infeasible=frozenset(infeasible))
     probs = prob_best(values_of(space, racing, among=_feasible_ids(racing)), seed=space.budget.seed)
     best = max(survivors, key=lambda t: _mean_signed(space, racing, t))
     return probs.get(best, 0.0)

@@ -69,6 +69,7 @@ def test_a_point_whose_confirmed_runs_surely_break_a_constraint_leaves_the_race(
     state = replay(space, CANDS, finals, bound)
     assert state.out["a"].startswith("infeasible after 3 seeds") and "a" not in state.survivors
     assert "one-sided 95 % t test" in state.out["a"]
+    assert state.infeasible == {"a"}  # recorded as such, not read back from the reason's wording
     assert summary(space, state)["best"] != "a"
     # a mean below the bound within noise (0.69 [0.63, 0.75]) is not shown infeasible: a stays in the race
     for f, u in zip(finals["a"].values(), (0.66, 0.72, 0.69)):
