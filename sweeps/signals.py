@@ -10,9 +10,10 @@ from __future__ import annotations
 import shlex
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sweeps.envvars import scoped_env
 
@@ -41,23 +42,31 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and what a cluster sch
 
 
 @contextmanager
+def on_stop_signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """``handler`` for Ctrl-C and SIGTERM (``STOP_SIGNALS``) inside the block, the previous handlers restored
+    after it. Outside the main thread nothing is installed: signals reach the main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+@contextmanager
 def interruptible(root: Path) -> Iterator[None]:
     """Ctrl-C or SIGTERM outside ``Tuner.fit`` (checks, Ray's start, prepare, the summary) raises
     SweepInterrupted at once: the CLI says so in one line (exit 130 / 143), rather than a traceback, or
     Ray's ``sys.exit`` and its native stack dump. ``stop_on_interrupt`` takes over while fit runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def on_signal(signum, frame) -> None:
         raise SweepInterrupted(root, signum)
 
-    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
-    try:
+    with on_stop_signals(on_signal):
         yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 @contextmanager
@@ -79,11 +88,6 @@ def stop_on_interrupt() -> Iterator[Interrupt]:
         interrupt.signum = signum
         graceful(signal.SIGUSR1, frame)
 
-    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
-    try:
-        # Tune leaves SIGINT to on_signal (it still takes SIGUSR1)
-        with scoped_env({"TUNE_DISABLE_SIGINT_HANDLER": "1"}):
-            yield interrupt
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    # Tune leaves SIGINT to on_signal (it still takes SIGUSR1)
+    with on_stop_signals(on_signal), scoped_env({"TUNE_DISABLE_SIGINT_HANDLER": "1"}):
+        yield interrupt

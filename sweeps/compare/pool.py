@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from sweeps.compare.driver import FAILED, INTERRUPTED, OUTCOME
 from sweeps.compare.spec import CompareSpec
-from sweeps.signals import STOP_SIGNALS, Interrupt
+from sweeps.signals import Interrupt, on_stop_signals
 from sweeps.tuner import trial_cpus
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -110,9 +109,6 @@ def read_outcome(job: Job, returncode: int) -> Outcome:
 def _forward_stop_signals(running: Mapping[str, subprocess.Popen]) -> Iterator[Interrupt]:
     """Ctrl-C or SIGTERM: recorded, and passed on to every running driver (only in the main thread)."""
     interrupt = Interrupt()
-    if threading.current_thread() is not threading.main_thread():
-        yield interrupt
-        return
 
     def on_signal(signum, frame) -> None:
         interrupt.signum = signum
@@ -120,12 +116,8 @@ def _forward_stop_signals(running: Mapping[str, subprocess.Popen]) -> Iterator[I
             if proc.poll() is None:
                 proc.send_signal(signum)
 
-    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
-    try:
+    with on_stop_signals(on_signal):
         yield interrupt
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def run_pool(jobs: Sequence[Job], at_once: int, *, env: Mapping[str, str] | None = None,
