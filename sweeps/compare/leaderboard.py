@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,12 +158,11 @@ def build_leaderboard(spec: CompareSpec, root: Path, methods_dir: str = "methods
     metrics = leaderboard_metrics(first)
     failed = failed or {}
     rows = [method_row(m.name, root / methods_dir / m.name, metrics, m.default) for m in spec.methods]
-    rows = [MethodRow(**{**r.__dict__, "status": "failed", "failure": failed[r.method]}) if r.method in failed else r
-            for r in rows]
+    rows = [replace(r, status="failed", failure=failed[r.method]) if r.method in failed else r for r in rows]
     ranks = rank_methods({r.method: r.values for r in rows if r.status == "confirmed"}, spec.direction,
                          seed=first.budget.seed)
-    ranked = [MethodRow(**{**r.__dict__, "rank": ranks[r.method][0], "prob_best": ranks[r.method][1],
-                           "difference": ranks[r.method][2]}) if r.method in ranks else r for r in rows]
+    ranked = [replace(r, rank=ranks[r.method][0], prob_best=ranks[r.method][1], difference=ranks[r.method][2])
+              if r.method in ranks else r for r in rows]
     ranked.sort(key=lambda r: (r.rank is None, r.rank or 0))
     b = first.budget
     budget = (f"{b.num_samples} search trials x {b.replicates} replicate(s) per method"
