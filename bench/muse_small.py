@@ -34,9 +34,9 @@ from typing import Any
 from bench.replicate_table import commit
 from unlearn.benchmarks.muse import names
 from unlearn.config import to_dict
-from unlearn.models import build_tiny, train_tokenizer
+from unlearn.models import train_tokenizer
 from unlearn.train.config import RunConfig, load_run_config
-from unlearn.train.prepare import finetune
+from unlearn.train.prepare import finetune, preset_model
 from unlearn.train.run import run_local
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,13 +116,8 @@ def _retain_model(cfg: RunConfig, without_forget_articles: bool) -> dict[str, fl
         forget = set(data.forget_texts)
         corpus = [t for t in corpus if t not in forget]
     tokenizer = train_tokenizer(corpus, cfg.model.vocab_size)
-    model = build_tiny(cfg.model, len(tokenizer), seed=cfg.prepare.seed, pad_id=tokenizer.pad_token_id,
-                       bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id)
     examples = bench.finetune_examples(tokenizer, data, cfg.data, "retain")
-    import torch
-
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    retain = finetune(model, examples, cfg, device, "retain", lambda s: None, tokenizer.pad_token_id)
+    retain = finetune(preset_model(cfg, tokenizer), examples, cfg, "retain", lambda s: None, tokenizer.pad_token_id)
     metrics = bench.evaluate(retain, tokenizer, data, cfg.data, cfg.eval, "self").metrics
     return {"retain_texts": len(data.retain_texts), "retain_tokens": sum(len(e.input_ids) for e in examples),
             "metrics": metrics}

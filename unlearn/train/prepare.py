@@ -140,23 +140,29 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def preset_model(cfg: RunConfig, tokenizer):
+    """A tiny preset's freshly initialised model for ``tokenizer`` (seeded by ``prepare.seed``): what the target
+    and the retain model are fine-tuned from."""
+    return build_tiny(cfg.model, len(tokenizer), seed=cfg.prepare.seed, pad_id=tokenizer.pad_token_id,
+                      bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id)
+
+
 def _prepare_fresh(cfg: RunConfig, data: Any, root: Path, log: Log):
     device = _device()
     bench = cfg.benchmark
     if cfg.model.is_preset:
         tokenizer = train_tokenizer(bench.tokenizer_corpus(data, cfg.data), cfg.model.vocab_size)
-        make = lambda: build_tiny(cfg.model, len(tokenizer), seed=cfg.prepare.seed, pad_id=tokenizer.pad_token_id,
-                                  bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id)
+        make = lambda: preset_model(cfg, tokenizer)
     else:
         tokenizer = load_tokenizer(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
         make = lambda: load_model(cfg.model.name, cfg.model.torch_dtype, trust_remote_code=cfg.model.trust_remote_code)
     metrics: dict[str, dict[str, float]] = {}
     if cfg.model.is_preset or cfg.prepare.finetune:
         examples = bench.finetune_examples(tokenizer, data, cfg.data, "target")
-        target = finetune(make(), examples, cfg, device, "target", log, tokenizer.pad_token_id)
+        target = finetune(make(), examples, cfg, "target", log, tokenizer.pad_token_id, device)
         target_dir = save_model(target, tokenizer, root / "target")
         examples = bench.finetune_examples(tokenizer, data, cfg.data, "retain")
-        retain = finetune(make(), examples, cfg, device, "retain", log, tokenizer.pad_token_id)
+        retain = finetune(make(), examples, cfg, "retain", log, tokenizer.pad_token_id, device)
         save_model(retain, tokenizer, root / "retain")
     else:
         target_dir = Path(cfg.model.name)
@@ -183,10 +189,12 @@ def _summary(bench, metrics: dict[str, float]) -> str:
     return " ".join(f"{k}={metrics[k]:.3g}" for k in bench.metrics.shown[:3] if k in metrics)
 
 
-def finetune(model, examples: Sequence[EncodedQA], cfg: RunConfig, device: torch.device, name: str, log: Log,
-             pad_id: int):
+def finetune(model, examples: Sequence[EncodedQA], cfg: RunConfig, name: str, log: Log, pad_id: int,
+             device: torch.device | None = None):
     """``model`` fine-tuned on ``examples`` with prepare's schedule (``cfg.prepare``: epochs, batch, lr with a
-    10 % warm-up, seeded order), in eval mode; how the target and the retain model are made."""
+    10 % warm-up, seeded order), in eval mode, on ``device`` (None: prepare's, a GPU when there is one); how
+    the target and the retain model are made."""
+    device = device if device is not None else _device()
     model.to(device)
     wrapped = CausalLMWithLoss(model)
     p = cfg.prepare
